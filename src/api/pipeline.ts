@@ -1,0 +1,140 @@
+import { type InputEdge, LogicalGraph, type SourceStepOptions, StepNode } from '../plan/graph.ts';
+import { explain } from '../plan/physical.ts';
+import { type JobOptions, type JobResult, LocalJob } from '../runtime/local-job.ts';
+import type { DeadLetter, Operator } from '../runtime/operator.ts';
+import type { Sink } from '../runtime/sink.ts';
+import type { Source } from '../runtime/source.ts';
+import type { JobSnapshot } from '../state/snapshot.ts';
+import { ArraySource, IterableSource } from '../connectors/memory/source.ts';
+import { Stream, type StepOptions } from './stream.ts';
+
+/** Options of a pipeline (defaults for every run). */
+export type PipelineOptions = JobOptions;
+
+/** Options of a source step. */
+export interface SourceOptions<T> extends SourceStepOptions<T>, StepOptions {}
+
+/** A running job started with {@link Pipeline.start}. */
+export interface RunningJob {
+  readonly job: LocalJob;
+  /** Resolves when the job ends (bounded input consumed, or stopped). */
+  readonly done: Promise<JobResult>;
+  /** Stops the job after the current batch; `done` resolves once sinks are flushed and closed. */
+  stop(): Promise<JobResult>;
+}
+
+/**
+ * A dataflow pipeline: add sources, transform the streams they return, attach sinks, then run.
+ * Bounded inputs run to completion (batch mode, same API); unbounded ones until stopped.
+ *
+ * @example
+ * const p = new Pipeline();
+ * const counts = p
+ *   .fromArray(bids, { timestamp: (b) => b.dateTime })
+ *   .keyBy((b) => b.auction)
+ *   .window(tumbling(10_000))
+ *   .aggregate(count())
+ *   .collect();
+ * await p.run();
+ */
+export class Pipeline {
+  readonly graph = new LogicalGraph();
+  private deadLetterStep: StepNode | undefined;
+
+  constructor(readonly options: PipelineOptions = {}) {}
+
+  /** Adds a source. Pass a factory when the pipeline may run more than once. */
+  source<T>(source: Source<T> | (() => Source<T>), options: SourceOptions<T> = {}): Stream<T> {
+    const create = typeof source === 'function' ? source : () => source;
+    const id = this.graph.stepId('source', options.id);
+    const node = this.graph.add(
+      new StepNode(id, 'source', [], {
+        type: 'source',
+        create: create as () => Source<unknown>,
+        options: options as SourceStepOptions<unknown>,
+      }),
+    );
+    return new Stream<T>(this, node);
+  }
+
+  /** A bounded source over an array (records get `options.timestamp`, else ingestion time). */
+  fromArray<T>(values: readonly T[], options: SourceOptions<T> = {}): Stream<T> {
+    return this.source(() => new ArraySource(values), options);
+  }
+
+  /** A source over a sync or async iterable; bounded, since iterables end. */
+  fromIterable<T>(iterable: Iterable<T> | AsyncIterable<T>, options: SourceOptions<T> = {}): Stream<T> {
+    return this.source(() => new IterableSource(iterable), options);
+  }
+
+  /**
+   * Records that some step could not process (user function threw, malformed input, late data
+   * under the `dead-letter` policy), with the step id and the error. Without a consumer they are
+   * logged to stderr and counted.
+   */
+  deadLetters(): Stream<DeadLetter> {
+    if (this.deadLetterStep === undefined) {
+      const never: Source<DeadLetter> = { bounded: false, poll: () => 'wait' };
+      this.deadLetterStep = this.graph.add(
+        new StepNode('dead-letters', 'dead-letters', [], {
+          type: 'source',
+          create: () => never as Source<unknown>,
+          options: { idleTimeout: 0 },
+        }),
+      );
+    }
+    return new Stream<DeadLetter>(this, this.deadLetterStep);
+  }
+
+  /** Adds an operator step (used by the stream classes). */
+  addOperator<O>(
+    kind: string,
+    id: string | undefined,
+    inputs: InputEdge[],
+    create: () => Operator<unknown, unknown>,
+    keyed: boolean,
+  ): Stream<O> {
+    const node = this.graph.add(new StepNode(this.graph.stepId(kind, id), kind, inputs, { type: 'operator', create, keyed }));
+    return new Stream<O>(this, node);
+  }
+
+  /** Adds a sink step (used by the stream classes). */
+  addSink(id: string | undefined, input: InputEdge, create: () => Sink<unknown>): void {
+    this.graph.add(new StepNode(this.graph.stepId('sink', id), 'sink', [input], { type: 'sink', create }));
+  }
+
+  /** Creates the job without running it (the test harness drives it directly). */
+  createJob(options: JobOptions = {}): LocalJob {
+    if (this.graph.nodes.length === 0) throw new Error('the pipeline has no steps');
+    return new LocalJob(this.graph, { ...this.options, ...options }, this.deadLetterStep);
+  }
+
+  /** Runs the pipeline until its bounded inputs are consumed. */
+  run(options: JobOptions = {}): Promise<JobResult> {
+    return this.createJob(options).run();
+  }
+
+  /** Starts the pipeline and returns a handle to stop it. */
+  start(options: JobOptions = {}): RunningJob {
+    const job = this.createJob(options);
+    const done = job.run();
+    return {
+      job,
+      done,
+      stop: () => {
+        job.stop();
+        return done;
+      },
+    };
+  }
+
+  /** Resumes from a snapshot taken with `job.snapshot()`. */
+  restore(snapshot: JobSnapshot, options: JobOptions = {}): Promise<JobResult> {
+    return this.run({ ...options, restoreFrom: snapshot });
+  }
+
+  /** The physical plan: operator chains, exchanges and step ids. */
+  explain(parallelism = 1): string {
+    return explain(this.graph, parallelism);
+  }
+}

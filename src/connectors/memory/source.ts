@@ -1,0 +1,127 @@
+import type { Source, SourceOutput, SourceStatus } from '../../runtime/source.ts';
+
+/**
+ * A bounded source over an array. Its position is the index of the next record, so a job
+ * restored from a snapshot continues where it left off.
+ */
+export class ArraySource<T> implements Source<T> {
+  readonly bounded = true;
+  private next = 0;
+
+  constructor(private readonly values: readonly T[]) {}
+
+  poll(out: SourceOutput<T>, max: number): SourceStatus {
+    const end = Math.min(this.values.length, this.next + max);
+    for (let i = this.next; i < end; i++) out.emit(this.values[i] as T);
+    this.next = end;
+    return end >= this.values.length ? 'end' : 'more';
+  }
+
+  snapshot(): number {
+    return this.next;
+  }
+
+  restore(state: unknown): void {
+    this.next = state as number;
+  }
+}
+
+/** Records buffered ahead of the pipeline when reading an async iterable. */
+const ASYNC_BUFFER = 4096;
+
+/**
+ * A bounded source over a sync or async iterable. Async iterables are read ahead into a bounded
+ * buffer. The position is the number of records consumed; restoring skips that many, so the
+ * iterable must yield the same records again (a file, a query with an order, a generator).
+ */
+export class IterableSource<T> implements Source<T> {
+  readonly bounded = true;
+  private consumed = 0;
+  private skip = 0;
+  private sync: Iterator<T> | null = null;
+  private buffer: T[] = [];
+  private head = 0;
+  private done = false;
+  private error: { error: unknown } | null = null;
+  private notify: (() => void) | null = null;
+  private resume: (() => void) | null = null;
+
+  constructor(private readonly iterable: Iterable<T> | AsyncIterable<T>) {}
+
+  open(): void {
+    if (Symbol.iterator in this.iterable) {
+      this.sync = (this.iterable as Iterable<T>)[Symbol.iterator]();
+      for (; this.skip > 0; this.skip--) if (this.sync.next().done) break;
+    } else {
+      void this.pump((this.iterable as AsyncIterable<T>)[Symbol.asyncIterator]());
+    }
+  }
+
+  private async pump(it: AsyncIterator<T>): Promise<void> {
+    try {
+      for (;;) {
+        if (this.buffer.length - this.head >= ASYNC_BUFFER) {
+          await new Promise<void>((resolve) => (this.resume = resolve));
+          continue;
+        }
+        const r = await it.next();
+        if (r.done) break;
+        if (this.skip > 0) {
+          this.skip--;
+          continue;
+        }
+        this.buffer.push(r.value);
+        this.wakeReader();
+      }
+    } catch (error) {
+      this.error = { error };
+    }
+    this.done = true;
+    this.wakeReader();
+  }
+
+  private wakeReader(): void {
+    const n = this.notify;
+    this.notify = null;
+    n?.();
+  }
+
+  poll(out: SourceOutput<T>, max: number): SourceStatus {
+    if (this.sync !== null) {
+      for (let i = 0; i < max; i++) {
+        const r = this.sync.next();
+        if (r.done) return 'end';
+        out.emit(r.value);
+        this.consumed++;
+      }
+      return 'more';
+    }
+    if (this.error !== null) throw this.error.error;
+    const available = Math.min(max, this.buffer.length - this.head);
+    for (let i = 0; i < available; i++) out.emit(this.buffer[this.head++] as T);
+    this.consumed += available;
+    if (this.head > 1024 && this.head * 2 > this.buffer.length) {
+      this.buffer = this.buffer.slice(this.head);
+      this.head = 0;
+    }
+    const r = this.resume;
+    this.resume = null;
+    r?.();
+    if (this.head < this.buffer.length) return 'more';
+    return this.done ? 'end' : 'wait';
+  }
+
+  ready(): Promise<void> {
+    if (this.done || this.head < this.buffer.length) return Promise.resolve();
+    return new Promise((resolve) => (this.notify = resolve));
+  }
+
+  snapshot(): number {
+    return this.consumed;
+  }
+
+  restore(state: unknown): void {
+    this.skip = state as number;
+    this.consumed = this.skip;
+  }
+}

@@ -1,0 +1,214 @@
+import type { OutputTag } from '../api/output-tag.ts';
+import type { Batch } from '../runtime/batch.ts';
+import type { Operator, OperatorContext, Output } from '../runtime/operator.ts';
+import type { StateHandles, StateSpec } from '../state/descriptors.ts';
+import { HeapKeyedStateBackend } from '../state/heap-backend.ts';
+import type { Key } from '../state/key-group.ts';
+import { EMPTY_SNAPSHOT, KeyedSnapshotReader, KeyedSnapshotWriter, type OperatorSnapshot } from '../state/snapshot.ts';
+import { TimerQueue } from '../time/timer-queue.ts';
+import { MIN_WATERMARK } from '../time/watermark.ts';
+
+/** What a keyed process function sees while handling a record or a timer. */
+export interface KeyedContext<K, O, S> {
+  /** The key of the current record or timer. */
+  readonly key: K;
+  /** Event time of the current record, or the time of the firing timer. */
+  readonly timestamp: number;
+  /** The step's current watermark. */
+  readonly watermark: number;
+  /** The declared state, scoped to the current key. */
+  readonly state: S;
+  /** Current processing time. */
+  now(): number;
+  /** Emits to the main output, at the current timestamp unless `time` is given. */
+  emit(value: O, time?: number): void;
+  /** Emits to a side output. */
+  output<X>(tag: OutputTag<X>, value: X, time?: number): void;
+  /** Calls `onTimer` for the current key once the watermark reaches `time` (one timer per key and time). */
+  registerEventTimer(time: number): void;
+  deleteEventTimer(time: number): void;
+  /** Calls `onTimer` for the current key once the processing-time clock reaches `time`. */
+  registerProcessingTimer(time: number): void;
+  deleteProcessingTimer(time: number): void;
+}
+
+/** The context of `onTimer`: which clock fired. */
+export interface TimerContext<K, O, S> extends KeyedContext<K, O, S> {
+  readonly timeDomain: 'event-time' | 'processing-time';
+}
+
+/**
+ * A keyed process function: per-key state declared up front, and timers.
+ *
+ * @example
+ * // Emit a running count per user, and a summary one minute after the user's last event.
+ * events.keyBy((e) => e.user).process({
+ *   state: { count: valueState<number>() },
+ *   onElement(e, ctx) {
+ *     const n = (ctx.state.count.get() ?? 0) + 1;
+ *     ctx.state.count.set(n);
+ *     ctx.registerEventTimer(ctx.timestamp + 60_000);
+ *   },
+ *   onTimer(time, ctx) {
+ *     ctx.emit({ user: ctx.key, count: ctx.state.count.get() });
+ *     ctx.state.count.clear();
+ *   },
+ * });
+ */
+export interface KeyedProcessSpec<T, K, O, S extends StateSpec> {
+  readonly state?: S;
+  onElement(value: T, ctx: KeyedContext<K, O, StateHandles<S>>): void;
+  onTimer?(time: number, ctx: TimerContext<K, O, StateHandles<S>>): void;
+}
+
+/** A keyed process function over two inputs keyed alike (joins, enrichment). */
+export interface KeyedCoProcessSpec<L, R, K, O, S extends StateSpec> {
+  readonly state?: S;
+  onLeft(value: L, ctx: KeyedContext<K, O, StateHandles<S>>): void;
+  onRight(value: R, ctx: KeyedContext<K, O, StateHandles<S>>): void;
+  onTimer?(time: number, ctx: TimerContext<K, O, StateHandles<S>>): void;
+}
+
+type Handler = (value: unknown, ctx: KeyedProcessOperator) => void;
+type TimerHandler = (time: number, ctx: KeyedProcessOperator) => void;
+
+/**
+ * The keyed-stateful primitive: one or more inputs keyed alike, heap state, and event- and
+ * processing-time timers. Keyed process functions, regular and interval joins and rolling
+ * aggregates all run on it. The operator is its own context object (one per instance), so
+ * handling a record allocates nothing.
+ */
+export class KeyedProcessOperator implements Operator<unknown, unknown>, TimerContext<Key, unknown, unknown> {
+  key: Key = 0;
+  timestamp = 0;
+  watermark = MIN_WATERMARK;
+  timeDomain: 'event-time' | 'processing-time' = 'event-time';
+  state: unknown;
+  private ctx!: OperatorContext<unknown>;
+  private out!: Output<unknown>;
+  private backend!: HeapKeyedStateBackend;
+  private readonly eventTimers = new TimerQueue();
+  private readonly processingTimers = new TimerQueue();
+  private readonly fireEvent = (key: Key, time: number): void => this.fire(key, time, 'event-time');
+  private readonly fireProcessing = (key: Key, time: number): void => this.fire(key, time, 'processing-time');
+
+  constructor(
+    private readonly keys: ReadonlyArray<(value: unknown) => Key>,
+    private readonly handlers: readonly Handler[],
+    private readonly onTimer: TimerHandler | undefined,
+    private readonly stateSpec: StateSpec,
+  ) {}
+
+  open(ctx: OperatorContext<unknown>): void {
+    this.ctx = ctx;
+    this.out = ctx.output;
+    this.backend = new HeapKeyedStateBackend(ctx.clock);
+    this.state = this.backend.register(this.stateSpec);
+    this.scheduleExpiry();
+  }
+
+  now(): number {
+    return this.ctx.clock.now();
+  }
+
+  emit(value: unknown, time?: number): void {
+    this.out.emit(value, time ?? this.timestamp);
+  }
+
+  output<X>(tag: OutputTag<X>, value: X, time?: number): void {
+    this.ctx.sideOutput(tag).emit(value, time ?? this.timestamp);
+  }
+
+  registerEventTimer(time: number): void {
+    this.eventTimers.register(this.key, time);
+  }
+
+  deleteEventTimer(time: number): void {
+    this.eventTimers.delete(this.key, time);
+  }
+
+  registerProcessingTimer(time: number): void {
+    this.processingTimers.register(this.key, time);
+    this.ctx.requestProcessingTime(this.processingTimers.peek());
+  }
+
+  deleteProcessingTimer(time: number): void {
+    this.processingTimers.delete(this.key, time);
+  }
+
+  /** Counts a record dropped for being behind the watermark (joins). */
+  dropLate(): void {
+    this.ctx.metrics.lateRecords++;
+    this.ctx.metrics.lateDropped++;
+  }
+
+  processBatch(batch: Batch<unknown>, input: number): void {
+    const { values, times, length } = batch;
+    const keyOf = this.keys[input]!;
+    const handle = this.handlers[input]!;
+    const backend = this.backend;
+    let i = 0;
+    while (i < length) {
+      try {
+        for (; i < length; i++) {
+          const v = values[i];
+          const k = keyOf(v);
+          this.key = k;
+          backend.currentKey = k;
+          this.timestamp = times[i]!;
+          handle(v, this);
+        }
+      } catch (error) {
+        this.ctx.deadLetter(values[i], error, times[i]!);
+        i++;
+      }
+    }
+  }
+
+  onWatermark(watermark: number): void {
+    this.watermark = watermark;
+    if (this.eventTimers.size > 0) this.eventTimers.advance(watermark, this.fireEvent);
+  }
+
+  onProcessingTime(now: number): void {
+    this.processingTimers.advance(now, this.fireProcessing);
+    this.backend.expire();
+    this.scheduleExpiry();
+  }
+
+  snapshot(): OperatorSnapshot {
+    const writer = new KeyedSnapshotWriter(this.ctx.maxParallelism);
+    this.backend.snapshot(writer);
+    this.eventTimers.snapshot(writer, 'timers:event');
+    this.processingTimers.snapshot(writer, 'timers:processing');
+    const snap = writer.finish();
+    return snap.keyed.size === 0 ? EMPTY_SNAPSHOT : snap;
+  }
+
+  restore(snapshot: OperatorSnapshot): void {
+    const reader = new KeyedSnapshotReader(snapshot);
+    this.backend.restore(reader);
+    this.eventTimers.restore(reader, 'timers:event');
+    this.processingTimers.restore(reader, 'timers:processing');
+    this.scheduleExpiry();
+  }
+
+  private scheduleExpiry(): void {
+    const next = Math.min(this.processingTimers.peek(), this.backend.nextExpiry());
+    if (next !== Infinity) this.ctx.requestProcessingTime(next);
+  }
+
+  private fire(key: Key, time: number, domain: 'event-time' | 'processing-time'): void {
+    const handler = this.onTimer;
+    if (handler === undefined) return;
+    this.key = key;
+    this.backend.currentKey = key;
+    this.timestamp = domain === 'event-time' ? time : this.ctx.clock.now();
+    this.timeDomain = domain;
+    try {
+      handler(time, this);
+    } catch (error) {
+      this.ctx.deadLetter({ timer: time, key, domain }, error, time);
+    }
+  }
+}

@@ -1,0 +1,175 @@
+import type { SourceStepOptions } from '../plan/graph.ts';
+import { MAIN_PORT } from '../plan/graph.ts';
+import type { Clock } from '../time/clock.ts';
+import { BoundedOutOfOrderness, DEFAULT_IDLE_TIMEOUT, MAX_WATERMARK, MIN_WATERMARK } from '../time/watermark.ts';
+import type { Batch } from './batch.ts';
+import { Collector } from './collector.ts';
+import type { DeadLetterChannel } from './dead-letters.ts';
+import { newMetrics } from './operator-node.ts';
+import type { Source, SourceOutput, SourceStatus } from './source.ts';
+
+/**
+ * The runtime around one source instance: it assigns timestamps, derives watermarks (bounded
+ * out-of-orderness, unless the source emits its own), detects idleness, and at the end of a
+ * bounded input sends the final watermark and end-of-input downstream.
+ */
+export class SourceNode implements SourceOutput<unknown> {
+  readonly output: Collector<unknown>;
+  readonly ports: Map<string, Collector<unknown>>;
+  readonly metrics = newMetrics();
+  currentWatermark = MIN_WATERMARK;
+  idle = false;
+  ended = false;
+  /** Set while the source waits for `ready()`. */
+  waiting: Promise<void> | null = null;
+  private readonly timestamp: ((value: unknown) => number) | undefined;
+  private readonly generator: BoundedOutOfOrderness | null;
+  private readonly idleTimeout: number;
+  private lastActivity: number;
+  private readonly batch: Batch<unknown>;
+
+  constructor(
+    readonly stepId: string,
+    readonly source: Source<unknown>,
+    options: SourceStepOptions<unknown>,
+    readonly clock: Clock,
+    batchSize: number,
+    private readonly deadLetters: DeadLetterChannel,
+  ) {
+    this.output = new Collector<unknown>(batchSize);
+    this.ports = new Map([[MAIN_PORT, this.output]]);
+    this.timestamp = options.timestamp;
+    this.generator = source.watermarks === 'explicit' ? null : new BoundedOutOfOrderness(options.outOfOrderness ?? 0);
+    this.idleTimeout = options.idleTimeout ?? DEFAULT_IDLE_TIMEOUT;
+    this.lastActivity = clock.now();
+    // The collector's batch is written directly: emit() is on the hot path of every source.
+    this.batch = this.output.batch;
+  }
+
+  emit(value: unknown, time?: number): void {
+    const b = this.batch;
+    const n = b.length;
+    b.values[n] = value;
+    b.times[n] = time === undefined ? NaN : time;
+    b.length = n + 1;
+    if (n + 1 === b.capacity) this.publish();
+  }
+
+  watermark(watermark: number): void {
+    this.publish();
+    this.advance(watermark);
+  }
+
+  deadLetter(raw: unknown, error: unknown): void {
+    this.metrics.deadLetters++;
+    this.deadLetters.report(this.stepId, raw, error, NaN);
+  }
+
+  markIdle(): void {
+    this.publish();
+    if (!this.idle && !this.ended) {
+      this.idle = true;
+      this.output.idle(true);
+    }
+  }
+
+  /** Polls the source once and publishes what it emitted. */
+  poll(max: number): SourceStatus {
+    const status = this.source.poll(this, max);
+    this.publish();
+    if (status === 'end') this.finish();
+    return status;
+  }
+
+  /** Marks the source idle if it has been silent for the idle timeout. */
+  checkIdle(now: number): void {
+    if (this.idle || this.ended || this.idleTimeout <= 0) return;
+    if (now - this.lastActivity >= this.idleTimeout) {
+      this.idle = true;
+      this.output.idle(true);
+    }
+  }
+
+  /** When this source would turn idle if it stays silent (for the executor's sleep). */
+  idleDeadline(): number {
+    if (this.idle || this.ended || this.idleTimeout <= 0) return Infinity;
+    return this.lastActivity + this.idleTimeout;
+  }
+
+  /** Sends the final watermark and end-of-input (bounded input exhausted). */
+  finish(): void {
+    if (this.ended) return;
+    this.publish();
+    this.ended = true;
+    if (this.idle) {
+      this.idle = false;
+      this.output.idle(false);
+    }
+    this.advance(MAX_WATERMARK);
+    this.output.end();
+  }
+
+  /** Stamps, counts and hands downstream the records emitted since the last call. */
+  publish(): void {
+    const b = this.batch;
+    const n = b.length;
+    if (n === 0) {
+      if (this.generator !== null) this.advance(this.generator.current());
+      return;
+    }
+    const now = this.clock.now();
+    this.stamp(now);
+    const kept = b.length;
+    if (kept > 0) {
+      this.metrics.recordsIn += kept;
+      this.metrics.recordsOut += kept;
+      this.lastActivity = now;
+      if (this.idle) {
+        this.idle = false;
+        this.output.idle(false);
+      }
+      this.generator?.observe(b.times, kept);
+      this.output.flush();
+    }
+    if (this.generator !== null) this.advance(this.generator.current());
+  }
+
+  private stamp(now: number): void {
+    const b = this.batch;
+    const values = b.values;
+    const times = b.times;
+    const n = b.length;
+    const fn = this.timestamp;
+    if (fn === undefined) {
+      for (let i = 0; i < n; i++) if (times[i] !== times[i]) times[i] = now;
+      return;
+    }
+    // User timestamp function: a throw or a non-finite result makes the record a dead letter.
+    let w = 0;
+    for (let i = 0; i < n; i++) {
+      const v = values[i];
+      let t: number;
+      try {
+        t = fn(v);
+      } catch (e) {
+        this.deadLetter(v, e);
+        continue;
+      }
+      if (typeof t !== 'number' || !Number.isFinite(t)) {
+        this.deadLetter(v, new Error(`timestamp function returned ${String(t)}, not a finite number`));
+        continue;
+      }
+      values[w] = v;
+      times[w] = t;
+      w++;
+    }
+    b.length = w;
+  }
+
+  private advance(watermark: number): void {
+    if (watermark > this.currentWatermark) {
+      this.currentWatermark = watermark;
+      this.output.watermark(watermark);
+    }
+  }
+}

@@ -1,0 +1,296 @@
+import type { Clock } from '../time/clock.ts';
+import { defaultCodec, type StateCodec } from './codec.ts';
+import type {
+  ListState,
+  MapState,
+  StateDescriptor,
+  StateHandles,
+  StateOptions,
+  StateSpec,
+  ValueState,
+} from './descriptors.ts';
+import type { Key } from './key-group.ts';
+import type { KeyedSnapshotReader, KeyedSnapshotWriter } from './snapshot.ts';
+
+/**
+ * Keyed state on the JavaScript heap: one Map per declared state, from key to the key's entry.
+ * The operator sets {@link HeapKeyedStateBackend.currentKey} before calling user code; state
+ * handles read and write the entry of the current key.
+ *
+ * TTL: entries of a state with a TTL are kept in the Map in order of expiry (a write moves the
+ * entry to the end), so expired entries are found at the front and removed without a scan.
+ */
+export class HeapKeyedStateBackend {
+  /** The key whose state user code currently sees. */
+  currentKey: Key = 0;
+  private readonly tables = new Map<string, KeyedTable<unknown>>();
+
+  constructor(private readonly clock: Clock) {}
+
+  /** Creates the handles for a spec; names must be unique within the operator. */
+  register<S extends StateSpec>(spec: S, prefix = ''): StateHandles<S> {
+    const handles: Record<string, unknown> = {};
+    for (const [name, descriptor] of Object.entries(spec)) {
+      handles[name] = this.handle(prefix + name, descriptor);
+    }
+    return handles as StateHandles<S>;
+  }
+
+  private handle(name: string, descriptor: StateDescriptor): unknown {
+    if (this.tables.has(name)) throw new Error(`state '${name}' is declared twice`);
+    switch (descriptor.kind) {
+      case 'value': {
+        const table = new KeyedTable<unknown>(descriptor.options, this.clock);
+        this.tables.set(name, table);
+        return new HeapValueState(this, table);
+      }
+      case 'map': {
+        const table = new KeyedTable<Map<unknown, unknown>>(descriptor.options, this.clock);
+        this.tables.set(name, table as KeyedTable<unknown>);
+        return new HeapMapState(this, table);
+      }
+      case 'list': {
+        const table = new KeyedTable<unknown[]>(descriptor.options, this.clock);
+        this.tables.set(name, table as KeyedTable<unknown>);
+        return new HeapListState(this, table);
+      }
+    }
+  }
+
+  /** Number of keys holding an entry in any state (for metrics and tests). */
+  size(): number {
+    const keys = new Set<Key>();
+    for (const table of this.tables.values()) for (const k of table.map.keys()) keys.add(k);
+    return keys.size;
+  }
+
+  /** Removes every state entry of `key`. */
+  clearKey(key: Key): void {
+    for (const table of this.tables.values()) table.map.delete(key);
+  }
+
+  /** Removes expired entries of TTL states; returns how many were removed. */
+  expire(): number {
+    let removed = 0;
+    for (const table of this.tables.values()) removed += table.expire();
+    return removed;
+  }
+
+  /** The earliest time an entry expires, or Infinity when no state has a TTL entry. */
+  nextExpiry(): number {
+    let next = Infinity;
+    for (const table of this.tables.values()) next = Math.min(next, table.nextExpiry());
+    return next;
+  }
+
+  /** Writes every live entry into the writer, section `state:<name>`. */
+  snapshot(writer: KeyedSnapshotWriter): void {
+    for (const [name, table] of this.tables) table.snapshot(writer, `state:${name}`);
+  }
+
+  /** Restores entries from snapshot sections written by {@link snapshot}. */
+  restore(reader: KeyedSnapshotReader): void {
+    for (const [name, table] of this.tables) table.restore(reader, `state:${name}`);
+  }
+}
+
+interface TtlEntry<E> {
+  value: E;
+  expires: number;
+}
+
+/** Key → entry map of one declared state, with optional TTL. */
+class KeyedTable<E> {
+  readonly map = new Map<Key, E | TtlEntry<E>>();
+  readonly ttl: number;
+  private readonly refreshOnRead: boolean;
+  private readonly codec: StateCodec<E>;
+
+  constructor(options: StateOptions<E>, private readonly clock: Clock) {
+    this.ttl = options.ttl ?? 0;
+    if (!(this.ttl >= 0)) throw new RangeError(`state ttl must be >= 0, got ${options.ttl}`);
+    this.refreshOnRead = options.ttlRefreshOnRead ?? false;
+    this.codec = options.codec ?? defaultCodec<E>();
+  }
+
+  get(key: Key): E | undefined {
+    if (this.ttl === 0) return this.map.get(key) as E | undefined;
+    const entry = this.map.get(key) as TtlEntry<E> | undefined;
+    if (entry === undefined) return undefined;
+    const now = this.clock.now();
+    if (entry.expires <= now) {
+      this.map.delete(key);
+      return undefined;
+    }
+    if (this.refreshOnRead) this.refresh(key, entry, now);
+    return entry.value;
+  }
+
+  set(key: Key, value: E): void {
+    if (this.ttl === 0) {
+      this.map.set(key, value);
+      return;
+    }
+    const entry = this.map.get(key) as TtlEntry<E> | undefined;
+    if (entry === undefined) {
+      this.map.set(key, { value, expires: this.clock.now() + this.ttl });
+    } else {
+      entry.value = value;
+      this.refresh(key, entry, this.clock.now());
+    }
+  }
+
+  /** Marks the entry of `key` as written (after an in-place mutation of a list or map). */
+  touch(key: Key): void {
+    if (this.ttl === 0) return;
+    const entry = this.map.get(key) as TtlEntry<E> | undefined;
+    if (entry !== undefined) this.refresh(key, entry, this.clock.now());
+  }
+
+  delete(key: Key): void {
+    this.map.delete(key);
+  }
+
+  private refresh(key: Key, entry: TtlEntry<E>, now: number): void {
+    entry.expires = now + this.ttl;
+    // Re-insert to move the entry to the end: the map stays in expiry order.
+    this.map.delete(key);
+    this.map.set(key, entry);
+  }
+
+  expire(): number {
+    if (this.ttl === 0) return 0;
+    const now = this.clock.now();
+    let removed = 0;
+    for (const [key, entry] of this.map) {
+      if ((entry as TtlEntry<E>).expires > now) break;
+      this.map.delete(key);
+      removed++;
+    }
+    return removed;
+  }
+
+  nextExpiry(): number {
+    if (this.ttl === 0) return Infinity;
+    for (const entry of this.map.values()) return (entry as TtlEntry<E>).expires;
+    return Infinity;
+  }
+
+  snapshot(writer: KeyedSnapshotWriter, section: string): void {
+    const now = this.clock.now();
+    for (const [key, stored] of this.map) {
+      if (this.ttl === 0) {
+        writer.add(section, key, this.codec.encode(stored as E));
+      } else {
+        const entry = stored as TtlEntry<E>;
+        if (entry.expires > now) writer.add(section, key, this.codec.encode(entry.value), entry.expires);
+      }
+    }
+  }
+
+  restore(reader: KeyedSnapshotReader, section: string): void {
+    const stride = this.ttl === 0 ? 2 : 3;
+    reader.forEach(section, (flat) => {
+      for (let i = 0; i < flat.length; i += stride) {
+        const key = flat[i] as Key;
+        const value = this.codec.decode(flat[i + 1]);
+        if (this.ttl === 0) this.map.set(key, value);
+        // A snapshot taken without TTL restores with a fresh TTL.
+        else this.map.set(key, { value, expires: (flat[i + 2] as number | undefined) ?? this.clock.now() + this.ttl });
+      }
+    });
+    if (this.ttl !== 0) this.sortByExpiry();
+  }
+
+  private sortByExpiry(): void {
+    const entries = [...this.map] as Array<[Key, TtlEntry<E>]>;
+    entries.sort((a, b) => a[1].expires - b[1].expires);
+    this.map.clear();
+    for (const [k, e] of entries) this.map.set(k, e);
+  }
+}
+
+const EMPTY: readonly never[] = Object.freeze([]);
+
+class HeapValueState<V> implements ValueState<V> {
+  constructor(private readonly backend: HeapKeyedStateBackend, private readonly table: KeyedTable<V>) {}
+  get(): V | undefined {
+    return this.table.get(this.backend.currentKey);
+  }
+  set(value: V): void {
+    this.table.set(this.backend.currentKey, value);
+  }
+  clear(): void {
+    this.table.delete(this.backend.currentKey);
+  }
+}
+
+class HeapListState<V> implements ListState<V> {
+  constructor(private readonly backend: HeapKeyedStateBackend, private readonly table: KeyedTable<V[]>) {}
+  get(): readonly V[] {
+    return this.table.get(this.backend.currentKey) ?? EMPTY;
+  }
+  add(value: V): void {
+    const key = this.backend.currentKey;
+    const list = this.table.get(key);
+    if (list === undefined) this.table.set(key, [value]);
+    else {
+      list.push(value);
+      this.table.touch(key);
+    }
+  }
+  update(values: V[]): void {
+    if (values.length === 0) this.table.delete(this.backend.currentKey);
+    else this.table.set(this.backend.currentKey, values);
+  }
+  clear(): void {
+    this.table.delete(this.backend.currentKey);
+  }
+}
+
+const EMPTY_MAP: ReadonlyMap<unknown, unknown> = new Map();
+
+class HeapMapState<UK, UV> implements MapState<UK, UV> {
+  constructor(private readonly backend: HeapKeyedStateBackend, private readonly table: KeyedTable<Map<UK, UV>>) {}
+  private current(): ReadonlyMap<UK, UV> {
+    return this.table.get(this.backend.currentKey) ?? (EMPTY_MAP as ReadonlyMap<UK, UV>);
+  }
+  get(key: UK): UV | undefined {
+    return this.current().get(key);
+  }
+  set(key: UK, value: UV): void {
+    const k = this.backend.currentKey;
+    const map = this.table.get(k);
+    if (map === undefined) this.table.set(k, new Map([[key, value]]));
+    else {
+      map.set(key, value);
+      this.table.touch(k);
+    }
+  }
+  has(key: UK): boolean {
+    return this.current().has(key);
+  }
+  delete(key: UK): boolean {
+    const k = this.backend.currentKey;
+    const map = this.table.get(k);
+    if (map === undefined || !map.delete(key)) return false;
+    if (map.size === 0) this.table.delete(k);
+    else this.table.touch(k);
+    return true;
+  }
+  size(): number {
+    return this.current().size;
+  }
+  entries(): IterableIterator<[UK, UV]> {
+    return this.current().entries();
+  }
+  keys(): IterableIterator<UK> {
+    return this.current().keys();
+  }
+  values(): IterableIterator<UV> {
+    return this.current().values();
+  }
+  clear(): void {
+    this.table.delete(this.backend.currentKey);
+  }
+}

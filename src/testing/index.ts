@@ -1,0 +1,7 @@
+/**
+ * Spate's test kit (`spate/testing`): drive pipelines and operators with virtual time.
+ */
+export { VirtualClock } from '../time/clock.ts';
+export { TestSource } from './test-source.ts';
+export { CollectSink } from '../connectors/memory/sink.ts';
+export { OperatorHarness, type HarnessOptions, type Timed } from './operator-harness.ts';

@@ -1,0 +1,54 @@
+/**
+ * Watermarks: a watermark W asserts that no more records with timestamp <= W will arrive.
+ * Timers and windows fire when the watermark reaches their time: a window [start, end) fires at
+ * W >= end - 1. Bounded inputs end with {@link MAX_WATERMARK}, which fires everything.
+ */
+
+/** The watermark before any input has been seen. */
+export const MIN_WATERMARK = -Infinity;
+
+/** The final watermark, sent when a bounded input ends. */
+export const MAX_WATERMARK = Infinity;
+
+/** How a source derives watermarks and detects idleness. */
+export interface WatermarkOptions {
+  /**
+   * Records may arrive up to this many milliseconds behind the highest timestamp seen; the
+   * watermark trails the highest timestamp by this bound (bounded out-of-orderness). Default 0.
+   */
+  outOfOrderness?: number;
+  /**
+   * A source that emits nothing for this long (processing time) is marked idle and stops
+   * holding back downstream watermarks until it emits again. Default 10 000 ms; 0 disables.
+   */
+  idleTimeout?: number;
+}
+
+/** Default idle timeout of sources, in milliseconds. */
+export const DEFAULT_IDLE_TIMEOUT = 10_000;
+
+/**
+ * Bounded out-of-orderness: watermark = max timestamp seen − bound − 1.
+ */
+export class BoundedOutOfOrderness {
+  private maxTime = -Infinity;
+
+  constructor(readonly bound: number) {
+    if (!(bound >= 0)) throw new RangeError(`outOfOrderness must be >= 0, got ${bound}`);
+  }
+
+  /** Observes the timestamps of a batch. */
+  observe(times: Float64Array, length: number): void {
+    let max = this.maxTime;
+    for (let i = 0; i < length; i++) {
+      const t = times[i]!;
+      if (t > max) max = t;
+    }
+    this.maxTime = max;
+  }
+
+  /** The current watermark. */
+  current(): number {
+    return this.maxTime - this.bound - 1;
+  }
+}

@@ -1,0 +1,273 @@
+import type { Batch } from '../runtime/batch.ts';
+import type { Operator, OperatorContext } from '../runtime/operator.ts';
+import { defaultCodec, type StateCodec } from '../state/codec.ts';
+import type { Key } from '../state/key-group.ts';
+import { EMPTY_SNAPSHOT, KeyedSnapshotReader, KeyedSnapshotWriter, type OperatorSnapshot } from '../state/snapshot.ts';
+import { MIN_WATERMARK } from '../time/watermark.ts';
+import { TimedEmitter } from '../operators/emitter.ts';
+import { gcd, type SlidingWindows, type TumblingWindows, type WindowInfo } from './assigners.ts';
+import { LateHandler, type LatePolicy } from './late-policy.ts';
+import type { WindowFunction } from './window-function.ts';
+
+/** One input of a window operator: how to key a record and fold it into an accumulator. */
+export interface WindowInput {
+  readonly key: (value: unknown) => Key;
+  readonly add: (acc: unknown, value: unknown) => unknown;
+}
+
+/** The accumulator side of a window operator (an {@link Aggregator} minus `add`). */
+export interface WindowAccumulator {
+  readonly create: () => unknown;
+  readonly merge: (a: unknown, b: unknown) => unknown;
+  readonly result: (acc: unknown) => unknown;
+  readonly codec?: StateCodec<unknown> | undefined;
+}
+
+function mod(a: number, m: number): number {
+  const r = a % m;
+  return r < 0 ? r + m : r;
+}
+
+/**
+ * Tumbling and sliding windows over slices ("panes") of gcd(size, slide): a record is folded
+ * into the accumulator of its key in its pane, once; a window's result merges the accumulators
+ * of its panes when it fires. Tumbling windows are the one-pane case and merge nothing.
+ *
+ * State: pane start → (key → accumulator), plus the sorted pane starts. Windows fire in order of
+ * end as the watermark passes end - 1; a pane is dropped once every window containing it is
+ * past end - 1 + allowed lateness.
+ */
+export class SlicedWindowOperator implements Operator<unknown, unknown> {
+  private readonly size: number;
+  private readonly slide: number;
+  private readonly offset: number;
+  private readonly pane: number;
+  private readonly panes = new Map<number, Map<Key, unknown>>();
+  /** Pane starts, ascending. */
+  private readonly starts: number[] = [];
+  /** Every window ending before this has fired. */
+  private nextEnd = -Infinity;
+  private watermark = MIN_WATERMARK;
+  private ctx!: OperatorContext<unknown>;
+  private late!: LateHandler;
+  private lateness = 0;
+  private emitter!: TimedEmitter<unknown>;
+  private readonly codec: StateCodec<unknown>;
+  // The pane of the previous record: consecutive records mostly share one.
+  private cStart = NaN;
+  private cMap: Map<Key, unknown> | undefined = undefined;
+  private cFirstEnd = 0;
+  private cLastEnd = 0;
+  // Reused while firing.
+  private window: WindowInfo = { start: 0, end: 0, late: false };
+
+  constructor(
+    assigner: TumblingWindows | SlidingWindows,
+    private readonly inputs: readonly WindowInput[],
+    private readonly acc: WindowAccumulator,
+    private readonly fn: WindowFunction<Key, unknown, unknown>,
+    private readonly policy: LatePolicy<unknown>,
+  ) {
+    this.size = assigner.size;
+    this.slide = assigner.slide;
+    this.offset = assigner.offset;
+    this.pane = gcd(assigner.size, assigner.slide);
+    this.codec = acc.codec ?? defaultCodec();
+  }
+
+  open(ctx: OperatorContext<unknown>): void {
+    this.ctx = ctx;
+    this.late = new LateHandler(this.policy, ctx);
+    this.lateness = this.late.allowedLateness;
+    this.emitter = new TimedEmitter(ctx.output);
+  }
+
+  /** Start of the latest window containing the pane that starts at `p`. */
+  private lastWindowEnd(p: number): number {
+    return p - mod(p - this.offset, this.slide) + this.size;
+  }
+
+  private firstWindowEnd(p: number): number {
+    const sLast = p - mod(p - this.offset, this.slide);
+    const k = Math.ceil((sLast - p + this.size) / this.slide) - 1;
+    return sLast - k * this.slide + this.size;
+  }
+
+  private selectPane(p: number): void {
+    this.cStart = p;
+    this.cMap = this.panes.get(p);
+    this.cFirstEnd = this.firstWindowEnd(p);
+    this.cLastEnd = this.lastWindowEnd(p);
+  }
+
+  private createPane(p: number): Map<Key, unknown> {
+    const map = new Map<Key, unknown>();
+    this.panes.set(p, map);
+    const starts = this.starts;
+    let i = starts.length;
+    while (i > 0 && starts[i - 1]! > p) i--;
+    starts.splice(i, 0, p);
+    return map;
+  }
+
+  processBatch(batch: Batch<unknown>, input: number): void {
+    const { values, times, length } = batch;
+    const { key: keyOf, add } = this.inputs[input]!;
+    const create = this.acc.create;
+    const pane = this.pane;
+    const offset = this.offset;
+    const wm = this.watermark;
+    const lateness = this.lateness;
+    let i = 0;
+    while (i < length) {
+      try {
+        for (; i < length; i++) {
+          const v = values[i];
+          const t = times[i]!;
+          const p = t - mod(t - offset, pane);
+          if (p !== this.cStart) this.selectPane(p);
+          if (this.cFirstEnd - 1 <= wm) {
+            // At least one window of this pane has fired.
+            if (this.cLastEnd - 1 + lateness <= wm) {
+              this.late.rejected(v, t);
+              continue;
+            }
+            if (!this.late.updates) {
+              if (this.cLastEnd - 1 <= wm) {
+                this.late.rejected(v, t);
+                continue;
+              }
+            } else {
+              const k = keyOf(v);
+              this.fold(p, k, v, add, create);
+              this.late.updated();
+              this.refire(p, k);
+              continue;
+            }
+          }
+          this.fold(p, keyOf(v), v, add, create);
+        }
+      } catch (error) {
+        this.ctx.deadLetter(values[i], error, times[i]!);
+        i++;
+      }
+    }
+  }
+
+  private fold(p: number, k: Key, v: unknown, add: (acc: unknown, value: unknown) => unknown, create: () => unknown): void {
+    let map = this.cMap;
+    if (map === undefined) {
+      map = this.createPane(p);
+      this.cMap = map;
+    }
+    const acc = map.get(k);
+    const next = add(acc === undefined ? create() : acc, v);
+    if (next !== acc) map.set(k, next);
+  }
+
+  onWatermark(watermark: number): void {
+    if (watermark <= this.watermark) return;
+    this.watermark = watermark;
+    this.cStart = NaN;
+    const starts = this.starts;
+    let j = 0;
+    for (;;) {
+      while (j < starts.length && this.lastWindowEnd(starts[j]!) < this.nextEnd) j++;
+      if (j >= starts.length) break;
+      const end = Math.max(this.nextEnd, this.firstWindowEnd(starts[j]!));
+      if (end - 1 > watermark) break;
+      this.fireWindow(end, j);
+      this.nextEnd = end + this.slide;
+    }
+    this.nextEnd = Math.max(this.nextEnd, this.firstEndAfter(watermark));
+    // Drop panes whose every window is past its allowed lateness.
+    let drop = 0;
+    while (drop < starts.length && this.lastWindowEnd(starts[drop]!) - 1 + this.lateness <= watermark) {
+      this.panes.delete(starts[drop]!);
+      drop++;
+    }
+    if (drop > 0) starts.splice(0, drop);
+  }
+
+  /** The end of the first window that has not fired at `watermark`. */
+  private firstEndAfter(watermark: number): number {
+    if (watermark === Infinity) return Infinity;
+    const x = watermark + 1 - this.size;
+    return x - mod(x - this.offset, this.slide) + this.slide + this.size;
+  }
+
+  /** Fires the window ending at `end`; `first` indexes the first pane it contains. */
+  private fireWindow(end: number, first: number): void {
+    const start = end - this.size;
+    this.window = { start, end, late: false };
+    this.emitter.time = end - 1;
+    const starts = this.starts;
+    if (this.pane === this.size) {
+      this.panes.get(starts[first]!)!.forEach(this.emitResult);
+      return;
+    }
+    const { create, merge } = this.acc;
+    const merged = new Map<Key, unknown>();
+    for (let j = first; j < starts.length && starts[j]! < end; j++) {
+      for (const [k, acc] of this.panes.get(starts[j]!)!) {
+        const m = merged.get(k);
+        merged.set(k, merge(m === undefined ? create() : m, acc));
+      }
+    }
+    merged.forEach(this.emitResult);
+  }
+
+  private readonly emitResult = (acc: unknown, key: Key): void => {
+    try {
+      this.fn(key, this.acc.result(acc), this.window, this.emitter);
+    } catch (error) {
+      this.ctx.deadLetter({ key, window: this.window }, error, this.window.end - 1);
+    }
+  };
+
+  /** Emits updated results of `key` for the fired windows containing pane `p`. */
+  private refire(p: number, key: Key): void {
+    const { create, merge } = this.acc;
+    const wm = this.watermark;
+    for (let end = this.firstWindowEnd(p); end <= this.lastWindowEnd(p); end += this.slide) {
+      if (end - 1 > wm || end - 1 + this.lateness <= wm) continue;
+      const start = end - this.size;
+      let acc: unknown = undefined;
+      for (let q = start; q < end; q += this.pane) {
+        const part = this.panes.get(q)?.get(key);
+        if (part !== undefined) acc = merge(acc === undefined ? create() : acc, part);
+      }
+      if (acc === undefined) continue;
+      this.window = { start, end, late: true };
+      this.emitter.time = end - 1;
+      this.emitResult(acc, key);
+    }
+  }
+
+  snapshot(): OperatorSnapshot {
+    if (this.panes.size === 0 && this.watermark === MIN_WATERMARK) return EMPTY_SNAPSHOT;
+    const writer = new KeyedSnapshotWriter(this.ctx.maxParallelism);
+    for (const p of this.starts) {
+      for (const [k, acc] of this.panes.get(p)!) writer.add('panes', k, p, this.codec.encode(acc));
+    }
+    return writer.finish({ watermark: this.watermark, nextEnd: this.nextEnd });
+  }
+
+  restore(snapshot: OperatorSnapshot): void {
+    const reader = new KeyedSnapshotReader(snapshot);
+    reader.forEach('panes', (flat) => {
+      for (let i = 0; i < flat.length; i += 3) {
+        const p = flat[i + 1] as number;
+        const map = this.panes.get(p) ?? this.createPane(p);
+        map.set(flat[i] as Key, this.codec.decode(flat[i + 2]));
+      }
+    });
+    // Windows that fired before the snapshot must not fire again, and records replayed after it
+    // must be judged late exactly as they were.
+    const op = reader.operatorState() as { watermark: number; nextEnd: number } | undefined;
+    if (op !== undefined) {
+      this.watermark = op.watermark;
+      this.nextEnd = op.nextEnd;
+    }
+  }
+}
