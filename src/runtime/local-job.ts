@@ -182,11 +182,12 @@ export class LocalJob {
         let live = 0;
         for (const node of this.sources) {
           if (node.ended) continue;
-          live++;
-          if (node.waiting !== null) continue;
-          const status = node.poll(this.batchSize);
-          if (status === 'more') progressed = true;
-          else if (status === 'wait') this.awaitSource(node);
+          if (node.waiting === null) {
+            const status = node.poll(this.batchSize);
+            if (status === 'more') progressed = true;
+            else if (status === 'wait') this.awaitSource(node);
+          }
+          if (!node.ended) live++;
         }
         if (live === 0) break;
         const now = this.clock.now();
