@@ -69,6 +69,7 @@ export class LocalJob {
   private readonly kinds = new Map<string, string>();
   readonly deadLetters: DeadLetterChannel;
   private deadLetterOutput: Collector<DeadLetter> | null = null;
+  private deadLetterStepId: string | undefined;
   private stopRequested = false;
   private failure: { error: unknown } | null = null;
   private wake: (() => void) | null = null;
@@ -93,8 +94,10 @@ export class LocalJob {
       const spec = step.spec;
       if (spec.type === 'source') {
         const node = new SourceNode(step.id, spec.create(), spec.options, this.clock, this.batchSize, this.deadLetters);
-        if (step === deadLetterStep) this.deadLetterOutput = node.output as Collector<DeadLetter>;
-        else this.sources.push(node);
+        if (step === deadLetterStep) {
+          this.deadLetterOutput = node.output as Collector<DeadLetter>;
+          this.deadLetterStepId = step.id;
+        } else this.sources.push(node);
         this.byStep.set(step.id, node);
       } else {
         const operator = spec.type === 'sink' ? new SinkOperator(spec.create()) : spec.create();
@@ -239,7 +242,7 @@ export class LocalJob {
   metrics(): StepMetrics[] {
     const out: StepMetrics[] = [];
     for (const [step, node] of this.byStep) {
-      if (node instanceof SourceNode && node.output === this.deadLetterOutput) continue;
+      if (step === this.deadLetterStepId) continue;
       out.push({
         step,
         kind: this.kinds.get(step)!,

@@ -1,0 +1,295 @@
+import { describe, expect, it } from 'vitest';
+import {
+  CollectSink,
+  count,
+  GeneratorSource,
+  OutputTag,
+  Pipeline,
+  StepFailure,
+  tumbling,
+  VirtualClock,
+  type Batch,
+  type DeadLetter,
+  type Sink,
+} from '../src/index.ts';
+import { OperatorHarness, TestSource } from '../src/testing/index.ts';
+
+describe('pipeline basics', () => {
+  it('runs map, filter, flatMap and union on bounded input', async () => {
+    const p = new Pipeline();
+    const a = p.fromArray([1, 2, 3, 4, 5]);
+    const b = p.fromArray([10, 20]);
+    const out = a
+      .filter((n) => n % 2 === 1)
+      .flatMap<number>((n, o) => {
+        o.emit(n);
+        o.emit(n * 100);
+      })
+      .union(b.map((n) => n + 1))
+      .collect();
+    const result = await p.run();
+    expect(out.values.sort((x, y) => x - y)).toEqual([1, 3, 5, 11, 21, 100, 300, 500]);
+    const union = result.metrics.find((m) => m.kind === 'union')!;
+    expect(union.recordsIn).toBe(8);
+    expect(union.recordsOut).toBe(8);
+  });
+
+  it('carries source timestamps through stateless steps', async () => {
+    const p = new Pipeline();
+    const out = p.fromArray([{ t: 5 }, { t: 9 }], { timestamp: (r) => r.t }).map((r) => r.t * 2).collect();
+    await p.run();
+    expect(out.records).toEqual([
+      { value: 10, time: 5 },
+      { value: 18, time: 9 },
+    ]);
+  });
+
+  it('stamps ingestion time from the clock when no timestamp is given', async () => {
+    const clock = new VirtualClock(12345);
+    const p = new Pipeline({ clock });
+    const out = p.fromArray(['a']).collect();
+    await p.run();
+    expect(out.records).toEqual([{ value: 'a', time: 12345 }]);
+  });
+
+  it('explains the physical plan: chains split at keyBy and at fan-out', () => {
+    const p = new Pipeline();
+    const s = p.fromArray([1], { id: 'numbers' }).map((n) => n, { id: 'double' });
+    s.keyBy((n) => n).window(tumbling(10)).aggregate(count(), { id: 'counts' }).collect({ id: 'out' });
+    s.collect({ id: 'raw' });
+    expect(p.explain()).toBe(
+      [
+        'task 0 ×1: numbers (source) → double (map)',
+        'task 1 ×1: counts (tumbling-window) → out (sink)',
+        '  ⇐ task 0 (hash)',
+        'task 2 ×1: raw (sink)',
+        '  ⇐ task 0 (forward)',
+      ].join('\n'),
+    );
+  });
+
+  it('rejects duplicate step ids', () => {
+    const p = new Pipeline();
+    p.fromArray([1], { id: 'x' });
+    expect(() => p.fromArray([1], { id: 'x' })).toThrow(/used twice/);
+  });
+});
+
+describe('dead letters', () => {
+  it('sends a record whose user function throws to the dead-letter stream and goes on', async () => {
+    const p = new Pipeline();
+    const out = p
+      .fromArray([1, 2, 3, 4], { timestamp: (n) => n * 10 })
+      .map((n) => {
+        if (n === 3) throw new Error('three is bad');
+        return n;
+      }, { id: 'picky' })
+      .collect();
+    const dead = p.deadLetters().collect();
+    const result = await p.run();
+    expect(out.values).toEqual([1, 2, 4]);
+    expect(dead.values).toEqual([{ step: 'picky', error: 'three is bad', record: 3, time: 30 }]);
+    expect(result.deadLetters).toBe(1);
+    expect(result.metrics.find((m) => m.step === 'picky')!.deadLetters).toBe(1);
+  });
+
+  it('dead-letters records whose timestamp function fails or returns a non-number', async () => {
+    const p = new Pipeline();
+    const out = p
+      .fromArray([{ t: 1 }, { t: Number.NaN }, { t: 'x' as unknown as number }, { t: 4 }], { timestamp: (r) => r.t, id: 'src' })
+      .collect();
+    const dead = p.deadLetters().collect();
+    await p.run();
+    expect(out.values).toEqual([{ t: 1 }, { t: 4 }]);
+    expect(dead.values.map((d) => d.step)).toEqual(['src', 'src']);
+    expect(dead.values[0]!.error).toMatch(/not a finite number/);
+  });
+
+  it('logs dead letters when nobody consumes them', async () => {
+    const lines: string[] = [];
+    const p = new Pipeline({ log: (l) => lines.push(l) });
+    p.fromArray(['{"a":1}', 'oops'])
+      .map((s) => JSON.parse(s) as unknown, { id: 'parse' })
+      .collect();
+    const result = await p.run();
+    expect(result.deadLetters).toBe(1);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/dead letter #1 from step 'parse': .*JSON.*record: oops/);
+  });
+
+  it('fails the job instead under errors: fail', async () => {
+    const p = new Pipeline({ errors: 'fail' });
+    p.fromArray([1, 2]).map((n) => {
+      if (n === 2) throw new Error('boom');
+      return n;
+    }, { id: 'fragile' }).collect();
+    await expect(p.run()).rejects.toThrow(StepFailure);
+    await expect(p.run()).rejects.toThrow("step 'fragile' failed: boom");
+  });
+});
+
+describe('side outputs', () => {
+  it('routes records to side outputs from a process function', async () => {
+    const odd = new OutputTag<number>('odd');
+    const p = new Pipeline();
+    const main = p.fromArray([1, 2, 3, 4]).process<number>((n, ctx) => (n % 2 === 0 ? ctx.emit(n) : ctx.output(odd, n)));
+    const evens = main.collect();
+    const odds = main.sideOutput(odd).collect();
+    await p.run();
+    expect(evens.values).toEqual([2, 4]);
+    expect(odds.values).toEqual([1, 3]);
+  });
+});
+
+describe('watermarks', () => {
+  it('a two-input step follows the slower input', () => {
+    const h = OperatorHarness.of<[number, number], number>((a, b) => a.union(b));
+    h.watermark(100, 0);
+    expect(h.stepMetrics().watermark).toBe(-Infinity);
+    h.watermark(50, 1);
+    expect(h.stepMetrics().watermark).toBe(50);
+    h.watermark(200, 1);
+    expect(h.stepMetrics().watermark).toBe(100);
+  });
+
+  it('an idle input stops holding the watermark back, and holds it again when active', () => {
+    const h = OperatorHarness.of<[{ k: number }, { k: number }], unknown>((a, b) =>
+      a.union(b).keyBy((r) => r.k).window(tumbling(10)).aggregate(count()),
+    );
+    h.pushTo(0, { k: 1 }, 5);
+    h.watermark(20, 0);
+    expect(h.values()).toEqual([]); // input 1 holds the watermark at -Infinity
+    h.idle(1);
+    expect(h.take()).toEqual([{ key: 1, start: 0, end: 10, value: 1 }]);
+    h.pushTo(1, { k: 2 }, 25); // input 1 is active again
+    h.watermark(40, 0);
+    expect(h.values()).toEqual([]);
+    h.watermark(40, 1);
+    expect(h.take()).toEqual([{ key: 2, start: 20, end: 30, value: 1 }]);
+  });
+
+  it('detects idle sources by timeout so windows do not stall', async () => {
+    const clock = new VirtualClock(0);
+    const p = new Pipeline({ clock });
+    const busy = new TestSource<number>();
+    const silent = new TestSource<number>();
+    for (let t = 0; t < 100; t += 10) busy.record(t, t);
+    busy.watermark(99);
+    const out = p
+      .source(busy, { idleTimeout: 0 })
+      .union(p.source(silent, { idleTimeout: 5000 }))
+      .windowAll(tumbling(50))
+      .aggregate(count())
+      .collect();
+    const running = p.start();
+    await new Promise((r) => setTimeout(r, 50));
+    expect(out.values).toEqual([]); // the silent source holds the watermark back
+    clock.advance(5000);
+    for (let i = 0; i < 50 && out.values.length < 2; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(out.values.map((r) => r.value)).toEqual([5, 5]);
+    await running.stop();
+  });
+});
+
+describe('processing time and timers', () => {
+  it('fires processing-time timers as the virtual clock advances', () => {
+    const h = OperatorHarness.of<[string], string>((s) =>
+      s.keyBy((v) => v).process<string>({
+        onElement(v, ctx) {
+          ctx.registerProcessingTimer(ctx.now() + 1000);
+        },
+        onTimer(time, ctx) {
+          ctx.emit(`${ctx.key}@${time}/${ctx.timeDomain}`);
+        },
+      }),
+    );
+    h.push('a', 1);
+    h.advanceProcessingTime(999);
+    expect(h.values()).toEqual([]);
+    h.advanceProcessingTime(1);
+    expect(h.values()).toEqual(['a@1000/processing-time']);
+  });
+});
+
+describe('sources and sinks', () => {
+  it('a generator source is deterministic and resumes from a snapshot position', async () => {
+    const make = (i: number) => ({ i, sq: i * i });
+    const p = new Pipeline();
+    const out = p.source(() => new GeneratorSource({ count: 10, make, time: (i) => i * 1000 })).collect();
+    await p.run();
+    expect(out.records.map((r) => [r.value.i, r.time])).toEqual(Array.from({ length: 10 }, (_, i) => [i, i * 1000]));
+  });
+
+  it('reads async iterables with bounded read-ahead', async () => {
+    async function* numbers() {
+      for (let i = 0; i < 10_000; i++) {
+        if (i % 1000 === 0) await new Promise((r) => setTimeout(r, 1));
+        yield i;
+      }
+    }
+    const p = new Pipeline();
+    const out = p.fromIterable(numbers()).collect();
+    await p.run();
+    expect(out.values).toEqual(Array.from({ length: 10_000 }, (_, i) => i));
+  });
+
+  it('fails the job when an async source throws', async () => {
+    async function* broken() {
+      yield 1;
+      await new Promise((r) => setTimeout(r, 1));
+      throw new Error('disk on fire');
+    }
+    const p = new Pipeline();
+    p.fromIterable(broken()).collect();
+    await expect(p.run()).rejects.toThrow('disk on fire');
+  });
+
+  it('waits for a backpressured sink before polling more', async () => {
+    let inFlight = 0;
+    let maxInFlight = 0;
+    const written: number[] = [];
+    const slow: Sink<number> = {
+      write(batch: Batch<number>) {
+        for (let i = 0; i < batch.length; i++) written.push(batch.values[i]!);
+        inFlight += batch.length;
+        maxInFlight = Math.max(maxInFlight, inFlight);
+      },
+      backpressure() {
+        if (inFlight < 64) return undefined;
+        return new Promise<void>((resolve) =>
+          setTimeout(() => {
+            inFlight = 0;
+            resolve();
+          }, 1),
+        );
+      },
+    };
+    const p = new Pipeline({ batchSize: 16 });
+    p.fromArray(Array.from({ length: 1000 }, (_, i) => i)).sink(slow);
+    await p.run();
+    expect(written).toHaveLength(1000);
+    expect(maxInFlight).toBeLessThanOrEqual(64 + 16);
+  });
+
+  it('stop() ends an unbounded job and flushes sinks', async () => {
+    const p = new Pipeline();
+    const src = new TestSource<number>().record(1, 1).record(2, 2);
+    let flushed = false;
+    const sink = new CollectSink<number>();
+    p.source(src).sink({ write: (b) => sink.write(b), flush: () => void (flushed = true) });
+    const job = p.start();
+    await new Promise((r) => setTimeout(r, 20));
+    src.record(3, 3);
+    await new Promise((r) => setTimeout(r, 20));
+    await job.stop();
+    expect(sink.values).toEqual([1, 2, 3]);
+    expect(flushed).toBe(true);
+  });
+});
+
+describe('dead-letter record shape', () => {
+  it('is typed', () => {
+    const d: DeadLetter = { step: 's', error: 'e', record: 1, time: 0 };
+    expect(d.step).toBe('s');
+  });
+});
