@@ -44,21 +44,21 @@ const isPerson = (e: NexmarkEvent): e is Person => e.type === 'person';
 /** q0: pass-through of every bid. */
 export function q0(events: Stream<NexmarkEvent>): Stream<BidRow> {
   return events
-    .filter(isBid, { id: 'bids' })
+    .filter(isBid, { id: 'q0-bids' })
     .map((b): BidRow => ({ auction: b.auction, bidder: b.bidder, price: b.price, dateTime: b.dateTime, extra: b.extra }), { id: 'q0' });
 }
 
 /** q1: bid prices converted from dollars to euros. */
 export function q1(events: Stream<NexmarkEvent>): Stream<BidRow> {
   return events
-    .filter(isBid, { id: 'bids' })
+    .filter(isBid, { id: 'q1-bids' })
     .map((b): BidRow => ({ auction: b.auction, bidder: b.bidder, price: b.price * 0.908, dateTime: b.dateTime, extra: b.extra }), { id: 'q1' });
 }
 
 /** q2: bids on every 123rd auction. */
 export function q2(events: Stream<NexmarkEvent>): Stream<Q2Row> {
   return events
-    .filter((e): e is Bid => e.type === 'bid' && e.auction % 123 === 0, { id: 'bids-123' })
+    .filter((e): e is Bid => e.type === 'bid' && e.auction % 123 === 0, { id: 'q2-bids-123' })
     .map((b): Q2Row => ({ auction: b.auction, price: b.price }), { id: 'q2' });
 }
 
@@ -66,8 +66,8 @@ const Q3_STATES = new Set(['OR', 'ID', 'CA']);
 
 /** q3: people in OR, ID or CA selling in category 10 (a join, whichever side arrives first). */
 export function q3(events: Stream<NexmarkEvent>): Stream<Q3Row> {
-  const auctions = events.filter((e): e is Auction => e.type === 'auction' && e.category === 10, { id: 'auctions-10' });
-  const people = events.filter((e): e is Person => e.type === 'person' && Q3_STATES.has(e.state), { id: 'people-or-id-ca' });
+  const auctions = events.filter((e): e is Auction => e.type === 'auction' && e.category === 10, { id: 'q3-auctions-10' });
+  const people = events.filter((e): e is Person => e.type === 'person' && Q3_STATES.has(e.state), { id: 'q3-people-or-id-ca' });
   return auctions
     .keyBy((a) => a.seller)
     .join(people.keyBy((p) => p.id), (a, p): Q3Row => ({ name: p.name, city: p.city, state: p.state, id: a.id }), { id: 'q3' });
@@ -86,8 +86,8 @@ interface Closed {
  * expiry; the per-category average is then updated.
  */
 export function q4(events: Stream<NexmarkEvent>): Stream<Q4Row> {
-  const auctions = events.filter(isAuction, { id: 'auctions' });
-  const bids = events.filter(isBid, { id: 'bids' });
+  const auctions = events.filter(isAuction, { id: 'q4-auctions' });
+  const bids = events.filter(isBid, { id: 'q4-bids' });
   const closed = auctions
     .keyBy((a) => a.id)
     .connect(bids.keyBy((b) => b.auction))
@@ -146,7 +146,7 @@ export function q4(events: Stream<NexmarkEvent>): Stream<Q4Row> {
 /** q5: in each 10 s window sliding every 2 s, the auction(s) with the most bids. */
 export function q5(events: Stream<NexmarkEvent>): Stream<Q5Row> {
   return events
-    .filter(isBid, { id: 'bids' })
+    .filter(isBid, { id: 'q5-bids' })
     .keyBy((b) => b.auction)
     .window(sliding(10_000, 2_000))
     .aggregate(count(), (auction, num, w): Q5Row => ({ auction, num, window_start: w.start, window_end: w.end }), { id: 'q5-counts' })
@@ -160,7 +160,7 @@ export function q5(events: Stream<NexmarkEvent>): Stream<Q5Row> {
 /** q7: in each 10 s tumbling window, the bid(s) with the highest price. */
 export function q7(events: Stream<NexmarkEvent>): Stream<Q7Row> {
   return events
-    .filter(isBid, { id: 'bids' })
+    .filter(isBid, { id: 'q7-bids' })
     .windowAll(tumbling(10_000))
     .aggregate(maxBy((b: Bid) => b.price), (_k, top) => top, { id: 'q7-highest' })
     .flatMap<Q7Row>((top, out) => {
@@ -170,8 +170,8 @@ export function q7(events: Stream<NexmarkEvent>): Stream<Q7Row> {
 
 /** q8: people who opened an auction in the same 10 s window in which they registered. */
 export function q8(events: Stream<NexmarkEvent>): Stream<Q8Row> {
-  const people = events.filter(isPerson, { id: 'people' });
-  const auctions = events.filter(isAuction, { id: 'auctions' });
+  const people = events.filter(isPerson, { id: 'q8-people' });
+  const auctions = events.filter(isAuction, { id: 'q8-auctions' });
   return people
     .keyBy((p) => p.id)
     .windowJoin(auctions.keyBy((a) => a.seller), tumbling(10_000))
@@ -184,7 +184,7 @@ export function q8(events: Stream<NexmarkEvent>): Stream<Q8Row> {
 /** q11: bidder sessions with a 10 s gap, and the number of bids in each. */
 export function q11(events: Stream<NexmarkEvent>): Stream<Q11Row> {
   return events
-    .filter(isBid, { id: 'bids' })
+    .filter(isBid, { id: 'q11-bids' })
     .keyBy((b) => b.bidder)
     .window(session(10_000))
     .aggregate(count(), (bidder, n, w): Q11Row => ({ bidder, bid_count: n, starttime: w.start, endtime: w.end }), { id: 'q11' });

@@ -13,6 +13,11 @@ export interface NexmarkSourceOptions extends NexmarkConfig {
    * out-of-orderness of at least `disorder` and no event is late.
    */
   readonly disorder?: number;
+  /**
+   * Live mode: emit no event before the processing-time clock reaches its event time (start the
+   * generator at `baseTime` = now). Default: as fast as possible.
+   */
+  readonly live?: boolean;
 }
 
 /**
@@ -31,6 +36,8 @@ export class NexmarkSource implements Source<NexmarkEvent> {
   private keys: number[] = [];
   private ids: number[] = [];
   private restored: { next: number; pending: number[] } | null = null;
+  private readonly live: boolean;
+  private clock: SourceContext['clock'] | null = null;
 
   constructor(options: NexmarkSourceOptions = {}) {
     this.generator = new NexmarkGenerator(options);
@@ -38,10 +45,12 @@ export class NexmarkSource implements Source<NexmarkEvent> {
     this.bounded = Number.isFinite(this.count);
     this.disorder = options.disorder ?? 0;
     if (!(this.disorder >= 0)) throw new RangeError(`disorder must be >= 0, got ${options.disorder}`);
+    this.live = options.live ?? false;
   }
 
   open(ctx: SourceContext): void {
     this.step = ctx.parallelism;
+    this.clock = ctx.clock;
     if (this.restored !== null) {
       this.next = this.restored.next;
       for (const id of this.restored.pending) this.hold(id);
@@ -50,13 +59,19 @@ export class NexmarkSource implements Source<NexmarkEvent> {
 
   poll(out: SourceOutput<NexmarkEvent>, max: number): SourceStatus {
     const gen = this.generator;
-    const count = this.count;
     const step = this.step;
     let n = this.next;
+    let count = this.count;
+    if (this.live) {
+      // Only events whose time has come: at most up to the event number due now.
+      const due = Math.floor((this.clock!.now() - gen.baseTime) * (gen.rate / 1000)) + 1;
+      if (due <= n && n < count) return 'wait';
+      count = Math.min(count, due);
+    }
     if (this.disorder === 0) {
       for (let k = 0; k < max && n < count; k++, n += step) out.emit(gen.event(n), gen.time(n));
       this.next = n;
-      return n >= count ? 'end' : 'more';
+      return n >= this.count ? 'end' : n >= count ? 'wait' : 'more';
     }
     let emitted = 0;
     while (emitted < max) {
@@ -70,14 +85,23 @@ export class NexmarkSource implements Source<NexmarkEvent> {
         if (emitted >= max) break;
         this.hold(n);
         n += step;
-      } else if (this.ids.length > 0) {
+      } else if (n >= this.count && this.ids.length > 0) {
+        // End of input: deliver what is held back.
         const id = this.pop();
         out.emit(gen.event(id), gen.time(id));
         emitted++;
       } else break;
     }
     this.next = n;
-    return n >= count && this.ids.length === 0 ? 'end' : 'more';
+    if (n >= this.count && this.ids.length === 0) return 'end';
+    return n >= count && emitted < max ? 'wait' : 'more';
+  }
+
+  /** Live mode: resolves when the next event is due. */
+  ready(): Promise<void> {
+    const due = this.generator.time(this.next);
+    const delay = Math.max(1, due - (this.clock?.now() ?? due));
+    return new Promise((resolve) => setTimeout(resolve, Math.min(delay, 50)));
   }
 
   snapshot(): { next: number; pending: number[] } {
