@@ -293,3 +293,28 @@ describe('dead-letter record shape', () => {
     expect(d.step).toBe('s');
   });
 });
+
+describe('bad keys and renamed steps', () => {
+  it('dead-letters records whose key selector returns neither a string nor a number', async () => {
+    const p = new Pipeline();
+    const out = p
+      .fromArray([{ k: 'a' }, { k: { nested: true } }, { k: null }, { k: 'a' }], { timestamp: () => 1 })
+      .keyBy((r) => r.k as unknown as string)
+      .window(tumbling(10))
+      .aggregate(count(), { id: 'counts' })
+      .collect();
+    const dead = p.deadLetters().collect();
+    await p.run();
+    expect(out.values).toEqual([{ key: 'a', start: 0, end: 10, value: 2 }]);
+    expect(dead.values.map((d) => d.error)).toEqual(['a key must be a string or a number, got object', 'a key must be a string or a number, got null']);
+  });
+
+  it('refuses to restore state of a step the pipeline does not have', async () => {
+    const h = OperatorHarness.of<[number], unknown>((s) => s.keyBy((n) => n).window(tumbling(10)).aggregate(count(), { id: 'old-name' }));
+    h.push(1, 1);
+    const snapshot = h.snapshot();
+    const p = new Pipeline();
+    p.fromArray([1]).keyBy((n) => n).window(tumbling(10)).aggregate(count(), { id: 'new-name' }).collect();
+    await expect(p.run({ restoreFrom: snapshot })).rejects.toThrow(/steps this pipeline does not have: old-name/);
+  });
+});

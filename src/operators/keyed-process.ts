@@ -3,7 +3,7 @@ import type { Batch } from '../runtime/batch.ts';
 import type { Operator, OperatorContext, Output } from '../runtime/operator.ts';
 import type { StateHandles, StateSpec } from '../state/descriptors.ts';
 import { HeapKeyedStateBackend } from '../state/heap-backend.ts';
-import type { Key } from '../state/key-group.ts';
+import { checkKey, type Key } from '../state/key-group.ts';
 import { EMPTY_SNAPSHOT, KeyedSnapshotReader, KeyedSnapshotWriter, type OperatorSnapshot } from '../state/snapshot.ts';
 import { TimerQueue } from '../time/timer-queue.ts';
 import { MIN_WATERMARK } from '../time/watermark.ts';
@@ -152,7 +152,7 @@ export class KeyedProcessOperator implements Operator<unknown, unknown>, TimerCo
       try {
         for (; i < length; i++) {
           const v = values[i];
-          const k = keyOf(v);
+          const k = checkKey(keyOf(v));
           this.key = k;
           backend.currentKey = k;
           this.timestamp = times[i]!;

@@ -130,6 +130,13 @@ export class LocalJob {
   /** Opens every operator and sink and restores their state; sources are opened by `open`. */
   private openOperators(): Array<Promise<void>> {
     const restore = this.options.restoreFrom;
+    if (restore !== undefined) {
+      // State of a step that no longer exists would be silently lost: refuse, naming it.
+      const unknown = [...restore.keys()].filter((id) => !this.byStep.has(id));
+      if (unknown.length > 0) {
+        throw new Error(`the snapshot has state for steps this pipeline does not have: ${unknown.join(', ')} (were they renamed? give stateful steps stable ids)`);
+      }
+    }
     for (const node of this.operators) {
       node.open();
       const snap = restore?.get(node.stepId);

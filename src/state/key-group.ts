@@ -9,6 +9,12 @@ import { hash32 } from '../util/hash.ts';
 /** The types a stream may be keyed by. Compose several fields into a string for compound keys. */
 export type Key = string | number;
 
+/** Throws unless `key` is a string or a number (key selectors written in JavaScript may return anything). */
+export function checkKey(key: unknown): Key {
+  if (typeof key === 'number' || typeof key === 'string') return key;
+  throw new TypeError(`a key must be a string or a number, got ${key === null ? 'null' : typeof key}`);
+}
+
 /** Default number of key groups. */
 export const DEFAULT_MAX_PARALLELISM = 128;
 

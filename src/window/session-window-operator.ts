@@ -1,7 +1,7 @@
 import type { Batch } from '../runtime/batch.ts';
 import type { Operator, OperatorContext } from '../runtime/operator.ts';
 import { defaultCodec, type StateCodec } from '../state/codec.ts';
-import type { Key } from '../state/key-group.ts';
+import { checkKey, type Key } from '../state/key-group.ts';
 import { EMPTY_SNAPSHOT, KeyedSnapshotReader, KeyedSnapshotWriter, type OperatorSnapshot } from '../state/snapshot.ts';
 import { TimerQueue } from '../time/timer-queue.ts';
 import { MIN_WATERMARK } from '../time/watermark.ts';
@@ -70,7 +70,7 @@ export class SessionWindowOperator implements Operator<unknown, unknown> {
         for (; i < length; i++) {
           const v = values[i];
           const t = times[i]!;
-          const k = keyOf(v);
+          const k = checkKey(keyOf(v));
           const list = this.sessions.get(k);
           if (list !== undefined && list.length === 1) {
             // Fast path: the record falls inside the key's only session, which is still open.

@@ -1,7 +1,7 @@
 import type { Batch } from '../runtime/batch.ts';
 import type { Operator, OperatorContext } from '../runtime/operator.ts';
 import { defaultCodec, type StateCodec } from '../state/codec.ts';
-import type { Key } from '../state/key-group.ts';
+import { checkKey, type Key } from '../state/key-group.ts';
 import { EMPTY_SNAPSHOT, KeyedSnapshotReader, KeyedSnapshotWriter, type OperatorSnapshot } from '../state/snapshot.ts';
 import { MIN_WATERMARK } from '../time/watermark.ts';
 import { TimedEmitter } from '../operators/emitter.ts';
@@ -138,14 +138,14 @@ export class SlicedWindowOperator implements Operator<unknown, unknown> {
                 continue;
               }
             } else {
-              const k = keyOf(v);
+              const k = checkKey(keyOf(v));
               this.fold(p, k, v, add, create);
               this.late.updated();
               this.refire(p, k);
               continue;
             }
           }
-          this.fold(p, keyOf(v), v, add, create);
+          this.fold(p, checkKey(keyOf(v)), v, add, create);
         }
       } catch (error) {
         this.ctx.deadLetter(values[i], error, times[i]!);
