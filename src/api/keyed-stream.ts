@@ -100,7 +100,7 @@ export class KeyedStream<T, K extends Key> {
    */
   join<R, O>(other: KeyedStream<R, K>, fn: (left: T, right: R) => O, options: RegularJoinOptions & StepOptions = {}): Stream<O> {
     const spec = regularJoinSpec<T, R, O>(fn, false, options);
-    return this.connect(other).state(spec.state).process<O>(spec, { id: options.id ?? undefined, kind: 'join' });
+    return this.connect(other).state(spec.state).process<O>(spec.process, { id: options.id, kind: 'join' });
   }
 
   /**
@@ -114,7 +114,7 @@ export class KeyedStream<T, K extends Key> {
     options: RegularJoinOptions & StepOptions = {},
   ): Stream<O> {
     const spec = regularJoinSpec<T, R, O>(fn, true, options);
-    return this.connect(other).state(spec.state).process<O>(spec, { id: options.id ?? undefined, kind: 'left-join' });
+    return this.connect(other).state(spec.state).process<O>(spec.process, { id: options.id, kind: 'left-join' });
   }
 
   /**
@@ -129,7 +129,7 @@ export class KeyedStream<T, K extends Key> {
     options?: StepOptions,
   ): Stream<O> {
     const spec = intervalJoinSpec<T, R, O>(bounds, fn);
-    return this.connect(other).state(spec.state).process<O>(spec, { id: options?.id, kind: 'interval-join' });
+    return this.connect(other).state(spec.state).process<O>(spec.process, { id: options?.id, kind: 'interval-join' });
   }
 
   /** Window join: records of both sides with the same key in the same window. */
@@ -157,6 +157,13 @@ export class KeyedStream<T, K extends Key> {
   }
 }
 
+/** State goes in `.state({...})` before `.process()`; JavaScript callers get told so. */
+function rejectInlineState(spec: object): void {
+  if ('state' in spec) {
+    throw new Error('declare keyed state with .state({ ... }) before .process(), not as a `state` field of the process function');
+  }
+}
+
 /** A keyed stream with declared state, ready for `process`. */
 export class StatefulKeyedStream<T, K extends Key, S extends StateSpec> {
   constructor(
@@ -166,6 +173,7 @@ export class StatefulKeyedStream<T, K extends Key, S extends StateSpec> {
 
   /** Runs a keyed process function with the declared state and timers. */
   process<O>(spec: KeyedProcessSpec<T, K, O, S>, options?: StepOptions): Stream<O> {
+    rejectInlineState(spec);
     const onTimer = spec.onTimer;
     return this.keyed.keyedStep<O>(
       'process',
@@ -209,6 +217,7 @@ export class ConnectedKeyedStreamsWithState<L, R, K extends Key, S extends State
 
   /** Runs a two-input keyed process function with the declared state and timers. */
   process<O>(spec: KeyedCoProcessSpec<L, R, K, O, S>, options?: StepOptions & { readonly kind?: string }): Stream<O> {
+    rejectInlineState(spec);
     const onTimer = spec.onTimer;
     type H = (value: unknown, ctx: KeyedProcessOperator) => void;
     return this.left.keyedStep<O>(

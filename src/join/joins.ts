@@ -43,12 +43,14 @@ function evict<T>(list: ListState<Entry<T>>, stillNeeded: (e: Entry<T>) => boole
   list.update(kept);
 }
 
+/** A join as a keyed two-input process function and the state it declares. */
+export interface JoinSpec<L, R, O> {
+  readonly state: JoinState<L, R>;
+  readonly process: KeyedCoProcessSpec<L, R, unknown, O, JoinState<L, R>>;
+}
+
 /** The spec of a regular inner or left join. */
-export function regularJoinSpec<L, R, O>(
-  fn: (left: L, right: R) => O,
-  outer: boolean,
-  options: RegularJoinOptions,
-): KeyedCoProcessSpec<L, R, unknown, O, JoinState<L, R>> & { state: JoinState<L, R> } {
+export function regularJoinSpec<L, R, O>(fn: (left: L, right: R) => O, outer: boolean, options: RegularJoinOptions): JoinSpec<L, R, O> {
   const retention = options.retention ?? Infinity;
   if (!(retention > 0)) throw new RangeError(`join retention must be > 0 ms, got ${retention}`);
   type Ctx = KeyedContext<unknown, O, JoinHandles<L, R>>;
@@ -57,8 +59,7 @@ export function regularJoinSpec<L, R, O>(
     // the timer sits at the end of input, where unmatched left records are emitted.
     ctx.registerEventTimer(retention === Infinity ? MAX_WATERMARK : time + retention);
   };
-  return {
-    state: joinState<L, R>(),
+  const process: JoinSpec<L, R, O>['process'] = {
     onLeft(l, ctx) {
       let matched = false;
       for (const r of ctx.state.right.get()) {
@@ -82,13 +83,17 @@ export function regularJoinSpec<L, R, O>(
     onTimer(_time, ctx) {
       const wm = ctx.watermark;
       const needed = (e: Entry<unknown>): boolean => wm !== MAX_WATERMARK && e.time + retention > wm;
+      // Emitted when the record leaves state, timed so that it is not behind the watermark
+      // downstream: at its expiry (time + retention), or at the end of input just after the
+      // last watermark.
       const unmatched = (e: Entry<L>): void => {
-        if (!e.matched) ctx.emit(fn(e.value, undefined as R), e.time);
+        if (!e.matched) ctx.emit(fn(e.value, undefined as R), retention === Infinity ? Math.max(e.time, ctx.timestamp) : e.time + retention);
       };
       evict(ctx.state.left, needed, outer ? unmatched : undefined);
       evict(ctx.state.right, needed);
     },
   };
+  return { state: joinState<L, R>(), process };
 }
 
 /** Relative time bounds of an interval join, in ms: l.time + lower <= r.time <= l.time + upper. */
@@ -98,10 +103,7 @@ export interface IntervalJoinBounds {
 }
 
 /** The spec of an interval join. Output records carry the later of the two timestamps. */
-export function intervalJoinSpec<L, R, O>(
-  bounds: IntervalJoinBounds,
-  fn: (left: L, right: R) => O,
-): KeyedCoProcessSpec<L, R, unknown, O, JoinState<L, R>> & { state: JoinState<L, R> } {
+export function intervalJoinSpec<L, R, O>(bounds: IntervalJoinBounds, fn: (left: L, right: R) => O): JoinSpec<L, R, O> {
   const { lower, upper } = bounds;
   if (!(lower <= upper)) throw new RangeError(`interval join needs lower <= upper, got [${lower}, ${upper}]`);
   type Ctx = KeyedContext<unknown, O, JoinHandles<L, R>> & { dropLate?(): void };
@@ -110,8 +112,7 @@ export function intervalJoinSpec<L, R, O>(
     ctx.dropLate?.();
     return true;
   };
-  return {
-    state: joinState<L, R>(),
+  const process: JoinSpec<L, R, O>['process'] = {
     onLeft(l, ctx) {
       if (late(ctx)) return;
       const t = ctx.timestamp;
@@ -136,4 +137,5 @@ export function intervalJoinSpec<L, R, O>(
       evict(ctx.state.right, (e) => e.time - lower > wm);
     },
   };
+  return { state: joinState<L, R>(), process };
 }

@@ -38,32 +38,28 @@ export interface TimerContext<K, O, S> extends KeyedContext<K, O, S> {
 }
 
 /**
- * A keyed process function: per-key state declared up front, and timers.
+ * A keyed process function: per-key state (declared up front with `.state()`) and timers.
  *
  * @example
- * // Emit a running count per user, and a summary one minute after the user's last event.
- * events.keyBy((e) => e.user).process({
- *   state: { count: valueState<number>() },
+ * // Count events per user; a minute after a user's last event, emit the count and forget it.
+ * events.keyBy((e) => e.user).state({ count: valueState<number>() }).process<{ user: string; count: number }>({
  *   onElement(e, ctx) {
- *     const n = (ctx.state.count.get() ?? 0) + 1;
- *     ctx.state.count.set(n);
+ *     ctx.state.count.set((ctx.state.count.get() ?? 0) + 1);
  *     ctx.registerEventTimer(ctx.timestamp + 60_000);
  *   },
  *   onTimer(time, ctx) {
- *     ctx.emit({ user: ctx.key, count: ctx.state.count.get() });
+ *     ctx.emit({ user: ctx.key, count: ctx.state.count.get() ?? 0 });
  *     ctx.state.count.clear();
  *   },
  * });
  */
 export interface KeyedProcessSpec<T, K, O, S extends StateSpec> {
-  readonly state?: S;
   onElement(value: T, ctx: KeyedContext<K, O, StateHandles<S>>): void;
   onTimer?(time: number, ctx: TimerContext<K, O, StateHandles<S>>): void;
 }
 
 /** A keyed process function over two inputs keyed alike (joins, enrichment). */
 export interface KeyedCoProcessSpec<L, R, K, O, S extends StateSpec> {
-  readonly state?: S;
   onLeft(value: L, ctx: KeyedContext<K, O, StateHandles<S>>): void;
   onRight(value: R, ctx: KeyedContext<K, O, StateHandles<S>>): void;
   onTimer?(time: number, ctx: TimerContext<K, O, StateHandles<S>>): void;
@@ -89,6 +85,11 @@ export class KeyedProcessOperator implements Operator<unknown, unknown>, TimerCo
   private backend!: HeapKeyedStateBackend;
   private readonly eventTimers = new TimerQueue();
   private readonly processingTimers = new TimerQueue();
+  /** Whether any declared state has a TTL (expired entries are swept on processing time). */
+  private hasTtl = false;
+  private expiryScheduled = Infinity;
+  /** The watermark before the current advance: the lower bound for timestamps of timer output. */
+  private previousWatermark = MIN_WATERMARK;
   private readonly fireEvent = (key: Key, time: number): void => this.fire(key, time, 'event-time');
   private readonly fireProcessing = (key: Key, time: number): void => this.fire(key, time, 'processing-time');
 
@@ -104,6 +105,7 @@ export class KeyedProcessOperator implements Operator<unknown, unknown>, TimerCo
     this.out = ctx.output;
     this.backend = new HeapKeyedStateBackend(ctx.clock);
     this.state = this.backend.register(this.stateSpec);
+    this.hasTtl = Object.values(this.stateSpec).some((d) => (d.options.ttl ?? 0) > 0);
     this.scheduleExpiry();
   }
 
@@ -112,11 +114,11 @@ export class KeyedProcessOperator implements Operator<unknown, unknown>, TimerCo
   }
 
   emit(value: unknown, time?: number): void {
-    this.out.emit(value, time ?? this.timestamp);
+    this.out.emit(value, time === undefined ? this.timestamp : Math.floor(time));
   }
 
   output<X>(tag: OutputTag<X>, value: X, time?: number): void {
-    this.ctx.sideOutput(tag).emit(value, time ?? this.timestamp);
+    this.ctx.sideOutput(tag).emit(value, time === undefined ? this.timestamp : Math.floor(time));
   }
 
   registerEventTimer(time: number): void {
@@ -163,9 +165,13 @@ export class KeyedProcessOperator implements Operator<unknown, unknown>, TimerCo
         i++;
       }
     }
+    // Entries written with a TTL must be swept even if nothing else asks for processing time.
+    if (this.hasTtl && this.expiryScheduled === Infinity) this.scheduleExpiry();
   }
 
   onWatermark(watermark: number): void {
+    if (watermark <= this.watermark) return;
+    this.previousWatermark = this.watermark;
     this.watermark = watermark;
     if (this.eventTimers.size > 0) this.eventTimers.advance(watermark, this.fireEvent);
   }
@@ -181,8 +187,8 @@ export class KeyedProcessOperator implements Operator<unknown, unknown>, TimerCo
     this.backend.snapshot(writer);
     this.eventTimers.snapshot(writer, 'timers:event');
     this.processingTimers.snapshot(writer, 'timers:processing');
-    const snap = writer.finish();
-    return snap.keyed.size === 0 ? EMPTY_SNAPSHOT : snap;
+    const snap = writer.finish({ watermark: this.watermark });
+    return snap.keyed.size === 0 && this.watermark === MIN_WATERMARK ? EMPTY_SNAPSHOT : snap;
   }
 
   restore(snapshot: OperatorSnapshot): void {
@@ -190,11 +196,15 @@ export class KeyedProcessOperator implements Operator<unknown, unknown>, TimerCo
     this.backend.restore(reader);
     this.eventTimers.restore(reader, 'timers:event');
     this.processingTimers.restore(reader, 'timers:processing');
+    // Records replayed after the snapshot are judged late exactly as before it.
+    const op = reader.operatorState() as { watermark: number } | undefined;
+    if (op !== undefined) this.watermark = op.watermark;
     this.scheduleExpiry();
   }
 
   private scheduleExpiry(): void {
     const next = Math.min(this.processingTimers.peek(), this.backend.nextExpiry());
+    this.expiryScheduled = next;
     if (next !== Infinity) this.ctx.requestProcessingTime(next);
   }
 
@@ -203,7 +213,9 @@ export class KeyedProcessOperator implements Operator<unknown, unknown>, TimerCo
     if (handler === undefined) return;
     this.key = key;
     this.backend.currentKey = key;
-    this.timestamp = domain === 'event-time' ? time : this.ctx.clock.now();
+    // An event-time timer emits at its own time; a timer at +∞ (end of input) just after the
+    // last finite watermark, so that its output is not late downstream.
+    this.timestamp = domain === 'processing-time' ? this.ctx.clock.now() : time === Infinity ? this.previousWatermark + 1 : time;
     this.timeDomain = domain;
     try {
       handler(time, this);

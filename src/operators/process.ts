@@ -21,11 +21,11 @@ export class ProcessOperator<T, O> implements Operator<T, O>, ProcessContext<O> 
   }
 
   emit(value: O, time?: number): void {
-    this.out.emit(value, time ?? this.timestamp);
+    this.out.emit(value, time === undefined ? this.timestamp : Math.floor(time));
   }
 
   output<X>(tag: OutputTag<X>, value: X, time?: number): void {
-    this.ctx.sideOutput(tag).emit(value, time ?? this.timestamp);
+    this.ctx.sideOutput(tag).emit(value, time === undefined ? this.timestamp : Math.floor(time));
   }
 
   processBatch(batch: Batch<T>): void {

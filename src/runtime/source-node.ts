@@ -57,7 +57,9 @@ export class SourceNode implements SourceOutput<unknown> {
 
   watermark(watermark: number): void {
     this.publish();
-    this.advance(watermark);
+    // Record times are truncated to whole ms, so a fractional watermark W only closes the
+    // milliseconds before floor(W): a record at floor(W) + 0.5 > W may still come.
+    this.advance(Number.isInteger(watermark) ? watermark : Math.floor(watermark) - 1);
   }
 
   deadLetter(raw: unknown, error: unknown): void {
@@ -141,7 +143,12 @@ export class SourceNode implements SourceOutput<unknown> {
     const n = b.length;
     const fn = this.timestamp;
     if (fn === undefined) {
-      for (let i = 0; i < n; i++) if (times[i] !== times[i]) times[i] = now;
+      // Event times are whole milliseconds (windows fire at end - 1): fractions are dropped.
+      for (let i = 0; i < n; i++) {
+        const t = times[i]!;
+        if (t !== t) times[i] = now;
+        else if (t % 1 !== 0) times[i] = Math.floor(t);
+      }
       return;
     }
     // User timestamp function: a throw or a non-finite result makes the record a dead letter.
@@ -160,7 +167,7 @@ export class SourceNode implements SourceOutput<unknown> {
         continue;
       }
       values[w] = v;
-      times[w] = t;
+      times[w] = Math.floor(t);
       w++;
     }
     b.length = w;

@@ -5,12 +5,13 @@ import type { StateCodec } from './codec.ts';
  * state in snapshots, so keep it stable across versions of a job.
  *
  * @example
- * keyed.process({
- *   state: { total: valueState<number>(), seen: mapState<string, number>(), recent: listState<Bid>({ ttl: 60_000 }) },
- *   onElement(bid, ctx) {
- *     ctx.state.total.set((ctx.state.total.get() ?? 0) + bid.price);
- *   },
- * });
+ * bids.keyBy((b) => b.bidder)
+ *   .state({ total: valueState<number>(), seen: mapState<number, number>(), recent: listState<Bid>({ ttl: 60_000 }) })
+ *   .process<number>({
+ *     onElement(bid, ctx) {
+ *       ctx.state.total.set((ctx.state.total.get() ?? 0) + bid.price);
+ *     },
+ *   });
  */
 
 /** Options common to every kind of keyed state. */

@@ -150,8 +150,10 @@ export class SessionWindowOperator implements Operator<unknown, unknown> {
   private emit(key: Key, s: Session, late: boolean): void {
     const window: WindowInfo = { start: s.start, end: s.end, late };
     this.emitter.time = s.end - 1;
+    // A session kept for late updates is changed later: emit a result of its own.
+    const acc = this.late.updates ? this.acc.merge(this.acc.create(), s.acc) : s.acc;
     try {
-      this.fn(key, this.acc.result(s.acc), window, this.emitter);
+      this.fn(key, this.acc.result(acc), window, this.emitter);
     } catch (error) {
       this.ctx.deadLetter({ key, window }, error, s.end - 1);
     }

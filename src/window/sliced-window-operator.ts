@@ -202,10 +202,14 @@ export class SlicedWindowOperator implements Operator<unknown, unknown> {
     this.window = { start, end, late: false };
     this.emitter.time = end - 1;
     const starts = this.starts;
-    if (this.pane === this.size) {
+    if (this.pane === this.size && !this.late.updates) {
+      // The pane is dropped right after this: its accumulators can be handed out as they are.
       this.panes.get(starts[first]!)!.forEach(this.emitResult);
       return;
     }
+    // Otherwise panes outlive the firing (shared with other windows, or kept for late
+    // updates): results are built from fresh accumulators so later updates cannot change rows
+    // already emitted.
     const { create, merge } = this.acc;
     const merged = new Map<Key, unknown>();
     for (let j = first; j < starts.length && starts[j]! < end; j++) {
