@@ -8,6 +8,7 @@ import {
   StepFailure,
   tumbling,
   VirtualClock,
+  valueState,
   type Batch,
   type DeadLetter,
   type Sink,
@@ -316,5 +317,30 @@ describe('bad keys and renamed steps', () => {
     const p = new Pipeline();
     p.fromArray([1]).keyBy((n) => n).window(tumbling(10)).aggregate(count(), { id: 'new-name' }).collect();
     await expect(p.run({ restoreFrom: snapshot })).rejects.toThrow(/steps this pipeline does not have: old-name/);
+  });
+});
+
+describe('state TTL', () => {
+  it('sweeps expired entries even when nothing else asks for processing time', () => {
+    const h = OperatorHarness.of<[string], number>((s) =>
+      s
+        .keyBy((k) => k)
+        .state({ seen: valueState<number>({ ttl: 1000 }) })
+        .process<number>({
+          onElement(_k, ctx) {
+            const n = (ctx.state.seen.get() ?? 0) + 1;
+            ctx.state.seen.set(n);
+            ctx.emit(n);
+          },
+        }, { id: 'dedupe' }),
+    );
+    for (let i = 0; i < 100; i++) h.push(`k${i}`, i);
+    const before = h.snapshot().get('dedupe')!.keyed.size;
+    expect(before).toBeGreaterThan(0);
+    h.advanceProcessingTime(1000);
+    // Every entry expired and was removed: nothing left to snapshot.
+    expect(h.snapshot().get('dedupe')).toBeUndefined();
+    h.push('k1', 200);
+    expect(h.values().at(-1)).toBe(1);
   });
 });
