@@ -72,59 +72,75 @@ export function hash32(item: string | number, seed = 0): number {
  * alone is a bijection of them before cross-mixing, and cross-mixing is invertible).
  *
  * Not a cryptographic hash: adversarial inputs can be built to collide (as for every
- * MurmurHash variant). Values are stable across processes, platforms and releases.
+ * MurmurHash variant). Values are stable across processes, platforms and releases. Dispatches to
+ * {@link hashPairNumber} or {@link hashPairString}; the two are separate functions so that a call
+ * site fed both strings and numbers stays fast for each.
+ *
+ * @example
+ * ```ts
+ * const h = new Uint32Array(2);
+ * hashPair('user:42', h, seed);
+ * const [h1, h2] = h; // probe i of a Bloom filter: (h1 + i·h2) mod 2³²
+ * ```
  */
 export function hashPair(item: string | number, out: Uint32Array, seed = 0): void {
+  if (typeof item === 'number') hashPairNumber(item, out, seed);
+  else hashPairString(item, out, seed);
+}
+
+/** {@link hashPair} of a number. */
+export function hashPairNumber(x: number, out: Uint32Array, seed = 0): void {
   let h1: number;
   let h2: number;
-  if (typeof item === 'number') {
-    if ((item | 0) === item) {
-      h1 = fmix32((Math.imul(item, 0x9e3779b1) ^ seed) + 0x7f4a7c15);
-      h2 = fmix32(Math.imul(item ^ 0x38b34ae5, 0x85ebca77) + (seed ^ 0x165667b1));
-    } else {
-      f64[0] = item === 0 ? 0 : item; // -0 → 0
-      const lo = u32[0]!;
-      const hi = u32[1]!;
-      h1 = fmix32(Math.imul(lo ^ seed, 0x9e3779b1) ^ fmix32(hi + 0x632be5ab));
-      h2 = fmix32(Math.imul(hi ^ seed, 0xc2b2ae3d) ^ fmix32(lo + 0x27d4eb2f));
-    }
+  if ((x | 0) === x) {
+    h1 = fmix32((Math.imul(x, 0x9e3779b1) ^ seed) + 0x7f4a7c15);
+    h2 = fmix32(Math.imul(x ^ 0x38b34ae5, 0x85ebca77) + (seed ^ 0x165667b1));
   } else {
-    const s = item;
-    h1 = seed | 0;
-    h2 = (seed ^ 0x9e3779b9) | 0;
-    const n = s.length;
-    const pairs = n & ~1;
-    let i = 0;
-    for (; i < pairs; i += 2) {
-      const raw = s.charCodeAt(i) | (s.charCodeAt(i + 1) << 16);
-      let k1 = Math.imul(raw, 0xcc9e2d51);
-      k1 = (k1 << 15) | (k1 >>> 17);
-      h1 ^= Math.imul(k1, 0x1b873593);
-      h1 = (h1 << 13) | (h1 >>> 19);
-      h1 = (Math.imul(h1, 5) + 0xe6546b64) | 0;
-      let k2 = Math.imul(raw, 0xab0e9789);
-      k2 = (k2 << 16) | (k2 >>> 16);
-      h2 ^= Math.imul(k2, 0x38b34ae5);
-      h2 = (h2 << 17) | (h2 >>> 15);
-      h2 = (Math.imul(h2, 5) + 0x0bcaa747) | 0;
-    }
-    if (i < n) {
-      const raw = s.charCodeAt(i);
-      let k1 = Math.imul(raw, 0xcc9e2d51);
-      k1 = (k1 << 15) | (k1 >>> 17);
-      h1 ^= Math.imul(k1, 0x1b873593);
-      let k2 = Math.imul(raw, 0xab0e9789);
-      k2 = (k2 << 16) | (k2 >>> 16);
-      h2 ^= Math.imul(k2, 0x38b34ae5);
-    }
-    h1 ^= n * 2;
-    h2 ^= n * 2;
-    h1 = fmix32(h1);
-    h2 = fmix32(h2);
+    f64[0] = x === x ? x : NaN; // one bit pattern for every NaN (-0 took the int path)
+    const lo = u32[0]!;
+    const hi = u32[1]!;
+    h1 = fmix32(Math.imul(lo ^ seed, 0x9e3779b1) ^ fmix32(hi + 0x632be5ab));
+    h2 = fmix32(Math.imul(hi ^ seed, 0xc2b2ae3d) ^ fmix32(lo + 0x27d4eb2f));
   }
   // Cross-mix the lanes (as MurmurHash3 x86_128 does) so each half depends on both.
   h1 = (h1 + h2) | 0;
-  h2 = (h2 + h1) | 0;
   out[0] = h1;
-  out[1] = h2;
+  out[1] = h2 + h1;
+}
+
+/** {@link hashPair} of a string. */
+export function hashPairString(s: string, out: Uint32Array, seed = 0): void {
+  let h1 = seed | 0;
+  let h2 = (seed ^ 0x9e3779b9) | 0;
+  const n = s.length;
+  const pairs = n & ~1;
+  let i = 0;
+  for (; i < pairs; i += 2) {
+    const raw = s.charCodeAt(i) | (s.charCodeAt(i + 1) << 16);
+    let k1 = Math.imul(raw, 0xcc9e2d51);
+    k1 = (k1 << 15) | (k1 >>> 17);
+    h1 ^= Math.imul(k1, 0x1b873593);
+    h1 = (h1 << 13) | (h1 >>> 19);
+    h1 = (Math.imul(h1, 5) + 0xe6546b64) | 0;
+    let k2 = Math.imul(raw, 0xab0e9789);
+    k2 = (k2 << 16) | (k2 >>> 16);
+    h2 ^= Math.imul(k2, 0x38b34ae5);
+    h2 = (h2 << 17) | (h2 >>> 15);
+    h2 = (Math.imul(h2, 5) + 0x0bcaa747) | 0;
+  }
+  if (i < n) {
+    const raw = s.charCodeAt(i);
+    let k1 = Math.imul(raw, 0xcc9e2d51);
+    k1 = (k1 << 15) | (k1 >>> 17);
+    h1 ^= Math.imul(k1, 0x1b873593);
+    let k2 = Math.imul(raw, 0xab0e9789);
+    k2 = (k2 << 16) | (k2 >>> 16);
+    h2 ^= Math.imul(k2, 0x38b34ae5);
+  }
+  h1 = fmix32(h1 ^ (n * 2));
+  h2 = fmix32(h2 ^ (n * 2));
+  // Cross-mix the lanes (as MurmurHash3 x86_128 does) so each half depends on both.
+  h1 = (h1 + h2) | 0;
+  out[0] = h1;
+  out[1] = h2 + h1;
 }
