@@ -20,6 +20,7 @@ export type { Emitter, ProcessContext } from './operators/emitter.ts';
 export type { ProcessFunction } from './operators/process.ts';
 export type { KeyedContext, TimerContext, KeyedProcessSpec, KeyedCoProcessSpec } from './operators/keyed-process.ts';
 export type { RegularJoinOptions, IntervalJoinBounds } from './join/joins.ts';
+export type { DedupeOptions } from './operators/dedupe.ts';
 
 export { tumbling, sliding, session, type WindowAssigner, type WindowInfo } from './window/assigners.ts';
 export type { TumblingWindows, SlidingWindows, SessionWindows } from './window/assigners.ts';

@@ -1,4 +1,5 @@
 import { KeyedProcessOperator, type KeyedCoProcessSpec, type KeyedProcessSpec } from '../operators/keyed-process.ts';
+import { DedupeOperator, type DedupeOptions } from '../operators/dedupe.ts';
 import type { InputEdge, Partitioning } from '../plan/graph.ts';
 import type { Operator } from '../runtime/operator.ts';
 import type { StateSpec } from '../state/descriptors.ts';
@@ -73,6 +74,20 @@ export class KeyedStream<T, K extends Key> {
       undefined,
       { acc: { kind: 'value', options: codec === undefined ? {} : { codec } } } as StateSpec,
     );
+  }
+
+  /**
+   * Drops records whose key was already seen within `options.within` ms of event time, using
+   * Bloom filters in two rotating generations: memory is bounded however many keys pass. A
+   * repeat within `within` is always dropped; a key is forgotten after 2·`within`; a new key is
+   * wrongly dropped with probability about 2·`falsePositiveRate`.
+   *
+   * @example
+   * orders.keyBy((o) => o.orderId).dedupe({ within: 3_600_000 });
+   */
+  dedupe(options: DedupeOptions & StepOptions): Stream<T> {
+    const key = this.key as (value: unknown) => Key;
+    return this.stream.pipeline.addOperator<T>('dedupe', options.id, [this.edge()], () => new DedupeOperator(key, options), true);
   }
 
   /** Groups the keyed stream into windows. */

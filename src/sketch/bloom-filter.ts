@@ -1,4 +1,4 @@
-import { hashPair } from '../util/hash.ts';
+import { fmix32, hashPair } from '../util/hash.ts';
 import {
   ByteReader,
   ByteWriter,
@@ -114,6 +114,10 @@ export class BloomFilter {
   /**
    * Adds `item`. Returns `true` when the item was certainly not present before (some bit was
    * still clear), `false` when it may have been. Allocation-free.
+   *
+   * Probe i is bit ⌊fmix32(h1 + i·h2) · m / 2³²⌋. The per-probe mix matters for small filters:
+   * mapping h1 + i·h2 to a bit directly makes two items whose (h1, h2) are merely close share
+   * every probe, which floors the false-positive rate near n/m² whatever k is.
    */
   add(item: string | number): boolean {
     hashPair(item, scratch, this.seed);
@@ -123,7 +127,7 @@ export class BloomFilter {
     const scale = this.scale;
     let added = 0;
     for (let i = 0; i < this.hashes; i++) {
-      const bit = ((g >>> 0) * scale) >>> 0;
+      const bit = (fmix32(g) * scale) >>> 0;
       const w = bit >>> 5;
       const mask = 1 << (bit & 31);
       const v = words[w]!;
@@ -145,7 +149,7 @@ export class BloomFilter {
     const words = this.words;
     const scale = this.scale;
     for (let i = 0; i < this.hashes; i++) {
-      const bit = ((g >>> 0) * scale) >>> 0;
+      const bit = (fmix32(g) * scale) >>> 0;
       if ((words[bit >>> 5]! & (1 << (bit & 31))) === 0) return false;
       g = (g + h2) | 0;
     }

@@ -32,7 +32,11 @@ export class KeyedSnapshotWriter {
 
   /** Appends `key` followed by `values` to `section` of the key's key group. */
   add(section: string, key: Key, ...values: unknown[]): void {
-    const kg = keyGroupOf(key, this.maxParallelism);
+    this.addToGroup(keyGroupOf(key, this.maxParallelism), section, key, ...values);
+  }
+
+  /** Appends `values` to `section` of key group `kg` (state kept per key group, not per key). */
+  addToGroup(kg: number, section: string, ...values: unknown[]): void {
     let sections = this.groups.get(kg);
     if (sections === undefined) {
       sections = {};
@@ -43,7 +47,6 @@ export class KeyedSnapshotWriter {
       list = [];
       sections[section] = list;
     }
-    list.push(key);
     for (const v of values) list.push(v);
   }
 
@@ -60,16 +63,20 @@ export class KeyedSnapshotWriter {
  */
 export class KeyedSnapshotReader {
   private readonly decoded: Sections[] = [];
+  private readonly groups: number[] = [];
 
   constructor(readonly snapshot: OperatorSnapshot) {
-    for (const blob of snapshot.keyed.values()) this.decoded.push(unpackState(blob) as Sections);
+    for (const [kg, blob] of snapshot.keyed) {
+      this.groups.push(kg);
+      this.decoded.push(unpackState(blob) as Sections);
+    }
   }
 
   /** Calls `fn` with each flat run array of `section`, one per key group that has it. */
-  forEach(section: string, fn: (flat: readonly unknown[]) => void): void {
-    for (const sections of this.decoded) {
-      const flat = sections[section];
-      if (flat !== undefined) fn(flat);
+  forEach(section: string, fn: (flat: readonly unknown[], keyGroup: number) => void): void {
+    for (let i = 0; i < this.decoded.length; i++) {
+      const flat = this.decoded[i]![section];
+      if (flat !== undefined) fn(flat, this.groups[i]!);
     }
   }
 
