@@ -118,6 +118,9 @@ export class Pipeline {
   start(options: JobOptions = {}): RunningJob {
     const job = this.createJob(options);
     const done = job.run();
+    // The caller may await `done` later (or only call stop()): a failure must not surface as an
+    // unhandled rejection meanwhile. Awaiting `done` still rejects.
+    done.catch(() => undefined);
     return {
       job,
       done,

@@ -29,3 +29,12 @@ export interface ProcessContext<O> {
   /** Emits to a side output. */
   output<X>(tag: OutputTag<X>, value: X, time?: number): void;
 }
+
+/**
+ * Validates a timestamp a user function gives explicitly: finite, truncated to whole ms. A bad
+ * one throws, which dead-letters the record being processed.
+ */
+export function explicitTime(time: number): number {
+  if (typeof time !== 'number' || !Number.isFinite(time)) throw new RangeError(`an event time must be a finite number, got ${String(time)}`);
+  return Math.floor(time);
+}

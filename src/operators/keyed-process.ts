@@ -6,6 +6,7 @@ import { HeapKeyedStateBackend } from '../state/heap-backend.ts';
 import { checkKey, type Key } from '../state/key-group.ts';
 import { EMPTY_SNAPSHOT, KeyedSnapshotReader, KeyedSnapshotWriter, type OperatorSnapshot } from '../state/snapshot.ts';
 import { TimerQueue } from '../time/timer-queue.ts';
+import { explicitTime } from './emitter.ts';
 import { MIN_WATERMARK } from '../time/watermark.ts';
 
 /** What a keyed process function sees while handling a record or a timer. */
@@ -114,11 +115,11 @@ export class KeyedProcessOperator implements Operator<unknown, unknown>, TimerCo
   }
 
   emit(value: unknown, time?: number): void {
-    this.out.emit(value, time === undefined ? this.timestamp : Math.floor(time));
+    this.out.emit(value, time === undefined ? this.timestamp : explicitTime(time));
   }
 
   output<X>(tag: OutputTag<X>, value: X, time?: number): void {
-    this.ctx.sideOutput(tag).emit(value, time === undefined ? this.timestamp : Math.floor(time));
+    this.ctx.sideOutput(tag).emit(value, time === undefined ? this.timestamp : explicitTime(time));
   }
 
   registerEventTimer(time: number): void {

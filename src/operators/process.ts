@@ -1,7 +1,7 @@
 import type { OutputTag } from '../api/output-tag.ts';
 import type { Batch } from '../runtime/batch.ts';
 import type { Operator, OperatorContext, Output } from '../runtime/operator.ts';
-import type { ProcessContext } from './emitter.ts';
+import { explicitTime, type ProcessContext } from './emitter.ts';
 
 /** A non-keyed process function: any number of outputs and side outputs per record. */
 export type ProcessFunction<T, O> = (value: T, ctx: ProcessContext<O>) => void;
@@ -21,11 +21,11 @@ export class ProcessOperator<T, O> implements Operator<T, O>, ProcessContext<O> 
   }
 
   emit(value: O, time?: number): void {
-    this.out.emit(value, time === undefined ? this.timestamp : Math.floor(time));
+    this.out.emit(value, time === undefined ? this.timestamp : explicitTime(time));
   }
 
   output<X>(tag: OutputTag<X>, value: X, time?: number): void {
-    this.ctx.sideOutput(tag).emit(value, time === undefined ? this.timestamp : Math.floor(time));
+    this.ctx.sideOutput(tag).emit(value, time === undefined ? this.timestamp : explicitTime(time));
   }
 
   processBatch(batch: Batch<T>): void {

@@ -73,6 +73,8 @@ export class LocalJob {
   private stopRequested = false;
   private failure: { error: unknown } | null = null;
   private wake: (() => void) | null = null;
+  /** Set by a wake-up that may have come before the loop went to sleep. */
+  private woken = false;
   private opened = false;
 
   constructor(
@@ -183,9 +185,9 @@ export class LocalJob {
   /** Runs until every source ends (bounded input) or {@link stop} is called. */
   async run(): Promise<JobResult> {
     const started = performance.now();
-    await this.open();
     let lastYield = performance.now();
     try {
+      await this.open();
       while (!this.stopRequested) {
         if (this.failure !== null) throw this.failure.error;
         let progressed = false;
@@ -210,6 +212,8 @@ export class LocalJob {
           lastYield = performance.now();
         }
       }
+      // A source that failed while the job was being stopped still fails the job.
+      if (this.failure !== null) throw this.failure.error;
       if (!this.stopRequested) this.finishDeadLetters();
       for (const sink of this.sinks) await sink.flushSink();
     } finally {
@@ -225,6 +229,12 @@ export class LocalJob {
   /** Asks a running job to stop after the current batch (no final watermark). */
   stop(): void {
     this.stopRequested = true;
+    this.wakeUp();
+  }
+
+  /** Ends the current sleep, or makes the next one return at once (no lost wake-ups). */
+  private wakeUp(): void {
+    this.woken = true;
     this.wake?.();
   }
 
@@ -289,12 +299,12 @@ export class LocalJob {
     node.waiting = ready.then(
       () => {
         node.waiting = null;
-        this.wake?.();
+        this.wakeUp();
       },
       (error: unknown) => {
         // A source that fails while reading fails the job (from the run loop).
         this.failure ??= { error };
-        this.wake?.();
+        this.wakeUp();
       },
     );
   }
@@ -316,6 +326,10 @@ export class LocalJob {
       deadline = now;
     }
     const delay = deadline === Infinity ? 1000 : Math.max(0, Math.min(1000, deadline - now));
+    if (this.woken || this.stopRequested || this.failure !== null) {
+      this.woken = false;
+      return;
+    }
     await new Promise<void>((resolve) => {
       const timer = setTimeout(done, delay);
       function done(): void {
@@ -325,11 +339,22 @@ export class LocalJob {
       this.wake = done;
     });
     this.wake = null;
+    this.woken = false;
   }
 
+  /** Closes every step, also after a failed or partial open; the first error wins. */
   private async close(): Promise<void> {
-    for (const node of this.operators) node.operator.close?.();
-    for (const node of this.sources) await node.source.close?.();
-    for (const sink of this.sinks) await sink.closeSink();
+    let first: { error: unknown } | null = null;
+    const attempt = async (fn: () => unknown): Promise<void> => {
+      try {
+        await fn();
+      } catch (error) {
+        first ??= { error };
+      }
+    };
+    for (const node of this.operators) await attempt(() => node.operator.close?.());
+    for (const node of this.sources) await attempt(() => node.source.close?.());
+    for (const sink of this.sinks) await attempt(() => sink.closeSink());
+    if (first !== null) throw (first as { error: unknown }).error;
   }
 }

@@ -57,6 +57,14 @@ export class SourceNode implements SourceOutput<unknown> {
 
   watermark(watermark: number): void {
     this.publish();
+    if (watermark > this.currentWatermark) {
+      // A source whose watermark moves is making progress even without records: not idle.
+      this.lastActivity = this.clock.now();
+      if (this.idle && !this.ended) {
+        this.idle = false;
+        this.output.idle(false);
+      }
+    }
     // Record times are truncated to whole ms, so a fractional watermark W only closes the
     // milliseconds before floor(W): a record at floor(W) + 0.5 > W may still come.
     this.advance(Number.isInteger(watermark) ? watermark : Math.floor(watermark) - 1);
@@ -143,12 +151,24 @@ export class SourceNode implements SourceOutput<unknown> {
     const n = b.length;
     const fn = this.timestamp;
     if (fn === undefined) {
-      // Event times are whole milliseconds (windows fire at end - 1): fractions are dropped.
+      // NaN means the source gave no time: ingestion time. Event times are whole milliseconds
+      // (windows fire at end - 1): fractions are dropped. An infinite time is a dead letter.
+      let w = 0;
       for (let i = 0; i < n; i++) {
-        const t = times[i]!;
-        if (t !== t) times[i] = now;
-        else if (t % 1 !== 0) times[i] = Math.floor(t);
+        let t = times[i]!;
+        if (t !== t) t = now;
+        else if (t % 1 !== 0) {
+          if (t === Infinity || t === -Infinity) {
+            this.deadLetter(values[i], new Error(`the source gave time ${t}, not a finite number`));
+            continue;
+          }
+          t = Math.floor(t);
+        }
+        values[w] = values[i];
+        times[w] = t;
+        w++;
       }
+      b.length = w;
       return;
     }
     // User timestamp function: a throw or a non-finite result makes the record a dead letter.

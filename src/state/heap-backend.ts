@@ -85,12 +85,12 @@ export class HeapKeyedStateBackend {
 
   /** Writes every live entry into the writer, section `state:<name>`. */
   snapshot(writer: KeyedSnapshotWriter): void {
-    for (const [name, table] of this.tables) table.snapshot(writer, `state:${name}`);
+    for (const [name, table] of this.tables) table.snapshot(writer, name);
   }
 
   /** Restores entries from snapshot sections written by {@link snapshot}. */
   restore(reader: KeyedSnapshotReader): void {
-    for (const [name, table] of this.tables) table.restore(reader, `state:${name}`);
+    for (const [name, table] of this.tables) table.restore(reader, name);
   }
 }
 
@@ -176,28 +176,35 @@ class KeyedTable<E> {
     return Infinity;
   }
 
-  snapshot(writer: KeyedSnapshotWriter, section: string): void {
+  /**
+   * Entries go to section `state:<name>` as (key, value) runs, or with a TTL to `state-ttl:<name>`
+   * as (key, value, expiry) runs, so a restore reads the layout it was written with even if the
+   * TTL setting changed in between.
+   */
+  snapshot(writer: KeyedSnapshotWriter, name: string): void {
     const now = this.clock.now();
     for (const [key, stored] of this.map) {
       if (this.ttl === 0) {
-        writer.add(section, key, this.codec.encode(stored as E));
+        writer.add(`state:${name}`, key, this.codec.encode(stored as E));
       } else {
         const entry = stored as TtlEntry<E>;
-        if (entry.expires > now) writer.add(section, key, this.codec.encode(entry.value), entry.expires);
+        if (entry.expires > now) writer.add(`state-ttl:${name}`, key, this.codec.encode(entry.value), entry.expires);
       }
     }
   }
 
-  restore(reader: KeyedSnapshotReader, section: string): void {
-    const stride = this.ttl === 0 ? 2 : 3;
-    reader.forEach(section, (flat) => {
-      for (let i = 0; i < flat.length; i += stride) {
-        const key = flat[i] as Key;
-        const value = this.codec.decode(flat[i + 1]);
-        if (this.ttl === 0) this.map.set(key, value);
-        // A snapshot taken without TTL restores with a fresh TTL.
-        else this.map.set(key, { value, expires: (flat[i + 2] as number | undefined) ?? this.clock.now() + this.ttl });
-      }
+  restore(reader: KeyedSnapshotReader, name: string): void {
+    const put = (key: Key, encoded: unknown, expires: number | undefined): void => {
+      const value = this.codec.decode(encoded);
+      if (this.ttl === 0) this.map.set(key, value);
+      // Entries written without a TTL start a fresh one.
+      else this.map.set(key, { value, expires: expires ?? this.clock.now() + this.ttl });
+    };
+    reader.forEach(`state:${name}`, (flat) => {
+      for (let i = 0; i < flat.length; i += 2) put(flat[i] as Key, flat[i + 1], undefined);
+    });
+    reader.forEach(`state-ttl:${name}`, (flat) => {
+      for (let i = 0; i < flat.length; i += 3) put(flat[i] as Key, flat[i + 1], flat[i + 2] as number);
     });
     if (this.ttl !== 0) this.sortByExpiry();
   }

@@ -66,10 +66,10 @@ export class OperatorHarness<I extends readonly unknown[], O> {
     const streams = Array.from({ length: arity }, (_, i) => p.source(manualSource, { id: `input-${i}`, idleTimeout: 0 }));
     const out = build(...(streams as unknown as Streams<I>));
     out.sink(this.main, { id: 'harness-output' });
-    for (const tag of options.sideOutputs ?? []) {
+    for (const [i, tag] of (options.sideOutputs ?? []).entries()) {
       const sink = new CollectSink<unknown>();
       this.sides.set(tag.id, sink);
-      out.sideOutput(tag).sink(sink, { id: `harness-side-${tag.id}` });
+      out.sideOutput(tag).sink(sink, { id: `harness-side-${i}` });
     }
     p.deadLetters().sink(this.dead, { id: 'harness-dead-letters' });
     this.job = p.createJob({

@@ -22,6 +22,8 @@ export class TimerQueue {
   }
 
   register(key: Key, time: number): void {
+    // NaN would break the heap order and stop every timer behind it.
+    if (time !== time) throw new RangeError(`a timer time must be a number, got NaN (key ${String(key)})`);
     let keys = this.byTime.get(time);
     if (keys === undefined) {
       keys = new Set();

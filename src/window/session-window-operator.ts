@@ -76,8 +76,9 @@ export class SessionWindowOperator implements Operator<unknown, unknown> {
             // Fast path: the record falls inside the key's only session, which is still open.
             const s = list[0]!;
             if (!s.fired && s.start <= t && t < s.end) {
-              if (t + gap > s.end) s.end = t + gap;
+              // Fold first: a record that fails to fold must not change the session.
               s.acc = add(s.acc, v);
+              if (t + gap > s.end) s.end = t + gap;
               continue;
             }
           }
@@ -124,11 +125,18 @@ export class SessionWindowOperator implements Operator<unknown, unknown> {
     } else {
       const l = list!;
       target = l[first]!;
-      for (let j = first + 1; j <= last; j++) target.acc = this.acc.merge(target.acc, l[j]!.acc);
+      // Everything that can fail (merge, add) runs before the sessions change, on a copy when
+      // several sessions merge, so a dead-lettered record leaves them as they were.
+      let acc = target.acc;
+      if (last > first) {
+        acc = this.acc.merge(this.acc.create(), acc);
+        for (let j = first + 1; j <= last; j++) acc = this.acc.merge(acc, l[j]!.acc);
+      }
+      acc = add(acc, v);
       if (last > first) l.splice(first + 1, last - first);
       target.start = start;
       target.end = end;
-      target.acc = add(target.acc, v);
+      target.acc = acc;
     }
     if (end - 1 <= wm) {
       // A late record updated a session that already fired: emit the update now.
