@@ -1,5 +1,12 @@
 import type { KeyedCoProcessSpec, KeyedContext } from '../operators/keyed-process.ts';
-import { listState, type ListState, type ListStateDescriptor } from '../state/descriptors.ts';
+import {
+  listState,
+  type ListState,
+  type ListStateDescriptor,
+  valueState,
+  type ValueState,
+  type ValueStateDescriptor,
+} from '../state/descriptors.ts';
 import { MAX_WATERMARK } from '../time/watermark.ts';
 
 /**
@@ -26,21 +33,56 @@ interface Entry<T> {
 type JoinState<L, R> = {
   left: ListStateDescriptor<Entry<L>>;
   right: ListStateDescriptor<Entry<R>>;
+  /** Time of the key's pending cleanup timer: the earliest expiry of its entries. */
+  cleanup: ValueStateDescriptor<number>;
 };
-type JoinHandles<L, R> = { left: ListState<Entry<L>>; right: ListState<Entry<R>> };
+type JoinHandles<L, R> = { left: ListState<Entry<L>>; right: ListState<Entry<R>>; cleanup: ValueState<number> };
+type JoinContext<L, R, O> = KeyedContext<unknown, O, JoinHandles<L, R>>;
 
 function joinState<L, R>(): JoinState<L, R> {
-  return { left: listState<Entry<L>>(), right: listState<Entry<R>>() };
+  return { left: listState<Entry<L>>(), right: listState<Entry<R>>(), cleanup: valueState<number>() };
 }
 
-/** Keeps the entries still joinable at `watermark`; hands the others to `evicted`. */
-function evict<T>(list: ListState<Entry<T>>, stillNeeded: (e: Entry<T>) => boolean, evicted?: (e: Entry<T>) => void): void {
+/**
+ * Makes sure the key's cleanup timer fires by `expiry`. One timer per key, at the earliest expiry
+ * of its entries: eviction scans a key's lists once per watermark advance that crosses an
+ * expiry, not once per record.
+ */
+function scheduleCleanup<L, R, O>(ctx: JoinContext<L, R, O>, expiry: number): void {
+  const pending = ctx.state.cleanup.get();
+  if (pending !== undefined && pending <= expiry) return;
+  if (pending !== undefined) ctx.deleteEventTimer(pending);
+  ctx.registerEventTimer(expiry);
+  ctx.state.cleanup.set(expiry);
+}
+
+/**
+ * Keeps the entries with `expiry(e) > watermark`; hands the others to `evicted`. Returns the
+ * earliest expiry kept (Infinity if none).
+ */
+function evict<T>(
+  list: ListState<Entry<T>>,
+  watermark: number,
+  expiry: (e: Entry<T>) => number,
+  evicted?: (e: Entry<T>) => void,
+): number {
   const kept: Entry<T>[] = [];
+  let next = Infinity;
   for (const e of list.get()) {
-    if (stillNeeded(e)) kept.push(e);
-    else evicted?.(e);
+    const x = expiry(e);
+    if (x > watermark) {
+      kept.push(e);
+      if (x < next) next = x;
+    } else evicted?.(e);
   }
   list.update(kept);
+  return next;
+}
+
+/** After eviction: re-arm the cleanup timer at the earliest remaining expiry. */
+function rescheduleCleanup<L, R, O>(ctx: JoinContext<L, R, O>, next: number): void {
+  ctx.state.cleanup.clear();
+  if (next !== Infinity) scheduleCleanup(ctx, next);
 }
 
 /** A join as a keyed two-input process function and the state it declares. */
@@ -53,12 +95,9 @@ export interface JoinSpec<L, R, O> {
 export function regularJoinSpec<L, R, O>(fn: (left: L, right: R) => O, outer: boolean, options: RegularJoinOptions): JoinSpec<L, R, O> {
   const retention = options.retention ?? Infinity;
   if (!(retention > 0)) throw new RangeError(`join retention must be > 0 ms, got ${retention}`);
-  type Ctx = KeyedContext<unknown, O, JoinHandles<L, R>>;
-  const expire = (ctx: Ctx, time: number): void => {
-    // A record timed t can leave once the watermark passes t + retention; without retention
-    // the timer sits at the end of input, where unmatched left records are emitted.
-    ctx.registerEventTimer(retention === Infinity ? MAX_WATERMARK : time + retention);
-  };
+  // A record timed t can leave once the watermark passes t + retention; without retention the
+  // left join's timer sits at the end of input, where unmatched left records are emitted.
+  const expiry = (e: Entry<unknown>): number => e.time + retention;
   const process: JoinSpec<L, R, O>['process'] = {
     onLeft(l, ctx) {
       let matched = false;
@@ -68,7 +107,8 @@ export function regularJoinSpec<L, R, O>(fn: (left: L, right: R) => O, outer: bo
         matched = true;
       }
       ctx.state.left.add({ value: l, time: ctx.timestamp, matched });
-      if (outer || retention !== Infinity) expire(ctx, ctx.timestamp);
+      if (retention !== Infinity) scheduleCleanup(ctx, ctx.timestamp + retention);
+      else if (outer) ctx.registerEventTimer(MAX_WATERMARK);
     },
     onRight(r, ctx) {
       let matched = false;
@@ -78,19 +118,18 @@ export function regularJoinSpec<L, R, O>(fn: (left: L, right: R) => O, outer: bo
         matched = true;
       }
       ctx.state.right.add({ value: r, time: ctx.timestamp, matched });
-      if (retention !== Infinity) expire(ctx, ctx.timestamp);
+      if (retention !== Infinity) scheduleCleanup(ctx, ctx.timestamp + retention);
     },
     onTimer(_time, ctx) {
       const wm = ctx.watermark;
-      const needed = (e: Entry<unknown>): boolean => wm !== MAX_WATERMARK && e.time + retention > wm;
       // Emitted when the record leaves state, timed so that it is not behind the watermark
       // downstream: at its expiry (time + retention), or at the end of input just after the
       // last watermark.
       const unmatched = (e: Entry<L>): void => {
         if (!e.matched) ctx.emit(fn(e.value, undefined as R), retention === Infinity ? Math.max(e.time, ctx.timestamp) : e.time + retention);
       };
-      evict(ctx.state.left, needed, outer ? unmatched : undefined);
-      evict(ctx.state.right, needed);
+      const next = Math.min(evict(ctx.state.left, wm, expiry, outer ? unmatched : undefined), evict(ctx.state.right, wm, expiry));
+      if (retention !== Infinity) rescheduleCleanup(ctx, next);
     },
   };
   return { state: joinState<L, R>(), process };
@@ -106,12 +145,16 @@ export interface IntervalJoinBounds {
 export function intervalJoinSpec<L, R, O>(bounds: IntervalJoinBounds, fn: (left: L, right: R) => O): JoinSpec<L, R, O> {
   const { lower, upper } = bounds;
   if (!(lower <= upper)) throw new RangeError(`interval join needs lower <= upper, got [${lower}, ${upper}]`);
-  type Ctx = KeyedContext<unknown, O, JoinHandles<L, R>> & { dropLate?(): void };
+  type Ctx = JoinContext<L, R, O> & { dropLate?(): void };
   const late = (ctx: Ctx): boolean => {
     if (ctx.timestamp > ctx.watermark) return false;
     ctx.dropLate?.();
     return true;
   };
+  // A left record can match rights up to its time + upper; a right record lefts down to its
+  // time - lower: once the watermark passes that, no record that could match can still come.
+  const leftExpiry = (e: Entry<unknown>): number => e.time + upper;
+  const rightExpiry = (e: Entry<unknown>): number => e.time - lower;
   const process: JoinSpec<L, R, O>['process'] = {
     onLeft(l, ctx) {
       if (late(ctx)) return;
@@ -120,7 +163,7 @@ export function intervalJoinSpec<L, R, O>(bounds: IntervalJoinBounds, fn: (left:
         if (r.time >= t + lower && r.time <= t + upper) ctx.emit(fn(l, r.value), Math.max(t, r.time));
       }
       ctx.state.left.add({ value: l, time: t, matched: false });
-      ctx.registerEventTimer(t + upper);
+      scheduleCleanup(ctx, t + upper);
     },
     onRight(r, ctx) {
       if (late(ctx)) return;
@@ -129,12 +172,11 @@ export function intervalJoinSpec<L, R, O>(bounds: IntervalJoinBounds, fn: (left:
         if (t >= l.time + lower && t <= l.time + upper) ctx.emit(fn(l.value, r), Math.max(t, l.time));
       }
       ctx.state.right.add({ value: r, time: t, matched: false });
-      ctx.registerEventTimer(t - lower);
+      scheduleCleanup(ctx, t - lower);
     },
     onTimer(_time, ctx) {
       const wm = ctx.watermark;
-      evict(ctx.state.left, (e) => e.time + upper > wm);
-      evict(ctx.state.right, (e) => e.time - lower > wm);
+      rescheduleCleanup(ctx, Math.min(evict(ctx.state.left, wm, leftExpiry), evict(ctx.state.right, wm, rightExpiry)));
     },
   };
   return { state: joinState<L, R>(), process };

@@ -39,6 +39,8 @@ export class IterableSource<T> implements Source<T> {
   private consumed = 0;
   private skip = 0;
   private sync: Iterator<T> | null = null;
+  private async: AsyncIterator<T> | null = null;
+  private closed = false;
   private buffer: T[] = [];
   private head = 0;
   private done = false;
@@ -53,13 +55,30 @@ export class IterableSource<T> implements Source<T> {
       this.sync = (this.iterable as Iterable<T>)[Symbol.iterator]();
       for (; this.skip > 0; this.skip--) if (this.sync.next().done) break;
     } else {
-      void this.pump((this.iterable as AsyncIterable<T>)[Symbol.asyncIterator]());
+      this.async = (this.iterable as AsyncIterable<T>)[Symbol.asyncIterator]();
+      void this.pump(this.async);
     }
+  }
+
+  /**
+   * Releases the iterator (its `finally` blocks run: cursors, file handles) when the job ends
+   * before the input does, and stops reading ahead.
+   */
+  close(): void {
+    this.closed = true;
+    const r = this.resume;
+    this.resume = null;
+    r?.();
+    if (this.sync !== null && !this.done) this.sync.return?.();
+    // Not awaited: return() queues behind a pending next(), which may never settle.
+    if (this.async !== null && !this.done) this.async.return?.()?.catch(() => undefined);
+    this.done = true;
   }
 
   private async pump(it: AsyncIterator<T>): Promise<void> {
     try {
       for (;;) {
+        if (this.closed) return;
         if (this.buffer.length - this.head >= ASYNC_BUFFER) {
           await new Promise<void>((resolve) => (this.resume = resolve));
           continue;
@@ -90,7 +109,10 @@ export class IterableSource<T> implements Source<T> {
     if (this.sync !== null) {
       for (let i = 0; i < max; i++) {
         const r = this.sync.next();
-        if (r.done) return 'end';
+        if (r.done) {
+          this.done = true;
+          return 'end';
+        }
         out.emit(r.value);
         this.consumed++;
       }

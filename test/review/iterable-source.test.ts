@@ -1,0 +1,47 @@
+import { describe, expect, it } from 'vitest';
+import { CallbackSink, Pipeline } from '../../src/index.ts';
+
+describe('IterableSource releases its iterator when the job ends early', () => {
+  it('a sync generator\'s finally runs when the job fails (errors: fail)', async () => {
+    let released = false;
+    function* rows() {
+      try {
+        for (let i = 0; i < 1_000_000; i++) yield i; // e.g. a cursor or file handle held open
+      } finally {
+        released = true;
+      }
+    }
+    const p = new Pipeline({ errors: 'fail', batchSize: 16 });
+    p.fromIterable(rows()).map((i) => {
+      if (i === 20) throw new Error('bad row');
+      return i;
+    }).collect();
+    await expect(p.run()).rejects.toThrow('bad row');
+    expect(released).toBe(true);
+  });
+
+  it('an async generator\'s finally runs when the job is stopped', async () => {
+    let released = false;
+    async function* events() {
+      try {
+        for (let i = 0; ; i++) {
+          await new Promise((r) => setTimeout(r, 1));
+          yield i;
+        }
+      } finally {
+        released = true;
+      }
+    }
+    const p = new Pipeline();
+    let job: ReturnType<Pipeline['start']> | undefined;
+    p.fromIterable(events()).sink(new CallbackSink<number>((i) => {
+      if (i === 3) void job!.stop();
+    }));
+    job = p.start();
+    await job.done;
+    await new Promise((r) => setTimeout(r, 50));
+    // IterableSource has no close(): the iterator's return() is never called, and the pump
+    // keeps reading ahead (up to 4096 records) from an input nobody will consume.
+    expect(released).toBe(true);
+  });
+});
