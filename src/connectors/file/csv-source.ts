@@ -1,7 +1,7 @@
 import type { Source, SourceOutput, SourceStatus } from '../../runtime/source.ts';
 import { convertCsvField, type CsvType, parseCsvRecord } from './csv.ts';
 import type { FilePosition } from './jsonl-source.ts';
-import { type BadLine, LineReader, type LineReaderOptions } from './line-reader.ts';
+import { type BadLine, type LinePosition, LineReader, type LineReaderOptions } from './line-reader.ts';
 
 /** A CSV row: column name → converted field. */
 export type CsvRow = Record<string, string | number | boolean>;
@@ -10,12 +10,21 @@ export type CsvRow = Record<string, string | number | boolean>;
 export interface CsvSourceOptions<T> extends LineReaderOptions {
   /** Field delimiter (default `,`). */
   readonly delimiter?: string;
-  /** Column names: `true` (default) reads them from the first row; an array gives them (no header row). */
+  /**
+   * Column names: `true` (default) reads them from the first row; an array gives them (no header
+   * row); `false`: no header row, columns are named by position ("0", "1", ...).
+   */
   readonly header?: boolean | readonly string[];
   /** Conversions per column (default: strings). A field that does not convert dead-letters its row. */
   readonly types?: Readonly<Record<string, CsvType>>;
   /** Turns a row into a record; throw to reject the row. Default: the row object. */
   readonly parse?: (row: CsvRow) => T;
+}
+
+function countQuotes(s: string): number {
+  let n = 0;
+  for (let i = s.indexOf('"'); i >= 0; i = s.indexOf('"', i + 1)) n++;
+  return n;
 }
 
 interface CsvPosition extends FilePosition {
@@ -37,9 +46,14 @@ export class CsvSource<T = CsvRow> implements Source<T> {
   private columns: readonly string[] | null;
   private start: FilePosition | undefined;
   private out: SourceOutput<T> | null = null;
-  /** Text of a record whose quoted field continues on the next line. */
-  private partial: string | null = null;
+  /** Lines of a record whose quoted field continues on the next line. */
+  private partial: string[] | null = null;
+  private partialQuotes = 0;
   private partialLine = 0;
+  /** Reader position before the partial record: where a restore must start. */
+  private partialStart: LinePosition = { offset: 0, line: 0 };
+  /** Reader position before the line being handled. */
+  private before: LinePosition = { offset: 0, line: 0 };
 
   constructor(
     readonly path: string,
@@ -54,17 +68,29 @@ export class CsvSource<T = CsvRow> implements Source<T> {
 
   async open(): Promise<void> {
     await this.reader.open(this.start);
+    this.before = this.reader.position();
   }
 
   private readonly onLine = (line: string, lineNo: number): void => {
+    const before = this.before;
+    this.before = this.reader.position();
     const out = this.out!;
-    let text = line;
-    let first = lineNo;
+    let text: string;
+    let first: number;
     if (this.partial !== null) {
-      text = this.partial + '\n' + line;
+      // A quoted field is open: collect lines until the quotes balance, then parse once (a
+      // record is complete exactly when it holds an even number of quotes).
+      this.partial.push(line);
+      this.partialQuotes += countQuotes(line);
+      if (this.partialQuotes % 2 === 1) return;
+      text = this.partial.join('\n');
       first = this.partialLine;
       this.partial = null;
-    } else if (line.length === 0) return;
+    } else {
+      if (line.length === 0) return;
+      text = line;
+      first = lineNo;
+    }
     let fields: string[] | null;
     try {
       fields = parseCsvRecord(text, this.delimiter);
@@ -73,13 +99,20 @@ export class CsvSource<T = CsvRow> implements Source<T> {
       return;
     }
     if (fields === null) {
-      this.partial = text;
+      this.partial = [text];
+      this.partialQuotes = countQuotes(text);
       this.partialLine = first;
+      // A snapshot taken now must resume at the start of this record.
+      this.partialStart = before;
       return;
     }
     if (this.columns === null) {
-      this.columns = fields;
-      return;
+      if (this.options.header !== false) {
+        this.columns = fields;
+        return;
+      }
+      // No header: columns are named by position, "0", "1", ...
+      this.columns = fields.map((_, i) => String(i));
     }
     const columns = this.columns;
     if (fields.length !== columns.length) {
@@ -101,6 +134,7 @@ export class CsvSource<T = CsvRow> implements Source<T> {
   };
 
   private readonly onBad = (bad: BadLine): void => {
+    this.before = this.reader.position();
     this.partial = null;
     this.out!.deadLetter({ file: this.path, line: bad.line, text: bad.preview }, new Error(bad.error));
   };
@@ -109,7 +143,7 @@ export class CsvSource<T = CsvRow> implements Source<T> {
     this.out = out;
     const status = this.reader.next(max, this.onLine, this.onBad);
     if (status === 'end' && this.partial !== null) {
-      out.deadLetter({ file: this.path, line: this.partialLine, text: this.partial }, new Error('unterminated quoted field at end of file'));
+      out.deadLetter({ file: this.path, line: this.partialLine, text: this.partial.join('\n') }, new Error('unterminated quoted field at end of file'));
       this.partial = null;
     }
     return status;
@@ -120,13 +154,13 @@ export class CsvSource<T = CsvRow> implements Source<T> {
   }
 
   snapshot(): CsvPosition {
-    return { ...this.reader.position(), columns: this.columns };
+    return { ...(this.partial !== null ? this.partialStart : this.reader.position()), columns: this.columns };
   }
 
   restore(state: unknown): void {
-    const s = state as CsvPosition;
-    this.start = { offset: s.offset, line: s.line };
-    this.columns = s.columns;
+    const { columns, ...position } = state as CsvPosition;
+    this.start = position;
+    this.columns = columns;
   }
 
   close(): Promise<void> {

@@ -144,6 +144,28 @@ describe('CSV', () => {
   });
 });
 
+describe('byte-order mark and headerless CSV', () => {
+  it('skips a UTF-8 BOM at the start of the file', async () => {
+    const bom = Buffer.from([0xef, 0xbb, 0xbf]);
+    const p = new Pipeline();
+    const csv = p.source(new CsvSource(file(Buffer.concat([bom, Buffer.from('id,v\n1,2\n')])))).collect();
+    const jsonl = p.source(new JsonlSource(file(Buffer.concat([bom, Buffer.from('{"a":1}\n')])))).collect();
+    await p.run();
+    expect(csv.values).toEqual([{ id: '1', v: '2' }]);
+    expect(jsonl.values).toEqual([{ a: 1 }]);
+  });
+
+  it('names columns by position with header: false', async () => {
+    const p = new Pipeline();
+    const out = p.source(new CsvSource(file('a,1\nb,2\n'), { header: false, types: { '1': 'integer' } })).collect();
+    await p.run();
+    expect(out.values).toEqual([
+      { '0': 'a', '1': 1 },
+      { '0': 'b', '1': 2 },
+    ]);
+  });
+});
+
 describe('JsonlSink', () => {
   it('writes one JSON line per record and appends when asked', async () => {
     const path = join(dir, 'out.jsonl');

@@ -1,5 +1,5 @@
 import type { Source, SourceOutput, SourceStatus } from '../../runtime/source.ts';
-import { type BadLine, LineReader, type LineReaderOptions } from './line-reader.ts';
+import { type BadLine, LineReader, type LineReaderOptions, type LinePosition } from './line-reader.ts';
 
 /** Options of {@link JsonlSource}. */
 export interface JsonlSourceOptions<T> extends LineReaderOptions {
@@ -11,10 +11,7 @@ export interface JsonlSourceOptions<T> extends LineReaderOptions {
 }
 
 /** The position of a file source: byte offset and line number after the last line read. */
-export interface FilePosition {
-  readonly offset: number;
-  readonly line: number;
-}
+export type FilePosition = LinePosition;
 
 /**
  * Reads a JSON-lines file: one JSON value per line, blank lines skipped. Bounded by default; with

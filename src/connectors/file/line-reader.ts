@@ -12,6 +12,17 @@ export interface LineReaderOptions {
   readonly maxLineBytes?: number;
 }
 
+/**
+ * Where a reader is in its file: the byte offset and line number after the last line handed out,
+ * and whether it is in the middle of skipping an over-long line (whose rest must not be read as
+ * a line of its own).
+ */
+export interface LinePosition {
+  readonly offset: number;
+  readonly line: number;
+  readonly skipping?: boolean;
+}
+
 const CHUNK = 1 << 20;
 /** Lines read ahead of the pipeline. */
 const MAX_QUEUED = 1 << 15;
@@ -25,29 +36,32 @@ export interface BadLine {
 
 /**
  * Reads a file line by line in the background (1 MiB reads), queueing decoded lines for
- * synchronous consumption. Tracks the byte offset and line number after every line, so a source
- * can snapshot its exact position. Lines end at `\n` (a trailing `\r` is removed); invalid UTF-8
- * and over-long lines are reported as bad lines instead of being decoded.
+ * synchronous consumption. Every queued line carries the position after it, so a source can
+ * snapshot its exact position. Lines end at `\n` (a trailing `\r` is removed; a UTF-8 byte-order
+ * mark at the start of the file is skipped); invalid UTF-8 and over-long lines are reported as
+ * bad lines instead of being decoded.
  *
  * In tail mode an unterminated last line waits for its newline, and a file that shrinks (was
- * truncated for rotation) is read again from the start.
+ * truncated for rotation by copy-truncate) is read again from the start.
  */
 export class LineReader {
   private handle: FileHandle | null = null;
+  /** One read buffer for the reader's life: decoded lines and carried bytes are copies. */
+  private readonly buffer = Buffer.allocUnsafe(CHUNK);
   /** Byte offset of the next byte to read from the file. */
   private readOffset = 0;
   /** Bytes of an incomplete line carried over between reads. */
   private carry: Buffer = Buffer.alloc(0);
+  /** Reading the rest of an over-long line, already reported, up to its newline. */
   private skippingLongLine = false;
-  private readonly lines: string[] = [];
-  /** Byte offset just past each queued line. */
-  private readonly ends: number[] = [];
-  private readonly bad: Array<BadLine | null> = [];
-  private head = 0;
   private lineNo = 0;
-  /** Position (offset, line number) after the last line handed out. */
-  private consumedOffset = 0;
-  private consumedLine = 0;
+  // The queue: parallel arrays, consumed from `head`.
+  private readonly lines: string[] = [];
+  private readonly bad: Array<BadLine | null> = [];
+  /** Position after each queued line. */
+  private readonly after: LinePosition[] = [];
+  private head = 0;
+  private consumed: LinePosition = { offset: 0, line: 0 };
   private eof = false;
   private error: unknown = null;
   private reading: Promise<void> | null = null;
@@ -65,12 +79,12 @@ export class LineReader {
   }
 
   /** Opens the file at a position from {@link position} (default: the start). */
-  async open(position: { offset: number; line: number } = { offset: 0, line: 0 }): Promise<void> {
+  async open(position: LinePosition = { offset: 0, line: 0 }): Promise<void> {
     this.handle = await open(this.path, 'r');
     this.readOffset = position.offset;
-    this.consumedOffset = position.offset;
     this.lineNo = position.line;
-    this.consumedLine = position.line;
+    this.skippingLongLine = position.skipping ?? false;
+    this.consumed = { offset: position.offset, line: position.line, skipping: this.skippingLongLine };
     if (this.options.tail) {
       try {
         this.watcher = watch(this.path, () => this.fill());
@@ -85,8 +99,8 @@ export class LineReader {
   }
 
   /** The position after the last line handed out: resume from here. */
-  position(): { offset: number; line: number } {
-    return { offset: this.consumedOffset, line: this.consumedLine };
+  position(): LinePosition {
+    return this.consumed;
   }
 
   /**
@@ -98,23 +112,33 @@ export class LineReader {
     let n = 0;
     while (n < max && this.head < this.lines.length) {
       const i = this.head++;
-      this.consumedOffset = this.ends[i]!;
-      this.consumedLine++;
+      this.consumed = this.after[i]!;
       const bad = this.bad[i];
       if (bad !== null && bad !== undefined) onBad(bad);
-      else onLine(this.lines[i]!, this.consumedLine);
+      else onLine(this.lines[i]!, this.consumed.line);
       n++;
     }
-    if (this.head === this.lines.length && this.head > 0) {
-      this.lines.length = 0;
-      this.ends.length = 0;
-      this.bad.length = 0;
-      this.head = 0;
-    }
+    this.compact();
     this.fill();
     if (this.head < this.lines.length) return 'more';
     if (this.eof && !this.options.tail && this.reading === null) return 'end';
     return 'wait';
+  }
+
+  /** Releases handed-out lines: the queue stays bounded by the read-ahead, not the file. */
+  private compact(): void {
+    const head = this.head;
+    if (head === 0 || (head < 4096 && head < this.lines.length)) return;
+    if (head === this.lines.length) {
+      this.lines.length = 0;
+      this.bad.length = 0;
+      this.after.length = 0;
+    } else if (head * 2 >= this.lines.length) {
+      this.lines.splice(0, head);
+      this.bad.splice(0, head);
+      this.after.splice(0, head);
+    } else return;
+    this.head = 0;
   }
 
   /** Resolves when lines are queued, the file ended, or reading failed. */
@@ -163,14 +187,13 @@ export class LineReader {
     const handle = this.handle!;
     if (this.options.tail) {
       const { size } = await handle.stat();
-      if (size < this.readOffset) {
-        // Truncated (rotated by copy-truncate): start over.
-        this.readOffset = 0;
-        this.carry = Buffer.alloc(0);
-        this.consumedOffset = 0;
+      if (size < this.readOffset) this.truncated();
+      else if (size === this.readOffset) {
+        this.eof = true;
+        return;
       }
     }
-    const buf = Buffer.allocUnsafe(CHUNK);
+    const buf = this.buffer;
     const { bytesRead } = await handle.read(buf, 0, CHUNK, this.readOffset);
     if (bytesRead === 0) {
       this.eof = true;
@@ -178,6 +201,9 @@ export class LineReader {
         // A bounded file's last line needs no newline.
         this.pushLine(this.carry, 0, this.carry.length, this.readOffset, false);
         this.carry = Buffer.alloc(0);
+      } else if (!this.options.tail && this.skippingLongLine) {
+        this.skippingLongLine = false;
+        this.advanceOnly(this.readOffset);
       }
       return;
     }
@@ -189,7 +215,7 @@ export class LineReader {
     // by line, to find the bad lines.
     const lastNl = data.lastIndexOf(10);
     const valid = lastNl >= 0 && isUtf8(data.subarray(0, lastNl + 1));
-    let start = 0;
+    let start = base === 0 && data.length >= 3 && data[0] === 0xef && data[1] === 0xbb && data[2] === 0xbf ? 3 : 0;
     for (;;) {
       const nl = data.indexOf(10, start);
       if (nl < 0) break;
@@ -203,43 +229,60 @@ export class LineReader {
     if (this.skippingLongLine) {
       this.carry = Buffer.alloc(0);
     } else if (rest > this.maxLineBytes) {
+      // Report it now, then skip up to its newline; the position says so, so a restore keeps
+      // skipping rather than read the rest of the line as a line.
       this.lineNo++;
-      this.queue('', base + data.length, {
-        line: this.lineNo,
-        error: `line longer than ${this.maxLineBytes} bytes`,
-        preview: data.toString('utf8', start, start + 120),
-      });
       this.skippingLongLine = true;
+      this.queue(
+        '',
+        { offset: base + data.length, line: this.lineNo, skipping: true },
+        { line: this.lineNo, error: `line longer than ${this.maxLineBytes} bytes`, preview: data.toString('utf8', start, start + 120) },
+      );
       this.carry = Buffer.alloc(0);
     } else {
       this.carry = Buffer.from(data.subarray(start));
     }
   }
 
+  /** The file shrank: it was truncated for rotation, and the new content starts at byte 0. */
+  private truncated(): void {
+    this.readOffset = 0;
+    this.carry = Buffer.alloc(0);
+    this.skippingLongLine = false;
+    this.lineNo = 0;
+    // Lines of the old file still queued are handed out, but a position taken after them
+    // points at the start of the new content.
+    const start: LinePosition = { offset: 0, line: 0 };
+    for (let i = this.head; i < this.after.length; i++) this.after[i] = start;
+    this.consumed = start;
+  }
+
   /** Accounts for skipped bytes (the rest of an over-long line) without producing a line. */
   private advanceOnly(end: number): void {
-    if (this.lines.length > this.head) this.ends[this.ends.length - 1] = end;
-    else this.consumedOffset = end;
+    const done: LinePosition = { offset: end, line: this.lineNo };
+    if (this.lines.length > this.head) this.after[this.after.length - 1] = done;
+    else this.consumed = done;
   }
 
   private pushLine(data: Buffer, start: number, end: number, endOffset: number, validUtf8: boolean): void {
     this.lineNo++;
+    const after: LinePosition = { offset: endOffset, line: this.lineNo };
     let stop = end;
     if (stop > start && data[stop - 1] === 13) stop--;
     if (stop - start > this.maxLineBytes) {
-      this.queue('', endOffset, { line: this.lineNo, error: `line longer than ${this.maxLineBytes} bytes`, preview: data.toString('utf8', start, start + 120) });
+      this.queue('', after, { line: this.lineNo, error: `line longer than ${this.maxLineBytes} bytes`, preview: data.toString('utf8', start, start + 120) });
       return;
     }
     if (!validUtf8 && !isUtf8(data.subarray(start, stop))) {
-      this.queue('', endOffset, { line: this.lineNo, error: 'invalid UTF-8', preview: data.toString('latin1', start, Math.min(stop, start + 120)) });
+      this.queue('', after, { line: this.lineNo, error: 'invalid UTF-8', preview: data.toString('latin1', start, Math.min(stop, start + 120)) });
       return;
     }
-    this.queue(data.toString('utf8', start, stop), endOffset, null);
+    this.queue(data.toString('utf8', start, stop), after, null);
   }
 
-  private queue(line: string, endOffset: number, bad: BadLine | null): void {
+  private queue(line: string, after: LinePosition, bad: BadLine | null): void {
     this.lines.push(line);
-    this.ends.push(endOffset);
+    this.after.push(after);
     this.bad.push(bad);
   }
 }
