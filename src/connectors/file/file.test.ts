@@ -1,4 +1,4 @@
-import { appendFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -175,5 +175,23 @@ describe('JsonlSink', () => {
       await p.run();
     }
     expect(readFileSync(path, 'utf8')).toBe('{"a":1}\n{"a":2}\n{"a":1}\n{"a":2}\n');
+  });
+});
+
+describe('tailing across rotation', () => {
+  it('follows the path to a new file after rename-and-create rotation', async () => {
+    const path = file('1\n');
+    const p = new Pipeline();
+    const out = p.source(() => new JsonlSource<number>(path, { tail: true, pollInterval: 5 })).collect();
+    const job = p.start();
+    await until(() => out.values.length === 1);
+    appendFileSync(path, '2\n');
+    renameSync(path, `${path}.1`);
+    writeFileSync(path, '3\n');
+    await until(() => out.values.length === 3);
+    appendFileSync(path, '4\n');
+    await until(() => out.values.length === 4);
+    await job.stop();
+    expect(out.values).toEqual([1, 2, 3, 4]);
   });
 });

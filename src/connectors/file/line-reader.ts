@@ -1,5 +1,5 @@
 import { isUtf8 } from 'node:buffer';
-import { type FileHandle, open } from 'node:fs/promises';
+import { type FileHandle, open, stat } from 'node:fs/promises';
 import { watch, type FSWatcher } from 'node:fs';
 
 /** Options of {@link LineReader}. */
@@ -41,8 +41,9 @@ export interface BadLine {
  * mark at the start of the file is skipped); invalid UTF-8 and over-long lines are reported as
  * bad lines instead of being decoded.
  *
- * In tail mode an unterminated last line waits for its newline, and a file that shrinks (was
- * truncated for rotation by copy-truncate) is read again from the start.
+ * In tail mode an unterminated last line waits for its newline; a file that shrinks (rotated by
+ * copy-truncate) is read again from the start, and when the path names a new file (rotated by
+ * rename and create) the reader finishes the old one and goes on with the new one.
  */
 export class LineReader {
   private handle: FileHandle | null = null;
@@ -186,9 +187,18 @@ export class LineReader {
   private async readChunk(): Promise<void> {
     const handle = this.handle!;
     if (this.options.tail) {
-      const { size } = await handle.stat();
-      if (size < this.readOffset) this.truncated();
+      const { size, ino } = await handle.stat();
+      if (size < this.readOffset) this.restarted();
       else if (size === this.readOffset) {
+        // At the end of the file we hold: if the path now names another file (rotated by
+        // rename, then created anew), go on with that one from its start.
+        const current = await stat(this.path).catch(() => null);
+        if (current !== null && current.ino !== ino) {
+          await handle.close();
+          this.handle = await open(this.path, 'r');
+          this.restarted();
+          return this.readChunk();
+        }
         this.eof = true;
         return;
       }
@@ -244,8 +254,11 @@ export class LineReader {
     }
   }
 
-  /** The file shrank: it was truncated for rotation, and the new content starts at byte 0. */
-  private truncated(): void {
+  /**
+   * The file was rotated: truncated in place (copy-truncate) or replaced by a new file. The new
+   * content starts at byte 0.
+   */
+  private restarted(): void {
     this.readOffset = 0;
     this.carry = Buffer.alloc(0);
     this.skippingLongLine = false;

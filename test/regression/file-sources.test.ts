@@ -1,3 +1,4 @@
+// Regression tests for bugs found in review (fixed); the comments describe the bug each test guards against.
 import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

@@ -1,3 +1,4 @@
+// Regression tests for bugs found in review (fixed); the comments describe the bug each test guards against.
 import { describe, expect, it } from 'vitest';
 import { OutputTag } from '../../src/index.ts';
 import { OperatorHarness } from '../../src/testing/index.ts';

@@ -1,3 +1,4 @@
+// Regression tests for bugs found in review (fixed); the comments describe the bug each test guards against.
 import { describe, expect, it } from 'vitest';
 import { CallbackSink, CollectSink, count, GeneratorSource, Pipeline, tumbling, VirtualClock, type Sink, type Source, type SourceOutput } from '../../src/index.ts';
 import { TestSource } from '../../src/testing/index.ts';

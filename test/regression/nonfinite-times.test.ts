@@ -1,3 +1,4 @@
+// Regression tests for bugs found in review (fixed); the comments describe the bug each test guards against.
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
