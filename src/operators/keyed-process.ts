@@ -167,7 +167,7 @@ export class KeyedProcessOperator implements Operator<unknown, unknown>, TimerCo
       }
     }
     // Entries written with a TTL must be swept even if nothing else asks for processing time.
-    if (this.hasTtl && this.expiryScheduled === Infinity) this.scheduleExpiry();
+    if (this.hasTtl && this.backend.nextExpiry() < this.expiryScheduled) this.scheduleExpiry();
   }
 
   onWatermark(watermark: number): void {
