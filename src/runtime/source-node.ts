@@ -153,8 +153,12 @@ export class SourceNode implements SourceOutput<unknown> {
     if (fn === undefined) {
       // NaN means the source gave no time: ingestion time. Event times are whole milliseconds
       // (windows fire at end - 1): fractions are dropped. An infinite time is a dead letter.
-      let w = 0;
-      for (let i = 0; i < n; i++) {
+      // The common case — whole-ms times — is one check per record and no writes.
+      let i = 0;
+      while (i < n && times[i]! % 1 === 0) i++;
+      if (i === n) return;
+      let w = i;
+      for (; i < n; i++) {
         let t = times[i]!;
         if (t !== t) t = now;
         else if (t % 1 !== 0) {
