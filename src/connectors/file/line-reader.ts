@@ -194,6 +194,8 @@ export class LineReader {
         // rename, then created anew), go on with that one from its start.
         const current = await stat(this.path).catch(() => null);
         if (current !== null && current.ino !== ino) {
+          // The old file may have grown between our two looks: finish it before switching.
+          if ((await handle.stat()).size > this.readOffset) return this.readChunk();
           await handle.close();
           this.handle = await open(this.path, 'r');
           this.restarted();
