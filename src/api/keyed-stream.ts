@@ -115,7 +115,7 @@ export class KeyedStream<T, K extends Key> {
    */
   join<R, O>(other: KeyedStream<R, K>, fn: (left: T, right: R) => O, options: RegularJoinOptions & StepOptions = {}): Stream<O> {
     const spec = regularJoinSpec<T, R, O>(fn, false, options);
-    return this.connect(other).state(spec.state).process<O>(spec.process, { id: options.id, kind: 'join' });
+    return coProcess(this, other, 'join', spec.process as KeyedCoProcessSpec<T, R, K, O, StateSpec>, spec.state, options);
   }
 
   /**
@@ -129,7 +129,7 @@ export class KeyedStream<T, K extends Key> {
     options: RegularJoinOptions & StepOptions = {},
   ): Stream<O> {
     const spec = regularJoinSpec<T, R, O>(fn, true, options);
-    return this.connect(other).state(spec.state).process<O>(spec.process, { id: options.id, kind: 'left-join' });
+    return coProcess(this, other, 'left-join', spec.process as KeyedCoProcessSpec<T, R, K, O, StateSpec>, spec.state, options);
   }
 
   /**
@@ -144,7 +144,7 @@ export class KeyedStream<T, K extends Key> {
     options?: StepOptions,
   ): Stream<O> {
     const spec = intervalJoinSpec<T, R, O>(bounds, fn);
-    return this.connect(other).state(spec.state).process<O>(spec.process, { id: options?.id, kind: 'interval-join' });
+    return coProcess(this, other, 'interval-join', spec.process as KeyedCoProcessSpec<T, R, K, O, StateSpec>, spec.state, options);
   }
 
   /** Window join: records of both sides with the same key in the same window. */
@@ -231,17 +231,30 @@ export class ConnectedKeyedStreamsWithState<L, R, K extends Key, S extends State
   ) {}
 
   /** Runs a two-input keyed process function with the declared state and timers. */
-  process<O>(spec: KeyedCoProcessSpec<L, R, K, O, S>, options?: StepOptions & { readonly kind?: string }): Stream<O> {
+  process<O>(spec: KeyedCoProcessSpec<L, R, K, O, S>, options?: StepOptions): Stream<O> {
     rejectInlineState(spec);
-    const onTimer = spec.onTimer;
-    type H = (value: unknown, ctx: KeyedProcessOperator) => void;
-    return this.left.keyedStep<O>(
-      options?.kind ?? 'co-process',
-      options,
-      [this.left as unknown as KeyedStream<unknown, K>, this.right as unknown as KeyedStream<unknown, K>],
-      [spec.onLeft.bind(spec) as unknown as H, spec.onRight.bind(spec) as unknown as H],
-      onTimer === undefined ? undefined : (onTimer.bind(spec) as unknown as (time: number, ctx: KeyedProcessOperator) => void),
-      this.spec,
-    );
+    return coProcess(this.left, this.right, 'co-process', spec, this.spec, options);
   }
+}
+
+/** Adds a two-input keyed process step (co-process functions and joins). */
+function coProcess<L, R, K extends Key, O, S extends StateSpec>(
+  left: KeyedStream<L, K>,
+  right: KeyedStream<R, K>,
+  kind: string,
+  spec: KeyedCoProcessSpec<L, R, K, O, S>,
+  state: S,
+  options: StepOptions | undefined,
+): Stream<O> {
+  if (left.stream.pipeline !== right.stream.pipeline) throw new Error(`${kind}: streams belong to different pipelines`);
+  const onTimer = spec.onTimer;
+  type H = (value: unknown, ctx: KeyedProcessOperator) => void;
+  return left.keyedStep<O>(
+    kind,
+    options,
+    [left as unknown as KeyedStream<unknown, K>, right as unknown as KeyedStream<unknown, K>],
+    [spec.onLeft.bind(spec) as unknown as H, spec.onRight.bind(spec) as unknown as H],
+    onTimer === undefined ? undefined : (onTimer.bind(spec) as unknown as (time: number, ctx: KeyedProcessOperator) => void),
+    state,
+  );
 }

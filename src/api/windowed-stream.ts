@@ -77,7 +77,7 @@ export class WindowedStream<T, K extends Key> {
         ? project
         : (key: K, value: R, w: WindowInfo) => ({ key, start: w.start, end: w.end, value }) as O;
     const fn: WindowFunction<K, R, O> = (key, result, window, out) => out.emit(build(key, result, window));
-    return this.apply('window', agg, fn, typeof project === 'function' ? options : project);
+    return this.apply(agg, fn, typeof project === 'function' ? options : project);
   }
 
   /** Calls `fn` with every record of a key's window when it fires. */
@@ -85,10 +85,10 @@ export class WindowedStream<T, K extends Key> {
     fn: (key: K, elements: readonly T[], window: WindowInfo, out: Emitter<O>) => void,
     options?: StepOptions,
   ): Stream<O> {
-    return this.apply('window', collectAll<T>(), fn as WindowFunction<K, T[], O>, options);
+    return this.apply(collectAll<T>(), fn as WindowFunction<K, T[], O>, options);
   }
 
-  private apply<A, R, O>(kind: string, agg: Aggregator<T, A, R>, fn: WindowFunction<K, R, O>, options: StepOptions | undefined): Stream<O> {
+  private apply<A, R, O>(agg: Aggregator<T, A, R>, fn: WindowFunction<K, R, O>, options: StepOptions | undefined): Stream<O> {
     const keyed = this.keyed as unknown as KeyedStream<unknown, Key>;
     const input: WindowInput = {
       key: keyed.key,
@@ -98,7 +98,6 @@ export class WindowedStream<T, K extends Key> {
     const assigner = this.assigner;
     const late = this.late as LatePolicy<unknown>;
     const kindName = assigner.kind === 'session' ? 'session-window' : `${assigner.kind}-window`;
-    void kind;
     return addStep<O>(keyed, kindName, options, [keyed], () =>
       windowOperator(assigner, [input], acc, fn as WindowFunction<Key, unknown, unknown>, late),
     );
