@@ -1,4 +1,4 @@
-import { hashPair } from '../util/hash.ts';
+import { fmix32, hashPair } from '../util/hash.ts';
 import {
   ByteReader,
   ByteWriter,
@@ -149,13 +149,8 @@ export class CountMinSketch {
     this.total += count;
     if (!this.conservative) {
       for (let r = 0, base = 0; r < depth; r++, base += width) {
-        let h = g;
-        h ^= h >>> 16;
-        h = Math.imul(h, 0x85ebca6b);
-        h ^= h >>> 13;
-        h = Math.imul(h, 0xc2b2ae35);
-        h ^= h >>> 16;
-        cells[base + (((h >>> 0) * scale) >>> 0)]! += count;
+        const h = fmix32(g);
+        cells[base + ((h * scale) >>> 0)]! += count;
         g = (g + h2) | 0;
       }
       return;
@@ -163,13 +158,8 @@ export class CountMinSketch {
     const index = this.index;
     let min = Infinity;
     for (let r = 0, base = 0; r < depth; r++, base += width) {
-      let h = g;
-      h ^= h >>> 16;
-      h = Math.imul(h, 0x85ebca6b);
-      h ^= h >>> 13;
-      h = Math.imul(h, 0xc2b2ae35);
-      h ^= h >>> 16;
-      const i = base + (((h >>> 0) * scale) >>> 0);
+      const h = fmix32(g);
+      const i = base + ((h * scale) >>> 0);
       index[r] = i;
       const c = cells[i]!;
       if (c < min) min = c;
@@ -193,13 +183,8 @@ export class CountMinSketch {
     const cells = this.cells;
     let min = Infinity;
     for (let r = 0, base = 0; r < this.depth; r++, base += this.width) {
-      let h = g;
-      h ^= h >>> 16;
-      h = Math.imul(h, 0x85ebca6b);
-      h ^= h >>> 13;
-      h = Math.imul(h, 0xc2b2ae35);
-      h ^= h >>> 16;
-      const c = cells[base + (((h >>> 0) * this.scale) >>> 0)]!;
+      const h = fmix32(g);
+      const c = cells[base + ((h * this.scale) >>> 0)]!;
       if (c < min) min = c;
       g = (g + h2) | 0;
     }
