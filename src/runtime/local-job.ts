@@ -216,9 +216,12 @@ export class LocalJob {
       if (this.failure !== null) throw this.failure.error;
       if (!this.stopRequested) this.finishDeadLetters();
       for (const sink of this.sinks) await sink.flushSink();
-    } finally {
-      await this.close();
+    } catch (error) {
+      // The job's own failure is what the caller needs to see, not a failure to close after it.
+      await this.close().catch(() => undefined);
+      throw error;
     }
+    await this.close();
     return {
       durationMs: performance.now() - started,
       metrics: this.metrics(),

@@ -127,6 +127,12 @@ export class OperatorNode implements EdgeTarget, OperatorContext<unknown> {
     this.metrics.recordsOut = out;
   }
 
+  private setIdle(idle: boolean): void {
+    if (this.idle === idle) return;
+    this.idle = idle;
+    for (const port of this.portList) port.idle(idle);
+  }
+
   private combine(): void {
     let min = Infinity;
     let open = 0;
@@ -142,16 +148,10 @@ export class OperatorNode implements EdgeTarget, OperatorContext<unknown> {
     if (open === 0) min = MAX_WATERMARK;
     else if (active === 0) {
       // Every open input is idle: this step is idle too and holds nobody back downstream.
-      if (!this.idle) {
-        this.idle = true;
-        for (const port of this.portList) port.idle(true);
-      }
+      this.setIdle(true);
       return;
     }
-    if (this.idle) {
-      this.idle = false;
-      for (const port of this.portList) port.idle(false);
-    }
+    this.setIdle(false);
     if (min > this.watermark) {
       this.watermark = min;
       this.operator.onWatermark?.(min);

@@ -60,10 +60,7 @@ export class SourceNode implements SourceOutput<unknown> {
     if (watermark > this.currentWatermark) {
       // A source whose watermark moves is making progress even without records: not idle.
       this.lastActivity = this.clock.now();
-      if (this.idle && !this.ended) {
-        this.idle = false;
-        this.output.idle(false);
-      }
+      if (!this.ended) this.setIdle(false);
     }
     // Record times are truncated to whole ms, so a fractional watermark W only closes the
     // milliseconds before floor(W): a record at floor(W) + 0.5 > W may still come.
@@ -77,10 +74,14 @@ export class SourceNode implements SourceOutput<unknown> {
 
   markIdle(): void {
     this.publish();
-    if (!this.idle && !this.ended) {
-      this.idle = true;
-      this.output.idle(true);
-    }
+    if (!this.ended) this.setIdle(true);
+  }
+
+  /** Tells consumers when the source turns idle or active. */
+  private setIdle(idle: boolean): void {
+    if (this.idle === idle) return;
+    this.idle = idle;
+    this.output.idle(idle);
   }
 
   /** Polls the source once and publishes what it emitted. */
@@ -94,10 +95,7 @@ export class SourceNode implements SourceOutput<unknown> {
   /** Marks the source idle if it has been silent for the idle timeout. */
   checkIdle(now: number): void {
     if (this.idle || this.ended || this.idleTimeout <= 0) return;
-    if (now - this.lastActivity >= this.idleTimeout) {
-      this.idle = true;
-      this.output.idle(true);
-    }
+    if (now - this.lastActivity >= this.idleTimeout) this.setIdle(true);
   }
 
   /** When this source would turn idle if it stays silent (for the executor's sleep). */
@@ -111,10 +109,7 @@ export class SourceNode implements SourceOutput<unknown> {
     if (this.ended) return;
     this.publish();
     this.ended = true;
-    if (this.idle) {
-      this.idle = false;
-      this.output.idle(false);
-    }
+    this.setIdle(false);
     this.advance(MAX_WATERMARK);
     this.output.end();
   }
@@ -134,10 +129,7 @@ export class SourceNode implements SourceOutput<unknown> {
       this.metrics.recordsIn += kept;
       this.metrics.recordsOut += kept;
       this.lastActivity = now;
-      if (this.idle) {
-        this.idle = false;
-        this.output.idle(false);
-      }
+      this.setIdle(false);
       this.generator?.observe(b.times, kept);
       this.output.flush();
     }
