@@ -4,7 +4,6 @@ import { type JobOptions, type JobResult, LocalJob } from '../runtime/local-job.
 import type { DeadLetter, Operator } from '../runtime/operator.ts';
 import type { Sink } from '../runtime/sink.ts';
 import type { Source } from '../runtime/source.ts';
-import type { JobSnapshot } from '../state/snapshot.ts';
 import { ArraySource, IterableSource } from '../connectors/memory/source.ts';
 import { Stream, type StepOptions } from './stream.ts';
 
@@ -129,11 +128,6 @@ export class Pipeline {
         return done;
       },
     };
-  }
-
-  /** Resumes from a snapshot taken with `job.snapshot()`. */
-  restore(snapshot: JobSnapshot, options: JobOptions = {}): Promise<JobResult> {
-    return this.run({ ...options, restoreFrom: snapshot });
   }
 
   /** The physical plan: operator chains, exchanges and step ids. */
