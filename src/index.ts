@@ -41,19 +41,24 @@ export type {
   ListStateDescriptor,
 } from './state/descriptors.ts';
 export type { StateCodec } from './state/codec.ts';
+export { StateVersionError } from './state/keyed-table.ts';
 export { type Key, keyGroupOf, DEFAULT_MAX_PARALLELISM } from './state/key-group.ts';
-export type { OperatorSnapshot, JobSnapshot } from './state/snapshot.ts';
+export type { JobSnapshot, StepSnapshot, InstanceState } from './checkpoint/snapshot.ts';
+export { encodeSnapshot, decodeSnapshot } from './checkpoint/snapshot.ts';
+export { type CheckpointStorage, FileCheckpointStorage, MemoryCheckpointStorage } from './checkpoint/storage.ts';
+export type { CheckpointRecord } from './checkpoint/coordinator.ts';
 
 export { type Clock, systemClock, VirtualClock } from './time/clock.ts';
 export { MIN_WATERMARK, MAX_WATERMARK, type WatermarkOptions } from './time/watermark.ts';
 
 export { Batch } from './runtime/batch.ts';
-export type { Source, SourceOutput, SourceContext } from './runtime/source.ts';
+export type { Source, SourceReader, SourceOutput, SplitOutput, SourceContext, Split } from './runtime/source.ts';
 export { SourceStatus } from './runtime/source.ts';
-export type { Sink, SinkContext } from './runtime/sink.ts';
+export type { Sink, SinkContext, Committable } from './runtime/sink.ts';
+export type { Operator, OperatorContext, Output } from './runtime/operator.ts';
 export type { DeadLetter, OperatorMetrics } from './runtime/operator.ts';
 export { StepFailure } from './runtime/dead-letters.ts';
-export { LocalJob, type JobOptions, type JobResult, type StepMetrics } from './runtime/local-job.ts';
+export { LocalJob, type JobOptions, type JobResult, type StepMetrics, type StopOptions } from './runtime/local-job.ts';
 
 export { ArraySource, IterableSource } from './connectors/memory/source.ts';
 export { CollectSink, CallbackSink } from './connectors/memory/sink.ts';

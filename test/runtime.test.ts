@@ -272,12 +272,12 @@ describe('sources and sinks', () => {
     expect(maxInFlight).toBeLessThanOrEqual(64 + 16);
   });
 
-  it('stop() ends an unbounded job and flushes sinks', async () => {
+  it('stop() ends an unbounded job and pre-commits sinks', async () => {
     const p = new Pipeline();
     const src = new TestSource<number>().record(1, 1).record(2, 2);
     let flushed = false;
     const sink = new CollectSink<number>();
-    p.source(src).sink({ write: (b) => sink.write(b), flush: () => void (flushed = true) });
+    p.source(src).sink({ write: (b) => sink.write(b), preCommit: () => void (flushed = true) });
     const job = p.start();
     await new Promise((r) => setTimeout(r, 20));
     src.record(3, 3);
@@ -335,11 +335,11 @@ describe('state TTL', () => {
         }, { id: 'dedupe' }),
     );
     for (let i = 0; i < 100; i++) h.push(`k${i}`, i);
-    const before = h.snapshot().get('dedupe')!.keyed.size;
+    const before = h.snapshot().steps.get('dedupe')!.keyed.size;
     expect(before).toBeGreaterThan(0);
     h.advanceProcessingTime(1000);
     // Every entry expired and was removed: nothing left to snapshot.
-    expect(h.snapshot().get('dedupe')).toBeUndefined();
+    expect(h.snapshot().steps.get('dedupe')!.keyed.size).toBe(0);
     h.push('k1', 200);
     expect(h.values().at(-1)).toBe(1);
   });

@@ -1,6 +1,9 @@
-import { type InputEdge, LogicalGraph, type SourceStepOptions, StepNode } from '../plan/graph.ts';
+import { DEAD_LETTER_STEP, type InputEdge, LogicalGraph, type SourceStepOptions, StepNode } from '../plan/graph.ts';
 import { explain } from '../plan/physical.ts';
-import { type JobOptions, type JobResult, LocalJob } from '../runtime/local-job.ts';
+import { type JobOptions, type JobResult, LocalJob, type StopOptions } from '../runtime/local-job.ts';
+import type { JobSnapshot } from '../checkpoint/snapshot.ts';
+import type { CheckpointRecord } from '../checkpoint/coordinator.ts';
+import { UnionOperator } from '../operators/union.ts';
 import type { DeadLetter, Operator } from '../runtime/operator.ts';
 import type { Sink } from '../runtime/sink.ts';
 import type { Source } from '../runtime/source.ts';
@@ -18,8 +21,15 @@ export interface RunningJob {
   readonly job: LocalJob;
   /** Resolves when the job ends (bounded input consumed, or stopped). */
   readonly done: Promise<JobResult>;
-  /** Stops the job after the current batch; `done` resolves once sinks are flushed and closed. */
-  stop(): Promise<JobResult>;
+  /**
+   * Stops the job: by default after a final checkpoint, so sinks commit everything written so
+   * far. `done` resolves once every step is closed.
+   */
+  stop(options?: StopOptions): Promise<JobResult>;
+  /** The job's state now, as a consistent cut by checkpoint barriers (see {@link LocalJob.snapshot}). */
+  snapshot(): Promise<JobSnapshot>;
+  /** Takes a savepoint in the checkpoint directory. */
+  savepoint(): Promise<CheckpointRecord>;
 }
 
 /**
@@ -72,16 +82,15 @@ export class Pipeline {
    * logged to stderr and counted.
    */
   deadLetters(): Stream<DeadLetter> {
-    if (this.deadLetterStep === undefined) {
-      const never: Source<DeadLetter> = { bounded: false, poll: () => 'wait' };
-      this.deadLetterStep = this.graph.add(
-        new StepNode('dead-letters', 'dead-letters', [], {
-          type: 'source',
-          create: () => never as Source<unknown>,
-          options: { idleTimeout: 0 },
-        }),
-      );
-    }
+    // Every step gets a dead-letter output; this step merges them (its inputs are wired when the
+    // job is built, so steps added later are included).
+    this.deadLetterStep ??= this.graph.add(
+      new StepNode(DEAD_LETTER_STEP, 'dead-letters', [], {
+        type: 'operator',
+        create: () => new UnionOperator<unknown>() as Operator<unknown, unknown>,
+        keyed: false,
+      }),
+    );
     return new Stream<DeadLetter>(this, this.deadLetterStep);
   }
 
@@ -105,7 +114,7 @@ export class Pipeline {
   /** Creates the job without running it (the test harness drives it directly). */
   createJob(options: JobOptions = {}): LocalJob {
     if (this.graph.nodes.length === 0) throw new Error('the pipeline has no steps');
-    return new LocalJob(this.graph, { ...this.options, ...options }, this.deadLetterStep);
+    return new LocalJob(this.graph, { ...this.options, ...options });
   }
 
   /** Runs the pipeline until its bounded inputs are consumed. */
@@ -123,10 +132,12 @@ export class Pipeline {
     return {
       job,
       done,
-      stop: () => {
-        job.stop();
+      stop: (stopOptions?: StopOptions) => {
+        job.stop(stopOptions);
         return done;
       },
+      snapshot: () => job.snapshot(),
+      savepoint: () => job.savepoint(),
     };
   }
 

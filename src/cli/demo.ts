@@ -65,7 +65,7 @@ export async function runDemo(args: string[]): Promise<number> {
     const late = metrics.reduce((n, m) => n + m.lateRecords, 0);
     const lines = [
       `[${clock(now)}] ${source.recordsOut.toLocaleString('en-US')} events (${Math.round(perSecond).toLocaleString('en-US')}/s), ` +
-        `watermark lag ${Number.isFinite(source.watermark) ? now - source.watermark : '-'} ms, late ${late}, dead letters ${job.job.deadLetters.count}`,
+        `watermark lag ${Number.isFinite(source.watermark) ? now - source.watermark : '-'} ms, late ${late}, dead letters ${job.job.deadLetterCount()}`,
     ];
     const h = hot[0];
     if (h !== undefined) {

@@ -1,8 +1,10 @@
 import { Pipeline } from '../api/pipeline.ts';
 import { JsonlSink } from '../connectors/file/jsonl-sink.ts';
 import type { Batch } from '../runtime/batch.ts';
+import type { Stream } from '../api/stream.ts';
+import { valueState } from '../state/descriptors.ts';
+import { MAX_WATERMARK } from '../time/watermark.ts';
 import type { Sink } from '../runtime/sink.ts';
-import { writeFileSync } from 'node:fs';
 import type { NexmarkEvent } from './model.ts';
 import { type QueryName, QUERIES } from './queries.ts';
 import { NexmarkSource } from './source.ts';
@@ -20,6 +22,10 @@ export interface NexmarkRunOptions {
   /** The generated events as JSONL, in arrival order. */
   readonly eventsOut?: string;
   readonly batchSize?: number;
+  /** Durable checkpoints: a run restarted with the same directory resumes where it stopped. */
+  readonly checkpointDir?: string;
+  /** Milliseconds between checkpoints (default 1000). */
+  readonly checkpointInterval?: number;
 }
 
 /** What a run measured. */
@@ -34,48 +40,32 @@ export interface NexmarkRunResult {
   readonly lateRecords: number;
 }
 
-/** Counts records and keeps nothing (benchmark sink). */
-class CountSink implements Sink<unknown> {
-  count = 0;
-  write(batch: Batch<unknown>): void {
-    this.count += batch.length;
-  }
+/** Keeps nothing (benchmark sink); the job's metrics count what reaches it. */
+class DiscardSink implements Sink<unknown> {
+  write(_batch: Batch<unknown>): void {}
 }
 
-/** Collects a final result table: with a key, the last row per key; without, every row. */
-class TableSink implements Sink<object> {
-  readonly rows: object[] = [];
-  readonly byKey = new Map<string | number, object>();
-  count = 0;
-
-  constructor(
-    private readonly path: string,
-    private readonly key: ((row: object) => string | number) | undefined,
-  ) {}
-
-  write(batch: Batch<object>): void {
-    this.count += batch.length;
-    for (let i = 0; i < batch.length; i++) {
-      const row = batch.values[i]!;
-      if (this.key === undefined) this.rows.push(row);
-      else this.byKey.set(this.key(row), row);
-    }
-  }
-
-  flush(): void {
-    const rows = this.key === undefined ? this.rows : [...this.byKey.values()];
-    const lines = rows.map((r) => JSON.stringify(r)).sort();
-    writeFileSync(this.path, lines.length === 0 ? '' : lines.join('\n') + '\n');
-  }
-}
-
-/** Counts the records reaching a JSONL sink. */
-class CountingJsonlSink<T> extends JsonlSink<T> {
-  count = 0;
-  override write(batch: Batch<T>): void {
-    this.count += batch.length;
-    super.write(batch);
-  }
+/**
+ * The final table of an updating query: the last row per key, emitted once the input has ended
+ * (keyed state, so a restored job still emits every key exactly once).
+ */
+function finalTable(results: Stream<object>, key: (row: object) => string | number): Stream<object> {
+  return results
+    .keyBy(key)
+    .state({ row: valueState<object>() })
+    .process<object>(
+      {
+        onElement(row, ctx) {
+          ctx.state.row.set(row);
+          ctx.registerEventTimer(MAX_WATERMARK);
+        },
+        onTimer(_time, ctx) {
+          const row = ctx.state.row.get();
+          if (row !== undefined) ctx.emit(row);
+        },
+      },
+      { id: 'final-table' },
+    );
 }
 
 /** Builds and runs one NEXMark query over generated events, and measures it. */
@@ -95,36 +85,22 @@ export async function runNexmark(options: NexmarkRunOptions): Promise<NexmarkRun
     { id: 'nexmark', outOfOrderness: disorder, idleTimeout: 0 },
   );
   if (options.eventsOut !== undefined) events.sink(new JsonlSink<NexmarkEvent>(options.eventsOut), { id: 'events-out' });
-  let counter: { count: number };
-  if (options.query === 'none') {
-    const sink = new CountSink();
-    events.sink(sink, { id: 'count' });
-    counter = sink;
-  } else {
-    const query = QUERIES[options.query];
-    const results = query.build(events);
-    if (options.out === undefined) {
-      const sink = new CountSink();
-      results.sink(sink, { id: 'count' });
-      counter = sink;
-    } else if (query.tableKey !== undefined || options.query === 'q3') {
-      const sink = new TableSink(options.out, query.tableKey);
-      results.sink(sink, { id: 'out' });
-      counter = sink;
-    } else {
-      const sink = new CountingJsonlSink<object>(options.out);
-      results.sink(sink, { id: 'out' });
-      counter = sink;
-    }
+  const results = options.query === 'none' ? events : QUERIES[options.query].build(events);
+  if (options.out === undefined) results.sink(new DiscardSink(), { id: 'out' });
+  else {
+    const tableKey = options.query === 'none' ? undefined : QUERIES[options.query].tableKey;
+    (tableKey === undefined ? results : finalTable(results as Stream<object>, tableKey)).sink(new JsonlSink<object>(options.out), { id: 'out' });
   }
-  const result = await p.run();
+  const result = await p.run({ checkpointDir: options.checkpointDir, checkpointInterval: options.checkpointInterval });
+  // Result rows: what reached the sink, or for an updating query every update of its table.
+  const counted = result.metrics.find((m) => m.step === 'final-table') ?? result.metrics.find((m) => m.step === 'out')!;
   const seconds = result.durationMs / 1000;
   return {
     query: options.query,
     events: options.events,
     seconds,
     eventsPerSecond: options.events / seconds,
-    results: counter.count,
+    results: counted.recordsIn,
     deadLetters: result.deadLetters,
     lateRecords: result.metrics.reduce((n, m) => n + m.lateRecords, 0),
   };

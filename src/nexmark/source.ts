@@ -1,4 +1,5 @@
-import type { Source, SourceContext, SourceOutput, SourceStatus } from '../runtime/source.ts';
+import type { Source, SourceContext, SourceOutput, SourceReader, SourceStatus, Split, SplitOutput } from '../runtime/source.ts';
+import { openStrides, strideSplits } from '../connectors/generator/source.ts';
 import { fmix32 } from '../util/hash.ts';
 import { type NexmarkConfig, NexmarkGenerator } from './generator.ts';
 import type { NexmarkEvent } from './model.ts';
@@ -18,60 +19,133 @@ export interface NexmarkSourceOptions extends NexmarkConfig {
    * generator at `baseTime` = now). Default: as fast as possible.
    */
   readonly live?: boolean;
+  /**
+   * Number of generator splits (default: the source's parallelism at the first start): split k of
+   * n generates events k, k + n, … — as NEXMark's multiple generators divide one sequence.
+   */
+  readonly splits?: number;
+}
+
+/** Position of one split: the next event number, and the events held back for disorder. */
+interface NexmarkPosition {
+  readonly next: number;
+  readonly pending: number[];
 }
 
 /**
- * NEXMark events as a source, with event times. Deterministic: its position is the next event
- * number (and, with disorder, the events held back), so a restored job regenerates exactly the
- * events after its snapshot. Parallel instances generate disjoint event numbers.
+ * NEXMark events as a source, with event times. Deterministic: event n is a pure function of the
+ * seed and n, and the event sequence is dealt into stride splits (split k of n generates events
+ * k, k + n, …), each with its own disorder and watermark. A split's position is its next event
+ * number and the events it holds back, so a restored job regenerates exactly the events after its
+ * checkpoint, at any parallelism.
  */
 export class NexmarkSource implements Source<NexmarkEvent> {
   readonly bounded: boolean;
   readonly generator: NexmarkGenerator;
-  private readonly count: number;
-  private readonly disorder: number;
-  private next = -1;
-  private step = 1;
-  /** Held-back events (disorder): a binary min-heap of (arrival key, event number). */
-  private keys: number[] = [];
-  private ids: number[] = [];
-  private restored: { next: number; pending: number[] } | null = null;
-  private readonly live: boolean;
-  private clock: SourceContext['clock'] | null = null;
 
-  constructor(options: NexmarkSourceOptions = {}) {
+  constructor(private readonly options: NexmarkSourceOptions = {}) {
     this.generator = new NexmarkGenerator(options);
-    this.count = options.events ?? Infinity;
-    this.bounded = Number.isFinite(this.count);
-    this.disorder = options.disorder ?? 0;
-    if (!(this.disorder >= 0)) throw new RangeError(`disorder must be >= 0, got ${options.disorder}`);
-    this.live = options.live ?? false;
+    this.bounded = Number.isFinite(options.events ?? Infinity);
+    const disorder = options.disorder ?? 0;
+    if (!(disorder >= 0)) throw new RangeError(`disorder must be >= 0, got ${options.disorder}`);
   }
 
-  open(ctx: SourceContext): void {
-    this.step = ctx.parallelism;
-    this.clock = ctx.clock;
-    if (this.restored !== null) {
-      this.next = this.restored.next;
-      for (const id of this.restored.pending) this.hold(id);
-    } else this.next = ctx.instance;
+  splits(ctx: SourceContext): Split<NexmarkPosition>[] {
+    return strideSplits(this.options.splits ?? ctx.parallelism).map((s) => ({ id: s.id, position: { next: s.position, pending: [] } }));
+  }
+
+  createReader(ctx: SourceContext): SourceReader<NexmarkEvent> {
+    return new NexmarkReader(this.generator, this.options, ctx.clock);
+  }
+}
+
+class NexmarkReader implements SourceReader<NexmarkEvent> {
+  private splits: NexmarkSplit[] = [];
+  private turn = 0;
+
+  constructor(
+    private readonly generator: NexmarkGenerator,
+    private readonly options: NexmarkSourceOptions,
+    private readonly clock: SourceContext['clock'],
+  ) {}
+
+  open(splits: readonly Split[]): void {
+    const strides = openStrides(splits.map((s) => ({ id: s.id, position: (s.position as NexmarkPosition).next })));
+    this.splits = strides.map((st, i) => new NexmarkSplit(st.id, st.n, (splits[i]!.position as NexmarkPosition), this.generator, this.options, this.clock));
   }
 
   poll(out: SourceOutput<NexmarkEvent>, max: number): SourceStatus {
-    const gen = this.generator;
+    let waiting = false;
+    // One split per poll, in turn: a batch holds events of one split.
+    for (let tries = 0; tries < this.splits.length; tries++) {
+      const s = this.splits[this.turn]!;
+      this.turn = (this.turn + 1) % this.splits.length;
+      if (s.ended) continue;
+      const status = s.poll(out, max);
+      if (status === 'more') return 'more';
+      if (status === 'wait') waiting = true;
+    }
+    if (this.splits.every((s) => s.ended)) return 'end';
+    return waiting ? 'wait' : 'more';
+  }
+
+  /** Live mode: resolves when the next event is due. */
+  ready(): Promise<void> {
+    let due = Infinity;
+    for (const s of this.splits) if (!s.ended) due = Math.min(due, this.generator.time(s.next));
+    const delay = due === Infinity ? 1 : Math.max(1, due - this.clock.now());
+    return new Promise((resolve) => setTimeout(resolve, Math.min(delay, 50)));
+  }
+
+  snapshot(): Split<NexmarkPosition>[] {
+    return this.splits.map((s) => ({ id: s.id, position: { next: s.next, pending: s.ids.slice() } }));
+  }
+}
+
+/** One stride of the event sequence, with its held-back events. */
+class NexmarkSplit {
+  next: number;
+  ended = false;
+  /** Held-back events (disorder): a binary min-heap of (arrival key, event number). */
+  private keys: number[] = [];
+  ids: number[] = [];
+  private out: SplitOutput<NexmarkEvent> | null = null;
+  private readonly count: number;
+  private readonly disorder: number;
+  private readonly live: boolean;
+
+  constructor(
+    readonly id: string,
+    private readonly step: number,
+    position: NexmarkPosition,
+    private readonly gen: NexmarkGenerator,
+    options: NexmarkSourceOptions,
+    private readonly clock: SourceContext['clock'],
+  ) {
+    this.next = position.next;
+    this.count = options.events ?? Infinity;
+    this.disorder = options.disorder ?? 0;
+    this.live = options.live ?? false;
+    for (const id of position.pending) this.hold(id);
+  }
+
+  poll(parent: SourceOutput<NexmarkEvent>, max: number): SourceStatus {
+    const out = (this.out ??= parent.split(this.id));
+    const gen = this.gen;
     const step = this.step;
     let n = this.next;
     let count = this.count;
     if (this.live) {
       // Only events whose time has come: at most up to the event number due now.
-      const due = Math.floor((this.clock!.now() - gen.baseTime) * (gen.rate / 1000)) + 1;
+      const due = Math.floor((this.clock.now() - gen.baseTime) * (gen.rate / 1000)) + 1;
       if (due <= n && n < count) return 'wait';
       count = Math.min(count, due);
     }
     if (this.disorder === 0) {
       for (let k = 0; k < max && n < count; k++, n += step) out.emit(gen.event(n), gen.time(n));
       this.next = n;
-      return n >= this.count ? 'end' : n >= count ? 'wait' : 'more';
+      if (n >= this.count) return this.end(out);
+      return n >= count ? 'wait' : 'more';
     }
     let emitted = 0;
     while (emitted < max) {
@@ -93,29 +167,20 @@ export class NexmarkSource implements Source<NexmarkEvent> {
       } else break;
     }
     this.next = n;
-    if (n >= this.count && this.ids.length === 0) return 'end';
+    if (n >= this.count && this.ids.length === 0) return this.end(out);
     return n >= count && emitted < max ? 'wait' : 'more';
   }
 
-  /** Live mode: resolves when the next event is due. */
-  ready(): Promise<void> {
-    const due = this.generator.time(this.next);
-    const delay = Math.max(1, due - (this.clock?.now() ?? due));
-    return new Promise((resolve) => setTimeout(resolve, Math.min(delay, 50)));
-  }
-
-  snapshot(): { next: number; pending: number[] } {
-    return { next: this.next, pending: this.ids.slice() };
-  }
-
-  restore(state: unknown): void {
-    this.restored = state as { next: number; pending: number[] };
+  private end(out: SplitOutput<NexmarkEvent>): SourceStatus {
+    this.ended = true;
+    out.finish();
+    return 'end';
   }
 
   /** Arrival key of event n: its time plus a jitter in [0, disorder]. */
   private arrival(n: number): number {
-    const jitter = fmix32((n >>> 0) ^ fmix32(this.generator.seed + 0x51ed27)) % (this.disorder + 1);
-    return this.generator.time(n) + jitter;
+    const jitter = fmix32((n >>> 0) ^ fmix32(this.gen.seed + 0x51ed27)) % (this.disorder + 1);
+    return this.gen.time(n) + jitter;
   }
 
   private hold(n: number): void {

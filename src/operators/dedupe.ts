@@ -1,9 +1,8 @@
 import type { Batch } from '../runtime/batch.ts';
 import type { Operator, OperatorContext, Output } from '../runtime/operator.ts';
 import { checkKey, type Key, keyGroupOf } from '../state/key-group.ts';
-import { EMPTY_SNAPSHOT, KeyedSnapshotReader, KeyedSnapshotWriter, type OperatorSnapshot } from '../state/snapshot.ts';
+import { KeyGroupTable } from '../state/key-group-table.ts';
 import { BloomFilter } from '../sketch/bloom-filter.ts';
-import { MIN_WATERMARK } from '../time/watermark.ts';
 
 /** Options of {@link KeyedStream.dedupe}. */
 export interface DedupeOptions {
@@ -38,10 +37,10 @@ interface Generations {
 export class DedupeOperator implements Operator<unknown, unknown> {
   private out!: Output<unknown>;
   private ctx!: OperatorContext<unknown>;
-  private readonly groups = new Map<number, Generations>();
+  /** Key group → its filters (the operator's keyed state). */
+  private groups!: Map<number, Generations>;
   /** Current generation: floor(watermark / within). */
   private generation = -Infinity;
-  private watermark = MIN_WATERMARK;
   private bitsPerGroup = 0;
   private hashesPerGroup = 0;
 
@@ -59,6 +58,18 @@ export class DedupeOperator implements Operator<unknown, unknown> {
     const template = BloomFilter.forCapacity(perGroup, this.options.falsePositiveRate ?? 1e-6);
     this.bitsPerGroup = template.bits;
     this.hashesPerGroup = template.hashes;
+    const table = ctx.state.registerTable(
+      new KeyGroupTable<Generations>('filters', {
+        encode: (g) => [g.current.serialize(), g.previous?.serialize() ?? null],
+        decode: (e) => {
+          const [current, previous] = e as [Uint8Array, Uint8Array | null];
+          return { current: BloomFilter.deserialize(current), previous: previous === null ? null : BloomFilter.deserialize(previous) };
+        },
+      }),
+    );
+    this.groups = table.groups;
+    const wm = ctx.watermark;
+    if (wm !== -Infinity && wm !== Infinity) this.generation = Math.floor(wm / this.options.within);
   }
 
   private filter(): BloomFilter {
@@ -93,8 +104,6 @@ export class DedupeOperator implements Operator<unknown, unknown> {
   }
 
   onWatermark(watermark: number): void {
-    if (watermark <= this.watermark) return;
-    this.watermark = watermark;
     if (watermark === Infinity) return;
     const generation = Math.floor(watermark / this.options.within);
     if (generation <= this.generation) return;
@@ -116,29 +125,6 @@ export class DedupeOperator implements Operator<unknown, unknown> {
         recycled.clear();
         g.current = recycled;
       }
-    }
-  }
-
-  snapshot(): OperatorSnapshot {
-    if (this.groups.size === 0 && this.watermark === MIN_WATERMARK) return EMPTY_SNAPSHOT;
-    const writer = new KeyedSnapshotWriter(this.ctx.maxParallelism);
-    for (const [kg, g] of this.groups) writer.addToGroup(kg, 'filters', g.current.serialize(), g.previous?.serialize() ?? null);
-    return writer.finish({ watermark: this.watermark, generation: this.generation });
-  }
-
-  restore(snapshot: OperatorSnapshot): void {
-    const reader = new KeyedSnapshotReader(snapshot);
-    reader.forEach('filters', (flat, kg) => {
-      const previous = flat[1] as Uint8Array | null;
-      this.groups.set(kg, {
-        current: BloomFilter.deserialize(flat[0] as Uint8Array),
-        previous: previous === null ? null : BloomFilter.deserialize(previous),
-      });
-    });
-    const op = reader.operatorState() as { watermark: number; generation: number } | undefined;
-    if (op !== undefined) {
-      this.watermark = op.watermark;
-      this.generation = op.generation;
     }
   }
 

@@ -2,12 +2,10 @@ import type { OutputTag } from '../api/output-tag.ts';
 import type { Batch } from '../runtime/batch.ts';
 import type { Operator, OperatorContext, Output } from '../runtime/operator.ts';
 import type { StateHandles, StateSpec } from '../state/descriptors.ts';
-import { HeapKeyedStateBackend } from '../state/heap-backend.ts';
+import type { KeyedStateBackend } from '../state/keyed-state-backend.ts';
 import { checkKey, type Key } from '../state/key-group.ts';
-import { EMPTY_SNAPSHOT, KeyedSnapshotReader, KeyedSnapshotWriter, type OperatorSnapshot } from '../state/snapshot.ts';
 import { TimerQueue } from '../time/timer-queue.ts';
 import { explicitTime } from './emitter.ts';
-import { MIN_WATERMARK } from '../time/watermark.ts';
 
 /** What a keyed process function sees while handling a record or a timer. */
 export interface KeyedContext<K, O, S> {
@@ -78,19 +76,16 @@ type TimerHandler = (time: number, ctx: KeyedProcessOperator) => void;
 export class KeyedProcessOperator implements Operator<unknown, unknown>, TimerContext<Key, unknown, unknown> {
   key: Key = 0;
   timestamp = 0;
-  watermark = MIN_WATERMARK;
   timeDomain: 'event-time' | 'processing-time' = 'event-time';
   state: unknown;
   private ctx!: OperatorContext<unknown>;
   private out!: Output<unknown>;
-  private backend!: HeapKeyedStateBackend;
-  private readonly eventTimers = new TimerQueue();
-  private readonly processingTimers = new TimerQueue();
-  /** Whether any declared state has a TTL (expired entries are swept on processing time). */
-  private hasTtl = false;
+  private backend!: KeyedStateBackend;
+  private eventTimers!: TimerQueue;
+  private processingTimers!: TimerQueue;
   private expiryScheduled = Infinity;
   /** The watermark before the current advance: the lower bound for timestamps of timer output. */
-  private previousWatermark = MIN_WATERMARK;
+  private previousWatermark = -Infinity;
   private readonly fireEvent = (key: Key, time: number): void => this.fire(key, time, 'event-time');
   private readonly fireProcessing = (key: Key, time: number): void => this.fire(key, time, 'processing-time');
 
@@ -104,10 +99,17 @@ export class KeyedProcessOperator implements Operator<unknown, unknown>, TimerCo
   open(ctx: OperatorContext<unknown>): void {
     this.ctx = ctx;
     this.out = ctx.output;
-    this.backend = new HeapKeyedStateBackend(ctx.clock);
+    this.backend = ctx.state;
     this.state = this.backend.register(this.stateSpec);
-    this.hasTtl = Object.values(this.stateSpec).some((d) => (d.options.ttl ?? 0) > 0);
+    this.eventTimers = this.backend.registerTable(new TimerQueue('timers:event'));
+    this.processingTimers = this.backend.registerTable(new TimerQueue('timers:processing'));
+    this.previousWatermark = ctx.watermark;
     this.scheduleExpiry();
+  }
+
+  /** The step's watermark (the runtime's; restored with the step). */
+  get watermark(): number {
+    return this.ctx.watermark;
   }
 
   now(): number {
@@ -167,39 +169,17 @@ export class KeyedProcessOperator implements Operator<unknown, unknown>, TimerCo
       }
     }
     // Entries written with a TTL must be swept even if nothing else asks for processing time.
-    if (this.hasTtl && this.backend.nextExpiry() < this.expiryScheduled) this.scheduleExpiry();
+    if (backend.hasTtl && backend.nextExpiry() < this.expiryScheduled) this.scheduleExpiry();
   }
 
   onWatermark(watermark: number): void {
-    if (watermark <= this.watermark) return;
-    this.previousWatermark = this.watermark;
-    this.watermark = watermark;
     if (this.eventTimers.size > 0) this.eventTimers.advance(watermark, this.fireEvent);
+    this.previousWatermark = watermark;
   }
 
   onProcessingTime(now: number): void {
     this.processingTimers.advance(now, this.fireProcessing);
     this.backend.expire();
-    this.scheduleExpiry();
-  }
-
-  snapshot(): OperatorSnapshot {
-    const writer = new KeyedSnapshotWriter(this.ctx.maxParallelism);
-    this.backend.snapshot(writer);
-    this.eventTimers.snapshot(writer, 'timers:event');
-    this.processingTimers.snapshot(writer, 'timers:processing');
-    const snap = writer.finish({ watermark: this.watermark });
-    return snap.keyed.size === 0 && this.watermark === MIN_WATERMARK ? EMPTY_SNAPSHOT : snap;
-  }
-
-  restore(snapshot: OperatorSnapshot): void {
-    const reader = new KeyedSnapshotReader(snapshot);
-    this.backend.restore(reader);
-    this.eventTimers.restore(reader, 'timers:event');
-    this.processingTimers.restore(reader, 'timers:processing');
-    // Records replayed after the snapshot are judged late exactly as before it.
-    const op = reader.operatorState() as { watermark: number } | undefined;
-    if (op !== undefined) this.watermark = op.watermark;
     this.scheduleExpiry();
   }
 

@@ -14,6 +14,12 @@ import type { WatermarkOptions } from '../time/watermark.ts';
 /** The main output port of a step; side outputs use their tag id. */
 export const MAIN_PORT = 'main';
 
+/** The port on which a step emits its dead letters (connected when the pipeline consumes them). */
+export const DEAD_LETTER_PORT = '#dead-letters';
+
+/** Id of the step that merges every step's dead letters (`pipeline.deadLetters()`). */
+export const DEAD_LETTER_STEP = 'dead-letters';
+
 /** How records cross an edge between parallel instances. */
 export type Partitioning =
   /** Instance i feeds instance i (same parallelism): chained, no exchange. */
@@ -50,7 +56,8 @@ export class StepNode {
     readonly id: string,
     /** What the step does, for display (`map`, `window`, `interval-join`, ...). */
     readonly kind: string,
-    readonly inputs: readonly InputEdge[],
+    /** Inputs; the dead-letter step's are computed when the plan is finalized. */
+    public inputs: readonly InputEdge[],
     readonly spec: StepSpec,
   ) {}
 
@@ -90,7 +97,7 @@ export class LogicalGraph {
     return node;
   }
 
-  /** Consumers of each node, in creation order. */
+  /** Consumers of each node, in plan order. */
   consumers(): Map<StepNode, Array<{ node: StepNode; input: number; edge: InputEdge }>> {
     const out = new Map<StepNode, Array<{ node: StepNode; input: number; edge: InputEdge }>>();
     for (const node of this.nodes) out.set(node, []);
@@ -99,4 +106,67 @@ export class LogicalGraph {
     }
     return out;
   }
+
+  /**
+   * Completes the plan before a run: the dead-letter step (if the pipeline consumes dead letters)
+   * gets one input per step that is not downstream of it — a step fed by dead letters reports its
+   * own failures to the log, never back into the stream it reads — and the steps are put in a
+   * topological order. Idempotent: steps added later are taken into account on the next call.
+   */
+  finalize(): void {
+    const dl = this.nodes.find((n) => n.id === DEAD_LETTER_STEP && n.kind === 'dead-letters');
+    if (dl !== undefined) {
+      dl.inputs = [];
+      const downstream = this.downstreamOf(dl);
+      dl.inputs = this.nodes
+        .filter((n) => n !== dl && !downstream.has(n))
+        .map((n) => ({ from: n, port: DEAD_LETTER_PORT, partitioning: { type: 'forward' } as const }));
+      for (const e of dl.inputs) e.from.sidePorts.add(DEAD_LETTER_PORT);
+    }
+    const order: StepNode[] = [];
+    const placed = new Set<StepNode>();
+    const visit = (n: StepNode): void => {
+      if (placed.has(n)) return;
+      placed.add(n);
+      for (const e of n.inputs) visit(e.from);
+      order.push(n);
+    };
+    for (const n of this.nodes) visit(n);
+    this.nodes.splice(0, this.nodes.length, ...order);
+  }
+
+  /** Every step reachable from `start` (excluding it). */
+  private downstreamOf(start: StepNode): Set<StepNode> {
+    const consumers = this.consumers();
+    const seen = new Set<StepNode>();
+    const stack = [start];
+    while (stack.length > 0) {
+      for (const c of consumers.get(stack.pop()!)!) {
+        if (!seen.has(c.node)) {
+          seen.add(c.node);
+          stack.push(c.node);
+        }
+      }
+    }
+    return seen;
+  }
+
+  /**
+   * A fingerprint of the plan's shape — step ids and kinds, edges and their partitioning — that
+   * workers check against the coordinator's, and that checkpoints record.
+   */
+  fingerprint(): string {
+    const shape = this.nodes.map((n) => [n.id, n.kind, n.inputs.map((e) => [e.from.id, e.port, e.partitioning.type])]);
+    return hashString(JSON.stringify(shape));
+  }
+}
+
+/** 64-bit FNV-1a of a string, as 16 hex digits. */
+function hashString(s: string): string {
+  let h = 0xcbf29ce484222325n;
+  for (let i = 0; i < s.length; i++) {
+    h ^= BigInt(s.charCodeAt(i));
+    h = (h * 0x100000001b3n) & 0xffffffffffffffffn;
+  }
+  return h.toString(16).padStart(16, '0');
 }

@@ -1,12 +1,17 @@
 import { Batch } from './batch.ts';
+import type { Barrier } from './barrier.ts';
 import type { Output } from './operator.ts';
 
-/** The receiving end of an edge: a step instance and which of its inputs the edge feeds. */
+/**
+ * The receiving end of an edge: a step instance, and which of its input channels the edge feeds.
+ * Everything on one channel arrives in order: batches, watermarks, idleness, barriers, end.
+ */
 export interface EdgeTarget {
-  pushBatch(batch: Batch<unknown>, input: number): void;
-  pushWatermark(watermark: number, input: number): void;
-  pushIdle(idle: boolean, input: number): void;
-  pushEnd(input: number): void;
+  pushBatch(batch: Batch<unknown>, channel: number): void;
+  pushWatermark(watermark: number, channel: number): void;
+  pushIdle(idle: boolean, channel: number): void;
+  pushBarrier(barrier: Barrier, channel: number): void;
+  pushEnd(channel: number): void;
 }
 
 /** One output port of a step instance, fanned out to every consumer. */
@@ -14,7 +19,7 @@ export class Collector<T> implements Output<T> {
   /** The buffer being filled; sources write it directly (internal). */
   readonly batch: Batch<T>;
   private readonly targets: EdgeTarget[] = [];
-  private readonly inputs: number[] = [];
+  private readonly channels: number[] = [];
   /** Records handed downstream so far. */
   emitted = 0;
 
@@ -22,9 +27,9 @@ export class Collector<T> implements Output<T> {
     this.batch = new Batch<T>(capacity);
   }
 
-  connect(target: EdgeTarget, input: number): void {
+  connect(target: EdgeTarget, channel: number): void {
     this.targets.push(target);
-    this.inputs.push(input);
+    this.channels.push(channel);
   }
 
   /** Whether anything consumes this port. */
@@ -47,19 +52,25 @@ export class Collector<T> implements Output<T> {
     if (b.length === 0) return;
     this.emitted += b.length;
     const targets = this.targets;
-    for (let i = 0; i < targets.length; i++) targets[i]!.pushBatch(b as Batch<unknown>, this.inputs[i]!);
+    for (let i = 0; i < targets.length; i++) targets[i]!.pushBatch(b as Batch<unknown>, this.channels[i]!);
     b.length = 0;
   }
 
   watermark(watermark: number): void {
-    for (let i = 0; i < this.targets.length; i++) this.targets[i]!.pushWatermark(watermark, this.inputs[i]!);
+    for (let i = 0; i < this.targets.length; i++) this.targets[i]!.pushWatermark(watermark, this.channels[i]!);
   }
 
   idle(idle: boolean): void {
-    for (let i = 0; i < this.targets.length; i++) this.targets[i]!.pushIdle(idle, this.inputs[i]!);
+    for (let i = 0; i < this.targets.length; i++) this.targets[i]!.pushIdle(idle, this.channels[i]!);
+  }
+
+  barrier(barrier: Barrier): void {
+    this.flush();
+    for (let i = 0; i < this.targets.length; i++) this.targets[i]!.pushBarrier(barrier, this.channels[i]!);
   }
 
   end(): void {
-    for (let i = 0; i < this.targets.length; i++) this.targets[i]!.pushEnd(this.inputs[i]!);
+    this.flush();
+    for (let i = 0; i < this.targets.length; i++) this.targets[i]!.pushEnd(this.channels[i]!);
   }
 }

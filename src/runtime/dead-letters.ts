@@ -1,7 +1,3 @@
-import type { Clock } from '../time/clock.ts';
-import type { Collector } from './collector.ts';
-import type { DeadLetter } from './operator.ts';
-
 /** A user function or parser failed and the job is fail-fast: the job stops with this error. */
 export class StepFailure extends Error {
   constructor(
@@ -21,48 +17,31 @@ export function errorMessage(error: unknown): string {
 }
 
 /**
- * Where every step sends records it cannot process. With a consumer attached
- * (`pipeline.deadLetters()`), dead letters flow there as records; otherwise they are logged (the
- * first ten, then one in a thousand) so they never vanish silently. Fail-fast turns them into a
- * job failure instead.
+ * Where dead letters go when no step consumes them (no `pipeline.deadLetters()`, or a step that
+ * is itself downstream of the dead-letter stream): counted and logged — the first ten, then one in
+ * a thousand — so that they never vanish silently.
  */
-export class DeadLetterChannel {
-  /** Dead letters reported so far. */
+export class DeadLetterLog {
+  /** Dead letters logged so far. */
   count = 0;
-  private output: Collector<DeadLetter> | null = null;
 
-  constructor(
-    private readonly failFast: boolean,
-    private readonly clock: Clock,
-    private readonly log: (line: string) => void = (line) => process.stderr.write(line + '\n'),
-  ) {}
+  constructor(private readonly log: (line: string) => void) {}
 
-  /** Routes dead letters to a stream instead of the log. */
-  attach(output: Collector<DeadLetter>): void {
-    this.output = output;
-  }
-
-  report(step: string, record: unknown, error: unknown, time: number): void {
-    if (this.failFast) throw error instanceof StepFailure ? error : new StepFailure(step, record, error);
+  report(step: string, record: unknown, error: unknown): void {
     this.count++;
-    const letter: DeadLetter = { step, error: errorMessage(error), record, time };
-    if (this.output !== null && this.output.connected) {
-      this.output.emit(letter, Number.isFinite(time) ? time : this.clock.now());
-      this.output.flush();
-      return;
-    }
     if (this.count <= 10 || this.count % 1000 === 0) {
-      this.log(`spate: dead letter #${this.count} from step '${step}': ${letter.error}; record: ${preview(record)}`);
+      this.log(`spate: dead letter #${this.count} from step '${step}': ${errorMessage(error)}; record: ${preview(record)}`);
     }
   }
 }
 
-function preview(record: unknown): string {
+/** A short printable form of a record, for logs. */
+export function preview(record: unknown, max = 200): string {
   let s: string;
   try {
-    s = typeof record === 'string' ? record : JSON.stringify(record) ?? String(record);
+    s = typeof record === 'string' ? record : (JSON.stringify(record, (_k, v: unknown) => (typeof v === 'bigint' ? `${v}n` : v)) ?? String(record));
   } catch {
     s = String(record);
   }
-  return s.length > 200 ? s.slice(0, 200) + '…' : s;
+  return s.length > max ? s.slice(0, max) + '…' : s;
 }

@@ -1,22 +1,28 @@
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
+import { CheckpointCoordinator, type CheckpointRecord, type Participant } from '../checkpoint/coordinator.ts';
+import { loadLatest } from '../checkpoint/manifest.ts';
+import { instanceRestore, type JobSnapshot } from '../checkpoint/snapshot.ts';
+import { type CheckpointStorage, FileCheckpointStorage } from '../checkpoint/storage.ts';
 import type { LogicalGraph, StepNode } from '../plan/graph.ts';
 import { DEFAULT_MAX_PARALLELISM } from '../state/key-group.ts';
-import { EMPTY_SNAPSHOT, type JobSnapshot, type OperatorSnapshot } from '../state/snapshot.ts';
-import { packState, unpackState } from '../state/codec.ts';
 import { type Clock, systemClock } from '../time/clock.ts';
+import type { Barrier } from './barrier.ts';
 import { DEFAULT_BATCH_SIZE } from './batch.ts';
-import type { Collector, EdgeTarget } from './collector.ts';
-import { DeadLetterChannel } from './dead-letters.ts';
-import type { DeadLetter, OperatorMetrics } from './operator.ts';
+import type { Collector } from './collector.ts';
+import { DeadLetterLog, errorMessage, StepFailure } from './dead-letters.ts';
+import type { RuntimeEnv } from './env.ts';
+import type { OperatorMetrics } from './operator.ts';
 import { OperatorNode } from './operator-node.ts';
 import { SinkOperator } from './sink-operator.ts';
+import type { SourceContext } from './source.ts';
 import { SourceNode } from './source-node.ts';
+import { validateJobOptions } from './options.ts';
 
 /** Options of a job run. */
 export interface JobOptions {
   /** Records per batch (default 1024). */
   batchSize?: number;
-  /** Number of key groups (default 128). */
+  /** Number of key groups (default 128): the most instances a keyed step can ever run as. */
   maxParallelism?: number;
   /** Processing-time clock (default: the wall clock). */
   clock?: Clock;
@@ -25,10 +31,29 @@ export interface JobOptions {
    * the error to the dead-letter output and goes on; `fail` stops the job with the error.
    */
   errors?: 'dead-letter' | 'fail';
-  /** Resume from this snapshot (every step's state and every source's position). */
-  restoreFrom?: JobSnapshot;
-  /** Where dead letters are logged when no dead-letter stream is consumed (default stderr). */
+  /** Where warnings and dead letters without a consumer are logged (default stderr). */
   log?: (line: string) => void;
+  /**
+   * Durable checkpoints: a directory (or another storage). A job started with a directory that
+   * holds a complete checkpoint resumes from the newest one, and says so on the log. Without it,
+   * checkpoints only commit the sinks, and nothing survives the process.
+   */
+  checkpointDir?: string | CheckpointStorage;
+  /** Milliseconds between checkpoints (default 1000; 0 turns periodic checkpoints off). */
+  checkpointInterval?: number;
+  /** Complete checkpoints kept in the directory (default 3); savepoints are never deleted. */
+  retainedCheckpoints?: number;
+  /** Consecutive failed checkpoints tolerated before the job fails (default: no limit). */
+  toleratedCheckpointFailures?: number;
+  /** A checkpoint not complete after this many ms fails (default 600 000). */
+  checkpointTimeout?: number;
+  /** Resume from this snapshot instead of the newest checkpoint in `checkpointDir`. */
+  restoreFrom?: JobSnapshot;
+  /**
+   * Restoring a changed pipeline may drop state that no step declares any more (removed steps,
+   * renamed states); without it such a restore is refused with the list of step ids.
+   */
+  allowDroppedState?: boolean;
 }
 
 /** Per-step counters and watermark, as reported by {@link LocalJob.metrics}. */
@@ -37,6 +62,8 @@ export interface StepMetrics extends OperatorMetrics {
   readonly kind: string;
   readonly watermark: number;
   readonly idle: boolean;
+  /** How long this step's last checkpoint snapshot held up processing (ms). */
+  readonly checkpointPauseMs: number;
 }
 
 /** The outcome of a finished run. */
@@ -44,19 +71,32 @@ export interface JobResult {
   /** Wall-clock duration of the run in milliseconds. */
   readonly durationMs: number;
   readonly metrics: readonly StepMetrics[];
+  /** Dead letters reported by every step. */
   readonly deadLetters: number;
+  /** The checkpoint history of the run. */
+  readonly checkpoints: readonly CheckpointRecord[];
 }
 
-/** Key under which a source's position is stored in its step snapshot. */
-const SOURCE_STATE = 'source';
+/** How to stop a running job. */
+export interface StopOptions {
+  /**
+   * Take a final checkpoint first (default true): sources stop after it, sinks commit everything
+   * written so far, and a restart from the checkpoint directory neither loses nor re-reads input.
+   * False stops at once, leaving uncommitted output to the next run.
+   */
+  readonly checkpoint?: boolean;
+}
 
 /**
  * Runs a pipeline's steps in this thread: one instance per step, wired by synchronous calls, so
  * a batch travels the whole graph before the next one is polled. Sources are polled in turn; the
- * loop awaits only when no source has data, or to let I/O and timers run every few milliseconds.
+ * loop awaits only when no source has data, to relieve sink backpressure, or every few
+ * milliseconds to let I/O and timers run.
  *
- * Because all steps run in one thread between polls, a snapshot taken between two polls is a
- * consistent cut of the whole job: every record before it is fully processed, none after it.
+ * Checkpoints follow the protocol that also holds across threads and processes: the coordinator
+ * triggers, each source injects a barrier between two polls, steps snapshot as the barrier aligns
+ * on their inputs, state files are written off the data path, the manifest commits the checkpoint,
+ * and only then do sinks commit.
  */
 export class LocalJob {
   readonly clock: Clock;
@@ -64,122 +104,227 @@ export class LocalJob {
   readonly batchSize: number;
   readonly sources: SourceNode[] = [];
   readonly operators: OperatorNode[] = [];
-  readonly sinks: SinkOperator[] = [];
+  /** The checkpoint the job resumed from, if any. */
+  restoredFrom: JobSnapshot | null = null;
   private readonly byStep = new Map<string, SourceNode | OperatorNode>();
   private readonly kinds = new Map<string, string>();
-  readonly deadLetters: DeadLetterChannel;
-  private deadLetterOutput: Collector<DeadLetter> | null = null;
-  private deadLetterStepId: string | undefined;
+  private readonly env: RuntimeEnv;
+  private readonly storage: CheckpointStorage | null;
+  private coordinator: CheckpointCoordinator | null = null;
   private stopRequested = false;
   private failure: { error: unknown } | null = null;
   private wake: (() => void) | null = null;
   /** Set by a wake-up that may have come before the loop went to sleep. */
   private woken = false;
   private opened = false;
+  private built = false;
+  private pendingBarrier: Barrier | null = null;
+  private interval: NodeJS.Timeout | null = null;
+  private readonly completions = new Set<Promise<void>>();
+  /** Set once the run's last checkpoint is done (or skipped): the loop may end. */
+  private finalDone = false;
+  /** A stop took its own final checkpoint. */
+  private stoppedWithCheckpoint = false;
+  private readonly log: (line: string) => void;
 
   constructor(
     readonly graph: LogicalGraph,
     readonly options: JobOptions = {},
-    /** The step that dead letters flow out of, if a pipeline consumes them. */
-    deadLetterStep?: StepNode,
   ) {
+    validateJobOptions(options);
+    graph.finalize();
     this.clock = options.clock ?? systemClock;
     this.maxParallelism = options.maxParallelism ?? DEFAULT_MAX_PARALLELISM;
     this.batchSize = options.batchSize ?? DEFAULT_BATCH_SIZE;
-    this.deadLetters = new DeadLetterChannel(options.errors === 'fail', this.clock, options.log);
-    this.build(deadLetterStep);
+    this.log = options.log ?? ((line) => process.stderr.write(line + '\n'));
+    const dir = options.checkpointDir;
+    this.storage = dir === undefined ? null : typeof dir === 'string' ? new FileCheckpointStorage(dir) : dir;
+    const collector = { add: (...args: Parameters<CheckpointCoordinator['add']>) => this.coordinator?.add(...args) };
+    this.env = {
+      clock: this.clock,
+      maxParallelism: this.maxParallelism,
+      batchSize: this.batchSize,
+      failFast: options.errors === 'fail',
+      log: this.log,
+      deadLetterLog: new DeadLetterLog(this.log),
+      snapshots: collector,
+      allowDroppedState: options.allowDroppedState ?? false,
+      warned: new Set(),
+    };
   }
 
-  private build(deadLetterStep: StepNode | undefined): void {
+  /** Steps and instances that report to each checkpoint. */
+  private participants(): Participant[] {
+    return this.graph.nodes.map((n) => ({ step: n.id, kind: n.kind, parallelism: 1 }));
+  }
+
+  /**
+   * The snapshot to resume from: `restoreFrom`, else the newest valid checkpoint in the
+   * checkpoint directory (damaged ones are skipped with a warning), else none.
+   */
+  private async findRestore(): Promise<JobSnapshot | null> {
+    if (this.options.restoreFrom !== undefined) return this.options.restoreFrom;
+    if (this.storage === null) return null;
+    const latest = await loadLatest(this.storage, this.log);
+    if (latest !== null) {
+      const age = Math.max(0, Date.now() - latest.createdAt);
+      this.log(`spate: resuming from ${latest.kind} ${latest.id} in ${this.storage.location} (taken ${formatAge(age)} ago)`);
+    }
+    return latest;
+  }
+
+  /** Builds one runtime node per step, restored from `restore`, and wires them. */
+  private async build(restore: JobSnapshot | null, sync: boolean): Promise<void> {
+    if (this.built) return;
+    this.built = true;
+    this.restoredFrom = restore;
+    if (restore !== null) this.checkRestorable(restore);
     for (const step of this.graph.nodes) {
       this.kinds.set(step.id, step.kind);
       const spec = step.spec;
+      const r = restore === null ? null : instanceRestore(restore, step.id, 0, 1);
+      const id = { stepId: step.id, kind: step.kind, instance: 0, parallelism: 1 };
       if (spec.type === 'source') {
-        const node = new SourceNode(step.id, spec.create(), spec.options, this.clock, this.batchSize, this.deadLetters);
-        if (step === deadLetterStep) {
-          this.deadLetterOutput = node.output as Collector<DeadLetter>;
-          this.deadLetterStepId = step.id;
-        } else this.sources.push(node);
+        const source = spec.create();
+        if (this.storage !== null && source.replayable === false) {
+          throw new Error(`source '${step.id}' cannot replay its input, so it cannot run with durable checkpoints (exactly-once); use a replayable source or run without a checkpoint directory`);
+        }
+        const ctx: SourceContext = { stepId: step.id, clock: this.clock, instance: 0, parallelism: 1, restoredCheckpoint: restore?.id };
+        let splits = r?.splits ?? null;
+        if (splits === null) {
+          const found = source.splits(ctx);
+          if (found instanceof Promise) {
+            if (sync) throw new Error(`source '${step.id}' lists its splits asynchronously`);
+            splits = (await withStep(step.id, found)).map((s) => ({ ...s, maxTime: -Infinity }));
+          } else splits = found.map((s) => ({ ...s, maxTime: -Infinity }));
+        }
+        const node = new SourceNode(id, source, source.createReader(ctx), splits, spec.options, this.env, r);
+        this.sources.push(node);
         this.byStep.set(step.id, node);
       } else {
         const operator = spec.type === 'sink' ? new SinkOperator(spec.create()) : spec.create();
-        const node = new OperatorNode(
-          step.id,
-          operator,
-          step.inputs.length,
-          this.clock,
-          this.maxParallelism,
-          this.batchSize,
-          this.deadLetters,
-        );
-        if (operator instanceof SinkOperator) this.sinks.push(operator);
+        const node = new OperatorNode(id, operator, step.inputs.map((_, i) => i), this.env, r);
         this.operators.push(node);
         this.byStep.set(step.id, node);
       }
     }
     for (const step of this.graph.nodes) {
       const target = this.byStep.get(step.id)!;
-      step.inputs.forEach((edge, input) => {
+      step.inputs.forEach((edge, channel) => {
         const from = this.byStep.get(edge.from.id)!;
         const port = from instanceof OperatorNode ? from.port(edge.port) : from.ports.get(edge.port);
         if (port === undefined) throw new Error(`step '${edge.from.id}' has no output '${edge.port}'`);
-        port.connect(target as EdgeTarget, input);
+        port.connect(target as OperatorNode, channel);
       });
     }
-    if (this.deadLetterOutput !== null) this.deadLetters.attach(this.deadLetterOutput);
   }
 
-  /** Opens every operator and sink and restores their state; sources are opened by `open`. */
-  private openOperators(): Array<Promise<void>> {
-    const restore = this.options.restoreFrom;
-    if (restore !== undefined) {
-      // State of a step that no longer exists would be silently lost: refuse, naming it.
-      const unknown = [...restore.keys()].filter((id) => !this.byStep.has(id));
-      if (unknown.length > 0) {
-        throw new Error(`the snapshot has state for steps this pipeline does not have: ${unknown.join(', ')} (were they renamed? give stateful steps stable ids)`);
-      }
+  /** Refuses a snapshot holding state of steps this pipeline does not have (unless allowed). */
+  private checkRestorable(restore: JobSnapshot): void {
+    if (restore.maxParallelism !== this.maxParallelism) {
+      throw new Error(`the checkpoint was taken with maxParallelism ${restore.maxParallelism}; this job has ${this.maxParallelism} (key groups cannot change)`);
     }
-    for (const node of this.operators) {
-      node.open();
-      const snap = restore?.get(node.stepId);
-      if (snap !== undefined) {
-        if (node.operator.restore === undefined) throw new Error(`step '${node.stepId}' has no state to restore`);
-        node.operator.restore(snap);
-      }
+    if (this.options.allowDroppedState) return;
+    const orphans = [...restore.steps]
+      .filter(([id, s]) => !this.graph.nodes.some((n) => n.id === id) && hasState(s))
+      .map(([id]) => id);
+    if (orphans.length > 0) {
+      throw new Error(
+        `the checkpoint has state for steps this pipeline does not have: ${orphans.join(', ')} ` +
+          `(were they renamed? give stateful steps stable ids; or restore with allowDroppedState to drop it)`,
+      );
     }
-    const pending: Array<Promise<void>> = [];
-    for (const sink of this.sinks) {
-      const r = sink.openSink();
-      if (r !== undefined) pending.push(r);
-    }
-    // Dead letters carry no event-time progress: their stream never holds a watermark back.
-    this.deadLetterOutput?.idle(true);
-    return pending;
   }
 
-  /**
-   * Opens operators and sinks synchronously, leaving sources closed: for the test harness, which
-   * feeds source steps directly. Fails if a sink opens asynchronously.
-   */
+  /** Opens operators synchronously and leaves sources unopened: for the test harness, which feeds sources directly. */
   openSync(): void {
     if (this.opened) return;
     this.opened = true;
-    if (this.openOperators().length > 0) throw new Error('openSync: a sink opens asynchronously');
+    void this.build(this.options.restoreFrom ?? null, true);
+    for (const node of this.operators) {
+      if (withStepSync(node.stepId, () => node.open()) instanceof Promise) throw new Error(`openSync: step '${node.stepId}' opens asynchronously`);
+    }
+    this.coordinator = new CheckpointCoordinator({
+      storage: null,
+      fingerprint: this.graph.fingerprint(),
+      maxParallelism: this.maxParallelism,
+      participants: this.participants(),
+      retain: 0,
+      toleratedFailures: Infinity,
+      timeout: 600_000,
+      firstId: (this.restoredFrom?.id ?? 0) + 1,
+      log: this.log,
+      fail: (error) => this.fail(error),
+    });
+    this.coordinator.attach(this.target());
   }
 
-  /** Opens every step, restores state and source positions; called by `run`. */
+  /** Opens every step, restoring state and source positions; called by `run`. */
   async open(): Promise<void> {
     if (this.opened) return;
     this.opened = true;
-    await Promise.all(this.openOperators());
-    const restore = this.options.restoreFrom;
-    for (const node of this.sources) {
-      const snap = restore?.get(node.stepId);
-      if (snap?.operator !== undefined && node.source.restore !== undefined) {
-        node.source.restore((unpackState(snap.operator) as Record<string, unknown>)[SOURCE_STATE]);
-      }
-      await node.source.open?.({ stepId: node.stepId, clock: this.clock, instance: 0, parallelism: 1 });
+    const restore = await this.findRestore();
+    await this.build(restore, false);
+    this.coordinator = new CheckpointCoordinator({
+      storage: this.storage,
+      fingerprint: this.graph.fingerprint(),
+      maxParallelism: this.maxParallelism,
+      participants: this.participants(),
+      retain: this.options.retainedCheckpoints ?? 3,
+      toleratedFailures: this.options.toleratedCheckpointFailures ?? Infinity,
+      timeout: this.options.checkpointTimeout ?? 600_000,
+      firstId: await CheckpointCoordinator.firstId(this.storage, restore?.id),
+      log: this.log,
+      fail: (error) => this.fail(error),
+    });
+    this.coordinator.attach(this.target());
+    const opening: Array<Promise<void>> = [];
+    for (const node of this.operators) {
+      const r = withStepSync(node.stepId, () => node.open());
+      if (r instanceof Promise) opening.push(withStep(node.stepId, r));
     }
+    await Promise.all(opening);
+    for (const node of this.sources) await withStep(node.stepId, Promise.resolve(node.reader.open(node.splits)));
+  }
+
+  /** What the coordinator drives. */
+  private target(): { inject(b: Barrier): void; complete(id: number): void; abort(id: number): void } {
+    return {
+      inject: (barrier) => {
+        this.pendingBarrier = barrier;
+        this.wakeUp();
+      },
+      complete: (id) => this.notifyComplete(id),
+      abort: (id) => {
+        for (const node of this.operators) node.operator.notifyCheckpointAborted?.(id);
+      },
+    };
+  }
+
+  /** Injects a pending barrier at every source, and snapshots steps that have ended. */
+  private injectPendingBarrier(): void {
+    const barrier = this.pendingBarrier;
+    if (barrier === null) return;
+    this.pendingBarrier = null;
+    for (const node of this.sources) withStepSync(node.stepId, () => node.injectBarrier(barrier));
+    // Ended steps receive no barrier: they have no input left, so their state is final.
+    for (const node of this.operators) if (node.ended) withStepSync(node.stepId, () => node.snapshot(barrier));
+  }
+
+  private notifyComplete(id: number): void {
+    const track = (step: string, p: void | Promise<void>): void => {
+      if (!(p instanceof Promise)) return;
+      const tracked = withStep(step, p).catch((error: unknown) => this.fail(error));
+      this.completions.add(tracked);
+      void tracked.finally(() => this.completions.delete(tracked));
+    };
+    for (const node of this.operators) track(node.stepId, withStepSync(node.stepId, () => node.operator.notifyCheckpointComplete?.(id)));
+    for (const node of this.sources) track(node.stepId, withStepSync(node.stepId, () => node.reader.notifyCheckpointComplete?.(id)));
+  }
+
+  private fail(error: unknown): void {
+    this.failure ??= { error };
+    this.wakeUp();
   }
 
   /** Runs until every source ends (bounded input) or {@link stop} is called. */
@@ -188,20 +333,33 @@ export class LocalJob {
     let lastYield = performance.now();
     try {
       await this.open();
-      while (!this.stopRequested) {
-        if (this.failure !== null) throw this.failure.error;
+      const every = this.options.checkpointInterval ?? 1000;
+      if (every > 0) {
+        this.interval = setInterval(() => {
+          if (this.coordinator!.busy || this.stopRequested) return;
+          this.coordinator!.trigger('checkpoint').catch(() => undefined); // logged by the coordinator
+        }, every);
+      }
+      let final: Promise<unknown> | null = null;
+      while (!this.failure) {
+        this.injectPendingBarrier();
         let progressed = false;
         let live = 0;
         for (const node of this.sources) {
-          if (node.ended) continue;
+          if (node.ended || node.stopped) continue;
           if (node.waiting === null) {
-            const status = node.poll(this.batchSize);
+            const status = withStepSync(node.stepId, () => node.poll(this.batchSize));
             if (status === 'more') progressed = true;
             else if (status === 'wait') this.awaitSource(node);
           }
-          if (!node.ended) live++;
+          if (!node.ended && !node.stopped) live++;
         }
-        if (live === 0) break;
+        if (live === 0) {
+          // Every source has ended (or stopped after a final barrier): one last checkpoint commits
+          // what the sinks still hold, then the job ends.
+          final ??= this.finalCheckpoint();
+          if (this.finalDone) break;
+        }
         const now = this.clock.now();
         this.fireProcessingTime(now);
         for (const node of this.sources) node.checkIdle(now);
@@ -212,10 +370,9 @@ export class LocalJob {
           lastYield = performance.now();
         }
       }
-      // A source that failed while the job was being stopped still fails the job.
       if (this.failure !== null) throw this.failure.error;
-      if (!this.stopRequested) this.finishDeadLetters();
-      for (const sink of this.sinks) await sink.flushSink();
+      await Promise.all(this.completions);
+      if (this.failure !== null) throw (this.failure as { error: unknown }).error;
     } catch (error) {
       // The job's own failure is what the caller needs to see, not a failure to close after it.
       await this.close().catch(() => undefined);
@@ -225,14 +382,69 @@ export class LocalJob {
     return {
       durationMs: performance.now() - started,
       metrics: this.metrics(),
-      deadLetters: this.deadLetters.count,
+      deadLetters: this.deadLetterCount(),
+      checkpoints: this.checkpoints(),
     };
   }
 
-  /** Asks a running job to stop after the current batch (no final watermark). */
-  stop(): void {
+  /** The last checkpoint of a run that ends: waits for a stop checkpoint in flight, or takes one. */
+  private async finalCheckpoint(): Promise<void> {
+    try {
+      while (this.coordinator!.busy) await new Promise((r) => setTimeout(r, 1));
+      if (!this.stoppedWithCheckpoint) await this.coordinator!.trigger('checkpoint');
+    } catch (error) {
+      this.fail(error);
+    } finally {
+      this.finalDone = true;
+      this.wakeUp();
+    }
+  }
+
+  /**
+   * Stops the job. By default it first takes a final checkpoint (sources stop after injecting
+   * its barrier, sinks commit); `done` resolves once it is committed and every step is closed.
+   */
+  stop(options: StopOptions = {}): void {
+    if (this.stopRequested) return;
     this.stopRequested = true;
+    if (options.checkpoint !== false && this.coordinator !== null && this.sources.some((s) => !s.ended)) {
+      this.stoppedWithCheckpoint = true;
+      const stopping = async (): Promise<void> => {
+        while (this.coordinator!.busy) await new Promise((r) => setTimeout(r, 1));
+        await this.coordinator!.trigger('checkpoint', { stop: true });
+      };
+      stopping().catch((error: unknown) => this.fail(error));
+    } else {
+      for (const node of this.sources) node.stopped = true;
+      this.finalDone = true;
+    }
     this.wakeUp();
+  }
+
+  /**
+   * Takes a checkpoint now and returns the job's state in memory — a consistent cut by barriers,
+   * whatever calls it (a sink, a timer, another task). Also written to the checkpoint directory,
+   * as a savepoint, if the job has one.
+   */
+  snapshot(): Promise<JobSnapshot> {
+    return this.takeCheckpoint('savepoint', true) as Promise<JobSnapshot>;
+  }
+
+  /** Takes a savepoint now (kept until deleted by hand); resolves when it is complete. */
+  async savepoint(): Promise<CheckpointRecord> {
+    await this.takeCheckpoint('savepoint', false);
+    return this.checkpoints().filter((c) => c.kind === 'savepoint').pop()!;
+  }
+
+  private async takeCheckpoint(kind: 'checkpoint' | 'savepoint', capture: boolean): Promise<JobSnapshot | null> {
+    if (this.coordinator === null) throw new Error('the job is not running');
+    while (this.coordinator.busy) await new Promise((r) => setTimeout(r, 1));
+    return this.coordinator.trigger(kind, { capture });
+  }
+
+  /** The checkpoint history of this run, oldest first. */
+  checkpoints(): CheckpointRecord[] {
+    return this.coordinator?.history.slice() ?? [];
   }
 
   /** Ends the current sleep, or makes the next one return at once (no lost wake-ups). */
@@ -241,34 +453,24 @@ export class LocalJob {
     this.wake?.();
   }
 
-  /**
-   * A consistent snapshot of every stateful step and every source position. Call it between
-   * polls (from the harness, or from a sink or timer callback; never from inside a step).
-   */
-  snapshot(): JobSnapshot {
-    const out = new Map<string, OperatorSnapshot>();
-    for (const node of this.operators) {
-      const snap = node.operator.snapshot?.();
-      if (snap !== undefined && snap !== EMPTY_SNAPSHOT) out.set(node.stepId, snap);
-    }
-    for (const node of this.sources) {
-      const state = node.source.snapshot?.();
-      if (state !== undefined) out.set(node.stepId, { keyed: new Map(), operator: packState({ [SOURCE_STATE]: state }) });
-    }
-    return out;
+  /** Dead letters reported by every step. */
+  deadLetterCount(): number {
+    let n = 0;
+    for (const node of this.byStep.values()) n += node.metrics.deadLetters;
+    return n;
   }
 
   /** Current counters of every step, in plan order. */
   metrics(): StepMetrics[] {
     const out: StepMetrics[] = [];
     for (const [step, node] of this.byStep) {
-      if (step === this.deadLetterStepId) continue;
       out.push({
         step,
         kind: this.kinds.get(step)!,
         ...node.metrics,
         watermark: node instanceof SourceNode ? node.currentWatermark : node.watermark,
         idle: node.idle,
+        checkpointPauseMs: node.lastSnapshotPause,
       });
     }
     return out;
@@ -283,43 +485,56 @@ export class LocalJob {
 
   /** Fires processing-time callbacks that are due. */
   fireProcessingTime(now: number): void {
-    for (const node of this.operators) node.firePendingProcessingTime(now);
+    for (const node of this.operators) withStepSync(node.stepId, () => node.firePendingProcessingTime(now));
   }
 
-  /** Ends the dead-letter stream once every source has ended. */
-  finishDeadLetters(): void {
-    const out = this.deadLetterOutput;
-    if (out !== null) {
-      out.idle(false);
-      out.watermark(Infinity);
-      out.end();
-      this.deadLetterOutput = null;
-    }
+  /**
+   * Takes a checkpoint synchronously, in memory: for the test harness, whose sources are fed by
+   * hand (there is nothing in flight between calls). Fails if a step pre-commits asynchronously.
+   */
+  snapshotNow(): JobSnapshot {
+    if (this.coordinator === null) throw new Error('the job is not open');
+    let error: unknown = null;
+    const before = this.coordinator.lastCaptured;
+    this.coordinator.trigger('savepoint', { capture: true }).catch((e: unknown) => (error = e));
+    this.injectPendingBarrier();
+    if (error !== null) throw error;
+    const result = this.coordinator.lastCaptured;
+    if (result === null || result === before) throw new Error('snapshotNow: a step snapshots asynchronously');
+    return result;
   }
 
   private awaitSource(node: SourceNode): void {
-    const ready = node.source.ready?.() ?? Promise.resolve();
+    const ready = node.reader.ready?.() ?? Promise.resolve();
     node.waiting = ready.then(
       () => {
         node.waiting = null;
         this.wakeUp();
       },
-      (error: unknown) => {
-        // A source that fails while reading fails the job (from the run loop).
-        this.failure ??= { error };
-        this.wakeUp();
-      },
+      // A source that fails while reading fails the job (from the run loop).
+      (error: unknown) => this.fail(new StepFailure(node.stepId, undefined, error)),
     );
   }
 
   private async relieveBackpressure(): Promise<void> {
-    for (const sink of this.sinks) {
-      const pending = sink.backpressure();
-      if (pending !== undefined) await pending;
+    for (const node of this.operators) {
+      const pending = node.operator.backpressure?.();
+      if (pending !== undefined) await Promise.race([pending, this.failed()]);
     }
   }
 
-  /** Waits until a source is ready, a timer is due, a source may turn idle, or stop. */
+  /** Resolves when the job fails (so that waits on a sink never outlive a failure). */
+  private failed(): Promise<void> {
+    return new Promise((resolve) => {
+      const check = (): void => {
+        if (this.failure !== null || this.stopRequested) resolve();
+        else setTimeout(check, 50).unref();
+      };
+      check();
+    });
+  }
+
+  /** Waits until a source is ready, a timer is due, a source may turn idle, a barrier is due, or stop. */
   private async sleep(now: number): Promise<void> {
     let deadline = Infinity;
     for (const node of this.operators) if (node.nextProcessingTime < deadline) deadline = node.nextProcessingTime;
@@ -329,7 +544,7 @@ export class LocalJob {
       deadline = now;
     }
     const delay = deadline === Infinity ? 1000 : Math.max(0, Math.min(1000, deadline - now));
-    if (this.woken || this.stopRequested || this.failure !== null) {
+    if (this.woken || this.failure !== null || this.pendingBarrier !== null) {
       this.woken = false;
       return;
     }
@@ -347,17 +562,50 @@ export class LocalJob {
 
   /** Closes every step, also after a failed or partial open; the first error wins. */
   private async close(): Promise<void> {
+    if (this.interval !== null) clearInterval(this.interval);
+    this.interval = null;
+    this.coordinator?.shutdown();
     let first: { error: unknown } | null = null;
-    const attempt = async (fn: () => unknown): Promise<void> => {
+    const attempt = async (step: string, fn: () => unknown): Promise<void> => {
       try {
         await fn();
       } catch (error) {
-        first ??= { error };
+        first ??= { error: error instanceof StepFailure ? error : new StepFailure(step, undefined, error) };
       }
     };
-    for (const node of this.operators) await attempt(() => node.operator.close?.());
-    for (const node of this.sources) await attempt(() => node.source.close?.());
-    for (const sink of this.sinks) await attempt(() => sink.closeSink());
+    for (const node of this.operators) await attempt(node.stepId, () => node.operator.close?.());
+    for (const node of this.sources) await attempt(node.stepId, () => node.reader.close?.());
     if (first !== null) throw (first as { error: unknown }).error;
   }
 }
+
+/** Whether a step snapshot holds anything that a missing step would lose. */
+function hasState(s: { tables: Readonly<Record<string, number>>; instances: ReadonlyArray<{ operator?: unknown; splits?: unknown }> }): boolean {
+  return Object.keys(s.tables).length > 0 || s.instances.some((i) => i.operator !== undefined || (i.splits !== undefined && (i.splits as unknown[]).length > 0));
+}
+
+/** Runs `fn`, attributing an exception to `step`. */
+function withStepSync<T>(step: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (error) {
+    throw error instanceof StepFailure ? error : new StepFailure(step, undefined, error);
+  }
+}
+
+/** Attributes a rejection to `step`. */
+function withStep<T>(step: string, p: Promise<T>): Promise<T> {
+  return p.catch((error: unknown) => {
+    throw error instanceof StepFailure ? error : new StepFailure(step, undefined, error);
+  });
+}
+
+function formatAge(ms: number): string {
+  if (ms < 1000) return `${ms} ms`;
+  if (ms < 120_000) return `${(ms / 1000).toFixed(1)} s`;
+  if (ms < 7_200_000) return `${Math.round(ms / 60_000)} min`;
+  return `${(ms / 3_600_000).toFixed(1)} h`;
+}
+
+export { errorMessage };
+export type { Collector, StepNode };

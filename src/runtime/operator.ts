@@ -1,5 +1,5 @@
 import type { Clock } from '../time/clock.ts';
-import type { OperatorSnapshot } from '../state/snapshot.ts';
+import type { KeyedStateBackend } from '../state/keyed-state-backend.ts';
 import type { Batch } from './batch.ts';
 import type { OutputTag } from '../api/output-tag.ts';
 
@@ -23,7 +23,7 @@ export interface DeadLetter {
   readonly time: number;
 }
 
-/** Counters every operator can raise; the runtime reads them for metrics and the dashboard. */
+/** Counters every step raises; the runtime reads them for metrics and the dashboard. */
 export interface OperatorMetrics {
   recordsIn: number;
   recordsOut: number;
@@ -38,6 +38,9 @@ export interface OperatorMetrics {
 export interface OperatorContext<OUT> {
   /** The step's stable id. */
   readonly stepId: string;
+  /** Index of this parallel instance, and the number of instances of the step. */
+  readonly instance: number;
+  readonly parallelism: number;
   /** The main output. */
   readonly output: Output<OUT>;
   /** Processing time. */
@@ -45,6 +48,24 @@ export interface OperatorContext<OUT> {
   /** Number of key groups (the maximum parallelism). */
   readonly maxParallelism: number;
   readonly metrics: OperatorMetrics;
+  /**
+   * The step's input watermark: the minimum over its active input channels. The runtime owns it
+   * and snapshots it, so a restored step starts from the watermark it had at the checkpoint.
+   */
+  readonly watermark: number;
+  /**
+   * Keyed state of this instance. Declare every table in `open`; a restored step's tables are
+   * filled from the checkpoint as they are declared, before any input arrives.
+   */
+  readonly state: KeyedStateBackend;
+  /**
+   * Non-keyed state this instance took over from a checkpoint: what `snapshotOperatorState`
+   * returned, for each old instance whose share it now runs (several after scaling in, none after
+   * scaling out beyond the old instances). Empty on a fresh start.
+   */
+  readonly restoredOperatorState: readonly unknown[];
+  /** Id of the checkpoint the job resumed from; undefined on a fresh start. */
+  readonly restoredCheckpoint: number | undefined;
   /** The output for a side-output tag (created on first use). */
   sideOutput<X>(tag: OutputTag<X>): Output<X>;
   /**
@@ -57,35 +78,54 @@ export interface OperatorContext<OUT> {
    * `time`. Only the earliest pending request counts; ask again after each callback.
    */
   requestProcessingTime(time: number): void;
+  /** Logs a warning on the job's log, once per distinct `message`. */
+  warnOnce(message: string): void;
 }
 
 /**
- * A step's runtime logic. One instance per parallel instance of the step; the runtime calls it
- * from a single thread and never concurrently, in this order:
+ * A step's runtime logic. The runtime creates one instance per parallel instance of the step and
+ * calls it from one thread, never concurrently, in this order:
  *
- *   open → (processBatch | onWatermark | onProcessingTime)* → snapshot* → endInput? → close
+ *   open → (processBatch | onWatermark | onProcessingTime
+ *           | prepareSnapshotPreBarrier → snapshotOperatorState
+ *           | notifyCheckpointComplete | notifyCheckpointAborted)* → endInput? → close
  *
- * `snapshot` may be called between any two calls of the middle phase; `restore` is called at most
- * once, after open and before any input. Output emitted during a call is flushed downstream when
- * the call returns; a watermark is forwarded after `onWatermark` returns, so results it fires
- * precede it. Throwing from any hook fails the job (user-function errors are caught by the
- * operators themselves and become dead letters).
+ * - State is restored before `open` returns: keyed state as tables are declared on `ctx.state`,
+ *   operator state in `ctx.restoredOperatorState`, the watermark in `ctx.watermark`.
+ * - A checkpoint barrier that has arrived on every input calls `prepareSnapshotPreBarrier` (emit
+ *   what must precede the barrier), then the runtime snapshots the keyed state, calls
+ *   `snapshotOperatorState`, and forwards the barrier. Snapshots must not change state.
+ * - `notifyCheckpointComplete(n)` comes once checkpoint n is durable everywhere (its manifest is
+ *   committed); it may come late or never for a given n (a later one covers it).
+ * - Output emitted during a call is flushed downstream when the call returns; the watermark is
+ *   forwarded after `onWatermark` returns, so results it fires precede it.
+ * - User-function errors are caught by the operators and reported with `ctx.deadLetter`; an
+ *   exception escaping a hook fails the job (with the step id), which then restarts from the last
+ *   checkpoint if it is run with one.
  */
 export interface Operator<IN, OUT> {
-  open(ctx: OperatorContext<OUT>): void;
+  /** Declares state and takes the context. May be async (sinks connect here). */
+  open(ctx: OperatorContext<OUT>): void | Promise<void>;
   /** Processes a batch arriving on input `input` (0-based, in the order inputs were declared). */
   processBatch(batch: Batch<IN>, input: number): void;
-  /** The combined watermark of all inputs advanced to `watermark`: fire timers and windows. */
+  /** The step's watermark advanced to `watermark` (read it also from `ctx.watermark`): fire timers and windows. */
   onWatermark?(watermark: number): void;
   /** The clock reached a time requested with {@link OperatorContext.requestProcessingTime}. */
   onProcessingTime?(now: number): void;
   /** All inputs ended (bounded input): emit what is still pending. Follows the final watermark. */
   endInput?(): void;
-  /** Captures the operator's state. Must not change it. */
-  snapshot?(): OperatorSnapshot;
-  /** Loads state captured by `snapshot` (possibly a subset of key groups, possibly merged). */
-  restore?(snapshot: OperatorSnapshot): void;
-  /** The checkpoint `id` that included this operator's snapshot is durable everywhere. */
-  onCheckpointComplete?(id: number): void;
-  close?(): void;
+  /** Checkpoint `checkpointId`'s barrier arrived on every input: emit what must precede it. */
+  prepareSnapshotPreBarrier?(checkpointId: number): void;
+  /**
+   * Non-keyed state for checkpoint `checkpointId` (msgpack-encodable), or undefined for none. A
+   * promise defers only the checkpoint's acknowledgement (a sink's pre-commit I/O), never input.
+   */
+  snapshotOperatorState?(checkpointId: number): unknown;
+  /** Checkpoint `checkpointId` is complete: make its effects visible (sinks commit). */
+  notifyCheckpointComplete?(checkpointId: number): void | Promise<void>;
+  /** Checkpoint `checkpointId` failed; its pre-committed work is kept for the next one. */
+  notifyCheckpointAborted?(checkpointId: number): void;
+  /** A promise while the step cannot take more input (a slow sink); undefined when it can. */
+  backpressure?(): Promise<void> | undefined;
+  close?(): void | Promise<void>;
 }

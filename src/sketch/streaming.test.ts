@@ -156,7 +156,7 @@ describe('sketch state is checkpointed', () => {
     input.slice(0, 7_000).forEach(({ value, time }) => first.push(value, time));
     const snapshot = first.snapshot();
     // The accumulators travel as serialized sketches.
-    const blob = [...snapshot.get('tumbling-window-1')!.keyed.values()][0]!;
+    const blob = [...snapshot.steps.get('tumbling-window-1')!.keyed.values()][0]!;
     expect(blob.byteLength).toBeGreaterThan(100);
     const second = first.restore(snapshot);
     input.slice(7_000).forEach(({ value, time }) => second.push(value, time));
@@ -221,7 +221,7 @@ describe('dedupe', () => {
     }
     expect(h.values()).toHaveLength(100_000);
     // Filters exist per key group and generation only: at most 2 × 128, however many keys passed.
-    const snap = h.snapshot().get('dedupe')!;
+    const snap = h.snapshot().steps.get('dedupe')!;
     expect(snap.keyed.size).toBeLessThanOrEqual(128);
   });
 

@@ -25,6 +25,20 @@ export interface StateOptions<T> {
   ttl?: number;
   /** Whether reads also refresh the TTL (default: only writes do). */
   ttlRefreshOnRead?: boolean;
+  /**
+   * Version of the state's layout (default 1). Raise it when the shape of the values changes; a
+   * checkpoint written with another version is then restored through `migrate`, or refused.
+   */
+  version?: number;
+  /**
+   * Converts a value written by an older version of the pipeline: `old` is what that version's
+   * codec encoded (the value itself with the default codec).
+   *
+   * @example
+   * // v1 stored a number of cents; v2 stores { cents, currency }.
+   * valueState<Price>({ version: 2, migrate: (old) => ({ cents: old as number, currency: 'USD' }) })
+   */
+  migrate?: (old: unknown, fromVersion: number) => T;
 }
 
 /** Declares a single value per key. */

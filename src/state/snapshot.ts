@@ -2,29 +2,15 @@ import { packState, unpackState } from './codec.ts';
 import { type Key, keyGroupOf } from './key-group.ts';
 
 /**
- * The state of one operator instance at a checkpoint: keyed state split by key group, plus
- * operator (non-keyed) state such as source offsets. Restoring takes any subset of key groups, so
- * state can be redistributed to another parallelism.
+ * Keyed state in snapshots: one encoded blob per non-empty key group, so that an instance
+ * restores exactly the key groups it owns, at any parallelism. A blob holds named sections, each a
+ * flat array of runs (`key, value...`, with a stride chosen by the state table that wrote it).
  */
-export interface OperatorSnapshot {
-  /** One encoded blob per non-empty key group. */
-  readonly keyed: ReadonlyMap<number, Uint8Array>;
-  /** Encoded operator state, if the operator has any. */
-  readonly operator?: Uint8Array | undefined;
-}
-
-/** A snapshot of every stateful step of a job, by step id. */
-export type JobSnapshot = ReadonlyMap<string, OperatorSnapshot>;
-
-/** The snapshot of an operator with no state. */
-export const EMPTY_SNAPSHOT: OperatorSnapshot = { keyed: new Map() };
+export type KeyGroupBlobs = ReadonlyMap<number, Uint8Array>;
 
 type Sections = Record<string, unknown[]>;
 
-/**
- * Collects keyed state into per-key-group sections while an operator snapshots itself. Each
- * section is a flat array of `key, value...` runs with a stride the operator chooses.
- */
+/** Collects keyed state into per-key-group sections while a state backend snapshots itself. */
 export class KeyedSnapshotWriter {
   private readonly groups = new Map<number, Sections>();
 
@@ -51,22 +37,20 @@ export class KeyedSnapshotWriter {
   }
 
   /** Encodes every key group. */
-  finish(operator?: unknown): OperatorSnapshot {
+  finish(): Map<number, Uint8Array> {
     const keyed = new Map<number, Uint8Array>();
     for (const [kg, sections] of this.groups) keyed.set(kg, packState(sections));
-    return { keyed, operator: operator === undefined ? undefined : packState(operator) };
+    return keyed;
   }
 }
 
-/**
- * Reads what {@link KeyedSnapshotWriter} wrote, across all key-group blobs handed to an instance.
- */
+/** Reads what {@link KeyedSnapshotWriter} wrote, across all key-group blobs handed to an instance. */
 export class KeyedSnapshotReader {
   private readonly decoded: Sections[] = [];
   private readonly groups: number[] = [];
 
-  constructor(readonly snapshot: OperatorSnapshot) {
-    for (const [kg, blob] of snapshot.keyed) {
+  constructor(blobs: KeyGroupBlobs) {
+    for (const [kg, blob] of blobs) {
       this.groups.push(kg);
       this.decoded.push(unpackState(blob) as Sections);
     }
@@ -79,19 +63,11 @@ export class KeyedSnapshotReader {
       if (flat !== undefined) fn(flat, this.groups[i]!);
     }
   }
-
-  /** The decoded operator state, or undefined. */
-  operatorState(): unknown {
-    return this.snapshot.operator === undefined ? undefined : unpackState(this.snapshot.operator);
-  }
 }
 
-/**
- * Keeps only the key groups in [start, end) of a snapshot: what an instance that owns that range
- * restores from.
- */
-export function selectKeyGroups(snapshot: OperatorSnapshot, start: number, end: number): OperatorSnapshot {
-  const keyed = new Map<number, Uint8Array>();
-  for (const [kg, blob] of snapshot.keyed) if (kg >= start && kg < end) keyed.set(kg, blob);
-  return { keyed, operator: snapshot.operator };
+/** The key groups in [start, end) of `blobs`: what an instance owning that range restores. */
+export function selectKeyGroups(blobs: KeyGroupBlobs, start: number, end: number): Map<number, Uint8Array> {
+  const out = new Map<number, Uint8Array>();
+  for (const [kg, blob] of blobs) if (kg >= start && kg < end) out.set(kg, blob);
+  return out;
 }

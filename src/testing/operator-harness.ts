@@ -1,3 +1,4 @@
+import { DEAD_LETTER_STEP } from '../plan/graph.ts';
 import type { OutputTag } from '../api/output-tag.ts';
 import { Pipeline } from '../api/pipeline.ts';
 import type { Stream } from '../api/stream.ts';
@@ -7,7 +8,7 @@ import type { LocalJob } from '../runtime/local-job.ts';
 import type { DeadLetter } from '../runtime/operator.ts';
 import type { Source } from '../runtime/source.ts';
 import type { SourceNode } from '../runtime/source-node.ts';
-import type { JobSnapshot } from '../state/snapshot.ts';
+import type { JobSnapshot } from '../checkpoint/snapshot.ts';
 import { VirtualClock } from '../time/clock.ts';
 
 /** Options of {@link OperatorHarness}. */
@@ -30,8 +31,14 @@ export interface Timed<T> {
 
 type Streams<I extends readonly unknown[]> = { [K in keyof I]: Stream<I[K]> };
 
-/** A source the harness feeds directly. */
-const manualSource: () => Source<unknown> = () => ({ bounded: false, watermarks: 'explicit', poll: () => 'wait' });
+/** A source the harness feeds directly (its reader is never polled). */
+const manualSource: () => Source<unknown> = () => ({
+  bounded: false,
+  watermarks: 'explicit',
+  maxParallelism: 1,
+  splits: () => [],
+  createReader: () => ({ open: () => undefined, poll: () => 'wait', snapshot: () => [] }),
+});
 
 /**
  * Drives a piece of pipeline synchronously with virtual time: push records and watermarks into
@@ -115,7 +122,6 @@ export class OperatorHarness<I extends readonly unknown[], O> {
   /** Ends an input (or all): final watermark, then end of input. */
   endInput(input?: number): this {
     for (const node of this.select(input)) node.finish();
-    if (this.inputs.every((n) => n.ended)) this.job.finishDeadLetters();
     return this;
   }
 
@@ -160,15 +166,18 @@ export class OperatorHarness<I extends readonly unknown[], O> {
 
   /** The counters of the step `id`, or of the built stream's step when omitted. */
   stepMetrics(id?: string): StepMetrics {
-    const all = this.metrics().filter((m) => !m.step.startsWith('input-') && !m.step.startsWith('harness-'));
+    const all = this.metrics().filter((m) => !m.step.startsWith('input-') && !m.step.startsWith('harness-') && m.step !== DEAD_LETTER_STEP);
     const m = id === undefined ? all[all.length - 1] : all.find((x) => x.step === id);
     if (m === undefined) throw new Error(`no step '${id}'`);
     return m;
   }
 
-  /** Snapshot of every stateful step. */
+  /**
+   * A checkpoint of every step, taken now: a barrier from every input passes through the steps
+   * (as in a running job), each snapshots its state, and the whole is returned in memory.
+   */
   snapshot(): JobSnapshot {
-    return this.job.snapshot();
+    return this.job.snapshotNow();
   }
 
   /**

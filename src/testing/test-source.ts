@@ -1,4 +1,4 @@
-import type { Source, SourceOutput, SourceStatus } from '../runtime/source.ts';
+import type { Source, SourceOutput, SourceReader, SourceStatus, Split } from '../runtime/source.ts';
 
 type Item<T> =
   | { readonly kind: 'record'; readonly value: T; readonly time: number }
@@ -17,10 +17,10 @@ type Item<T> =
  */
 export class TestSource<T> implements Source<T> {
   readonly watermarks = 'explicit' as const;
+  readonly maxParallelism = 1;
   private readonly items: Item<T>[] = [];
-  private next = 0;
   private ended = false;
-  private notify: (() => void) | null = null;
+  private readonly waiting = new Set<() => void>();
 
   /** Whether the script ends (set by {@link end}); a source without end is unbounded. */
   get bounded(): boolean {
@@ -52,10 +52,32 @@ export class TestSource<T> implements Source<T> {
 
   private add(item: Item<T>): this {
     this.items.push(item);
-    const n = this.notify;
-    this.notify = null;
-    n?.();
+    for (const w of this.waiting) w();
+    this.waiting.clear();
     return this;
+  }
+
+  /** One split: the script, from its first item. */
+  splits(): Split<number>[] {
+    return [{ id: 'script', position: 0 }];
+  }
+
+  createReader(): SourceReader<T> {
+    return new TestSourceReader(this.items, this.waiting);
+  }
+}
+
+/** Plays a {@link TestSource}'s script; its position is the index of the next item. */
+class TestSourceReader<T> implements SourceReader<T> {
+  private next = 0;
+
+  constructor(
+    private readonly items: readonly Item<T>[],
+    private readonly waiting: Set<() => void>,
+  ) {}
+
+  open(splits: readonly Split[]): void {
+    this.next = (splits[0]?.position as number | undefined) ?? this.items.length;
   }
 
   poll(out: SourceOutput<T>, max: number): SourceStatus {
@@ -82,14 +104,10 @@ export class TestSource<T> implements Source<T> {
 
   ready(): Promise<void> {
     if (this.next < this.items.length) return Promise.resolve();
-    return new Promise((resolve) => (this.notify = resolve));
+    return new Promise((resolve) => this.waiting.add(resolve));
   }
 
-  snapshot(): number {
-    return this.next;
-  }
-
-  restore(state: unknown): void {
-    this.next = state as number;
+  snapshot(): Split<number>[] {
+    return [{ id: 'script', position: this.next }];
   }
 }

@@ -4,7 +4,7 @@ import { TimerQueue } from './timer-queue.ts';
 
 describe('TimerQueue', () => {
   it('fires timers in time order, once per (key, time)', () => {
-    const q = new TimerQueue();
+    const q = new TimerQueue('t');
     for (const [k, t] of [['a', 30], ['b', 10], ['a', 10], ['a', 30], ['c', 20]] as const) q.register(k, t);
     expect(q.size).toBe(4);
     const fired: string[] = [];
@@ -17,7 +17,7 @@ describe('TimerQueue', () => {
   });
 
   it('skips deleted timers and fires timers registered while firing', () => {
-    const q = new TimerQueue();
+    const q = new TimerQueue('t');
     q.register(1, 5);
     q.register(2, 5);
     q.delete(2, 5);
@@ -34,7 +34,7 @@ describe('TimerQueue', () => {
   });
 
   it('keeps heap order under many random timers', () => {
-    const q = new TimerQueue();
+    const q = new TimerQueue('t');
     const times: number[] = [];
     let s = 1;
     for (let i = 0; i < 2000; i++) {
@@ -48,13 +48,13 @@ describe('TimerQueue', () => {
   });
 
   it('snapshots and restores', () => {
-    const q = new TimerQueue();
+    const q = new TimerQueue('t');
     q.register('x', 1);
     q.register(7, 2);
     const w = new KeyedSnapshotWriter(128);
-    q.snapshot(w, 't');
-    const r = new TimerQueue();
-    r.restore(new KeyedSnapshotReader(w.finish()), 't');
+    q.snapshot(w);
+    const r = new TimerQueue('t');
+    r.restore(new KeyedSnapshotReader(w.finish()), 1);
     const fired: string[] = [];
     r.advance(5, (k, t) => fired.push(`${k}@${t}`));
     expect(fired).toEqual(['x@1', '7@2']);

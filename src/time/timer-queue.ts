@@ -1,4 +1,6 @@
 import type { Key } from '../state/key-group.ts';
+import type { StateTable } from '../state/keyed-state-backend.ts';
+import { StateVersionError } from '../state/keyed-table.ts';
 import type { KeyedSnapshotReader, KeyedSnapshotWriter } from '../state/snapshot.ts';
 
 /**
@@ -6,10 +8,14 @@ import type { KeyedSnapshotReader, KeyedSnapshotWriter } from '../state/snapshot
  * per (key, time). Distinct times sit in a binary min-heap; the keys due at each time in a Set,
  * so registering a timer that exists is a lookup and firing visits keys in registration order.
  */
-export class TimerQueue {
+export class TimerQueue implements StateTable {
+  readonly version = 1;
   private heap: number[] = [];
   private readonly byTime = new Map<number, Set<Key>>();
   private count = 0;
+
+  /** `name` keys the timers in snapshots (`timers:event`, `timers:processing`). */
+  constructor(readonly name: string) {}
 
   /** Number of pending timers. */
   get size(): number {
@@ -65,12 +71,13 @@ export class TimerQueue {
     }
   }
 
-  snapshot(writer: KeyedSnapshotWriter, section: string): void {
-    for (const [time, keys] of this.byTime) for (const key of keys) writer.add(section, key, time);
+  snapshot(writer: KeyedSnapshotWriter): void {
+    for (const [time, keys] of this.byTime) for (const key of keys) writer.add(this.name, key, time);
   }
 
-  restore(reader: KeyedSnapshotReader, section: string): void {
-    reader.forEach(section, (flat) => {
+  restore(reader: KeyedSnapshotReader, writtenVersion: number): void {
+    if (writtenVersion !== this.version) throw new StateVersionError(this.name, writtenVersion, this.version);
+    reader.forEach(this.name, (flat) => {
       for (let i = 0; i < flat.length; i += 2) this.register(flat[i] as Key, flat[i + 1] as number);
     });
   }

@@ -22,33 +22,13 @@ export interface WatermarkOptions {
    * holding back downstream watermarks until it emits again. Default 10 000 ms; 0 disables.
    */
   idleTimeout?: number;
+  /**
+   * Opt-in guard against poisoned time: a record more than this many milliseconds ahead of the
+   * source's current watermark is a dead letter instead of dragging the watermark (and making
+   * every later record late). Applies once the source has a watermark. Default: no limit.
+   */
+  maxTimeSkew?: number;
 }
 
 /** Default idle timeout of sources, in milliseconds. */
 export const DEFAULT_IDLE_TIMEOUT = 10_000;
-
-/**
- * Bounded out-of-orderness: watermark = max timestamp seen − bound − 1.
- */
-export class BoundedOutOfOrderness {
-  private maxTime = -Infinity;
-
-  constructor(readonly bound: number) {
-    if (!(bound >= 0)) throw new RangeError(`outOfOrderness must be >= 0, got ${bound}`);
-  }
-
-  /** Observes the timestamps of a batch. */
-  observe(times: Float64Array, length: number): void {
-    let max = this.maxTime;
-    for (let i = 0; i < length; i++) {
-      const t = times[i]!;
-      if (t > max) max = t;
-    }
-    this.maxTime = max;
-  }
-
-  /** The current watermark. */
-  current(): number {
-    return this.maxTime - this.bound - 1;
-  }
-}

@@ -2,9 +2,8 @@ import type { Batch } from '../runtime/batch.ts';
 import type { Operator, OperatorContext } from '../runtime/operator.ts';
 import { defaultCodec, type StateCodec } from '../state/codec.ts';
 import { checkKey, type Key } from '../state/key-group.ts';
-import { EMPTY_SNAPSHOT, KeyedSnapshotReader, KeyedSnapshotWriter, type OperatorSnapshot } from '../state/snapshot.ts';
+import { KeyedTable } from '../state/keyed-table.ts';
 import { TimerQueue } from '../time/timer-queue.ts';
-import { MIN_WATERMARK } from '../time/watermark.ts';
 import { TimedEmitter } from '../operators/emitter.ts';
 import type { SessionWindows, WindowInfo } from './assigners.ts';
 import { LateHandler, type LatePolicy } from './late-policy.ts';
@@ -32,9 +31,10 @@ interface Session {
  */
 export class SessionWindowOperator implements Operator<unknown, unknown> {
   private readonly gap: number;
-  private readonly sessions = new Map<Key, Session[]>();
-  private readonly timers = new TimerQueue();
-  private watermark = MIN_WATERMARK;
+  /** Key → its sessions, sorted by start (the operator's keyed state). */
+  private sessions!: Map<Key, Session[]>;
+  /** Derived from the sessions (rebuilt on restore), so not part of the state. */
+  private readonly timers = new TimerQueue('session-timers');
   private ctx!: OperatorContext<unknown>;
   private late!: LateHandler;
   private lateness = 0;
@@ -58,6 +58,32 @@ export class SessionWindowOperator implements Operator<unknown, unknown> {
     this.late = new LateHandler(this.policy, ctx);
     this.lateness = this.late.allowedLateness;
     this.emitter = new TimedEmitter(ctx.output);
+    const codec = this.codec;
+    const table = ctx.state.registerTable(
+      new KeyedTable<Session[]>(
+        'sessions',
+        {
+          codec: {
+            encode: (list) => list.flatMap((x) => [x.start, x.end, x.fired, codec.encode(x.acc)]),
+            decode: (flat) => {
+              const f = flat as unknown[];
+              const list: Session[] = [];
+              for (let i = 0; i < f.length; i += 4) {
+                list.push({ start: f[i] as number, end: f[i + 1] as number, fired: f[i + 2] as boolean, acc: codec.decode(f[i + 3]), timer: NaN });
+              }
+              return list;
+            },
+          },
+        },
+        ctx.clock,
+      ),
+    );
+    this.sessions = table.map as Map<Key, Session[]>;
+    // Timers are derived: a restored session fires at its end, or is dropped after its lateness.
+    for (const [k, list] of this.sessions) {
+      list.sort((a, b) => a.start - b.start);
+      for (const x of list) this.schedule(k, x, x.fired ? x.end - 1 + this.lateness : x.end - 1);
+    }
   }
 
   processBatch(batch: Batch<unknown>, input: number): void {
@@ -93,7 +119,7 @@ export class SessionWindowOperator implements Operator<unknown, unknown> {
 
   /** General case: create or merge sessions for a record at `t`. */
   private place(k: Key, list: Session[] | undefined, v: unknown, t: number, add: (acc: unknown, v: unknown) => unknown): void {
-    const wm = this.watermark;
+    const wm = this.ctx.watermark;
     let start = t;
     let end = t + this.gap;
     let first = -1;
@@ -168,15 +194,13 @@ export class SessionWindowOperator implements Operator<unknown, unknown> {
   }
 
   onWatermark(watermark: number): void {
-    if (watermark <= this.watermark) return;
-    this.watermark = watermark;
     this.timers.advance(watermark, this.onTimer);
   }
 
   private timer(key: Key, time: number): void {
     const list = this.sessions.get(key);
     if (list === undefined) return;
-    const wm = this.watermark;
+    const wm = this.ctx.watermark;
     for (let j = 0; j < list.length; j++) {
       const s = list[j]!;
       if (s.timer !== time) continue;
@@ -199,37 +223,5 @@ export class SessionWindowOperator implements Operator<unknown, unknown> {
       j--;
     }
     if (list.length === 0) this.sessions.delete(key);
-  }
-
-  snapshot(): OperatorSnapshot {
-    if (this.sessions.size === 0 && this.watermark === MIN_WATERMARK) return EMPTY_SNAPSHOT;
-    const writer = new KeyedSnapshotWriter(this.ctx.maxParallelism);
-    for (const [k, list] of this.sessions) {
-      for (const s of list) writer.add('sessions', k, s.start, s.end, s.fired, this.codec.encode(s.acc));
-    }
-    return writer.finish({ watermark: this.watermark });
-  }
-
-  restore(snapshot: OperatorSnapshot): void {
-    const reader = new KeyedSnapshotReader(snapshot);
-    reader.forEach('sessions', (flat) => {
-      for (let i = 0; i < flat.length; i += 5) {
-        const k = flat[i] as Key;
-        const s: Session = {
-          start: flat[i + 1] as number,
-          end: flat[i + 2] as number,
-          fired: flat[i + 3] as boolean,
-          acc: this.codec.decode(flat[i + 4]),
-          timer: NaN,
-        };
-        let list = this.sessions.get(k);
-        if (list === undefined) this.sessions.set(k, (list = []));
-        list.push(s);
-        this.schedule(k, s, s.fired ? s.end - 1 + this.lateness : s.end - 1);
-      }
-    });
-    for (const list of this.sessions.values()) list.sort((a, b) => a.start - b.start);
-    const op = reader.operatorState() as { watermark: number } | undefined;
-    if (op !== undefined) this.watermark = op.watermark;
   }
 }

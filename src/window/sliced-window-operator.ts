@@ -2,8 +2,7 @@ import type { Batch } from '../runtime/batch.ts';
 import type { Operator, OperatorContext } from '../runtime/operator.ts';
 import { defaultCodec, type StateCodec } from '../state/codec.ts';
 import { checkKey, type Key } from '../state/key-group.ts';
-import { EMPTY_SNAPSHOT, KeyedSnapshotReader, KeyedSnapshotWriter, type OperatorSnapshot } from '../state/snapshot.ts';
-import { MIN_WATERMARK } from '../time/watermark.ts';
+import { NamespacedTable } from '../state/namespaced-table.ts';
 import { TimedEmitter } from '../operators/emitter.ts';
 import { gcd, type SlidingWindows, type TumblingWindows, type WindowInfo } from './assigners.ts';
 import { LateHandler, type LatePolicy } from './late-policy.ts';
@@ -42,12 +41,12 @@ export class SlicedWindowOperator implements Operator<unknown, unknown> {
   private readonly slide: number;
   private readonly offset: number;
   private readonly pane: number;
-  private readonly panes = new Map<number, Map<Key, unknown>>();
-  /** Pane starts, ascending. */
-  private readonly starts: number[] = [];
+  /** Pane start → key → accumulator (the operator's keyed state). */
+  private panes!: NamespacedTable<unknown>;
+  /** Pane starts, ascending (the table's). */
+  private starts!: number[];
   /** Every window ending before this has fired. */
   private nextEnd = -Infinity;
-  private watermark = MIN_WATERMARK;
   private ctx!: OperatorContext<unknown>;
   private late!: LateHandler;
   private lateness = 0;
@@ -80,6 +79,11 @@ export class SlicedWindowOperator implements Operator<unknown, unknown> {
     this.late = new LateHandler(this.policy, ctx);
     this.lateness = this.late.allowedLateness;
     this.emitter = new TimedEmitter(ctx.output);
+    this.panes = ctx.state.registerTable(new NamespacedTable<unknown>('panes', this.codec));
+    this.starts = this.panes.namespaces;
+    // Windows that fired before a checkpoint never fire again: they end at or before the
+    // restored watermark + 1.
+    this.nextEnd = this.firstEndAfter(ctx.watermark);
   }
 
   /** Start of the latest window containing the pane that starts at `p`. */
@@ -100,15 +104,6 @@ export class SlicedWindowOperator implements Operator<unknown, unknown> {
     this.cLastEnd = this.lastWindowEnd(p);
   }
 
-  private createPane(p: number): Map<Key, unknown> {
-    const map = new Map<Key, unknown>();
-    this.panes.set(p, map);
-    const starts = this.starts;
-    let i = starts.length;
-    while (i > 0 && starts[i - 1]! > p) i--;
-    starts.splice(i, 0, p);
-    return map;
-  }
 
   processBatch(batch: Batch<unknown>, input: number): void {
     const { values, times, length } = batch;
@@ -116,7 +111,7 @@ export class SlicedWindowOperator implements Operator<unknown, unknown> {
     const create = this.acc.create;
     const pane = this.pane;
     const offset = this.offset;
-    const wm = this.watermark;
+    const wm = this.ctx.watermark;
     const lateness = this.lateness;
     let i = 0;
     while (i < length) {
@@ -157,7 +152,7 @@ export class SlicedWindowOperator implements Operator<unknown, unknown> {
   private fold(p: number, k: Key, v: unknown, add: (acc: unknown, value: unknown) => unknown, create: () => unknown): void {
     let map = this.cMap;
     if (map === undefined) {
-      map = this.createPane(p);
+      map = this.panes.getOrCreate(p);
       this.cMap = map;
     }
     const acc = map.get(k);
@@ -166,8 +161,6 @@ export class SlicedWindowOperator implements Operator<unknown, unknown> {
   }
 
   onWatermark(watermark: number): void {
-    if (watermark <= this.watermark) return;
-    this.watermark = watermark;
     this.cStart = NaN;
     const starts = this.starts;
     let j = 0;
@@ -182,16 +175,14 @@ export class SlicedWindowOperator implements Operator<unknown, unknown> {
     this.nextEnd = Math.max(this.nextEnd, this.firstEndAfter(watermark));
     // Drop panes whose every window is past its allowed lateness.
     let drop = 0;
-    while (drop < starts.length && this.lastWindowEnd(starts[drop]!) - 1 + this.lateness <= watermark) {
-      this.panes.delete(starts[drop]!);
-      drop++;
-    }
-    if (drop > 0) starts.splice(0, drop);
+    while (drop < starts.length && this.lastWindowEnd(starts[drop]!) - 1 + this.lateness <= watermark) drop++;
+    if (drop > 0) this.panes.dropOldest(drop);
   }
 
   /** The end of the first window that has not fired at `watermark`. */
   private firstEndAfter(watermark: number): number {
     if (watermark === Infinity) return Infinity;
+    if (watermark === -Infinity) return -Infinity;
     const x = watermark + 1 - this.size;
     return x - mod(x - this.offset, this.slide) + this.slide + this.size;
   }
@@ -232,7 +223,7 @@ export class SlicedWindowOperator implements Operator<unknown, unknown> {
   /** Emits updated results of `key` for the fired windows containing pane `p`. */
   private refire(p: number, key: Key): void {
     const { create, merge } = this.acc;
-    const wm = this.watermark;
+    const wm = this.ctx.watermark;
     for (let end = this.firstWindowEnd(p); end <= this.lastWindowEnd(p); end += this.slide) {
       if (end - 1 > wm || end - 1 + this.lateness <= wm) continue;
       const start = end - this.size;
@@ -245,33 +236,6 @@ export class SlicedWindowOperator implements Operator<unknown, unknown> {
       this.window = { start, end, late: true };
       this.emitter.time = end - 1;
       this.emitResult(acc, key);
-    }
-  }
-
-  snapshot(): OperatorSnapshot {
-    if (this.panes.size === 0 && this.watermark === MIN_WATERMARK) return EMPTY_SNAPSHOT;
-    const writer = new KeyedSnapshotWriter(this.ctx.maxParallelism);
-    for (const p of this.starts) {
-      for (const [k, acc] of this.panes.get(p)!) writer.add('panes', k, p, this.codec.encode(acc));
-    }
-    return writer.finish({ watermark: this.watermark, nextEnd: this.nextEnd });
-  }
-
-  restore(snapshot: OperatorSnapshot): void {
-    const reader = new KeyedSnapshotReader(snapshot);
-    reader.forEach('panes', (flat) => {
-      for (let i = 0; i < flat.length; i += 3) {
-        const p = flat[i + 1] as number;
-        const map = this.panes.get(p) ?? this.createPane(p);
-        map.set(flat[i] as Key, this.codec.decode(flat[i + 2]));
-      }
-    });
-    // Windows that fired before the snapshot must not fire again, and records replayed after it
-    // must be judged late exactly as they were.
-    const op = reader.operatorState() as { watermark: number; nextEnd: number } | undefined;
-    if (op !== undefined) {
-      this.watermark = op.watermark;
-      this.nextEnd = op.nextEnd;
     }
   }
 }

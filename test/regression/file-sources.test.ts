@@ -7,7 +7,7 @@ import { CsvSource } from '../../src/connectors/file/csv-source.ts';
 import { JsonlSource } from '../../src/connectors/file/jsonl-source.ts';
 import { Pipeline } from '../../src/api/pipeline.ts';
 import { type BadLine, LineReader } from '../../src/connectors/file/line-reader.ts';
-import type { SourceOutput } from '../../src/runtime/source.ts';
+import type { SplitOutput } from '../../src/runtime/source.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'spate-review-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -30,7 +30,7 @@ async function take(reader: LineReader, count: number): Promise<Array<string | B
   return got;
 }
 
-class Capture<T> implements SourceOutput<T> {
+class Capture<T> implements SplitOutput<T> {
   readonly values: T[] = [];
   readonly dead: unknown[] = [];
   emit(value: T): void {
@@ -41,6 +41,10 @@ class Capture<T> implements SourceOutput<T> {
     this.dead.push(raw);
   }
   markIdle(): void {}
+  split(): SplitOutput<T> {
+    return this;
+  }
+  finish(): void {}
 }
 
 async function drain<T>(src: CsvSource<T>, out: Capture<T>, max = 1000): Promise<void> {
@@ -74,7 +78,7 @@ describe('LineReader: restoring while an over-long line is being skipped', () =>
     const path = file('a,b\n' + 'x'.repeat(200));
     const opts = { tail: true, maxLineBytes: 100, pollInterval: 10 } as const;
     const s1 = new CsvSource(path, opts);
-    await s1.open();
+    await s1.open([]);
     const out1 = new Capture<Record<string, unknown>>();
     for (let i = 0; i < 100 && out1.dead.length === 0; i++) {
       if (s1.poll(out1, 10) === 'wait') await Promise.race([s1.ready(), new Promise((r) => setTimeout(r, 20))]);
@@ -85,8 +89,7 @@ describe('LineReader: restoring while an over-long line is being skipped', () =>
 
     appendFileSync(path, 'x,9\n1,2\n'); // the long line ends with "...xx,9"; then the row 1,2
     const s2 = new CsvSource(path, opts);
-    s2.restore(snap);
-    await s2.open();
+    await s2.open(snap);
     const out2 = new Capture<Record<string, unknown>>();
     for (let i = 0; i < 100 && out2.values.length < 2; i++) {
       if (s2.poll(out2, 10) === 'wait') await Promise.race([s2.ready(), new Promise((r) => setTimeout(r, 20))]);
@@ -100,7 +103,7 @@ describe('CsvSource: snapshot inside a multi-line quoted record', () => {
   it('a restored source re-reads the whole record, not just its last lines', async () => {
     const path = file('a,b\n1,"multi\nline"\n2,z\n');
     const s1 = new CsvSource(path);
-    await s1.open();
+    await s1.open([]);
     await s1.ready();
     const out1 = new Capture<Record<string, unknown>>();
     // Two lines per poll (a batch boundary): the header and the first line of record 1, which
@@ -111,8 +114,7 @@ describe('CsvSource: snapshot inside a multi-line quoted record', () => {
     await s1.close();
 
     const s2 = new CsvSource(path);
-    s2.restore(snap);
-    await s2.open();
+    await s2.open(snap);
     const out2 = new Capture<Record<string, unknown>>();
     await drain(s2, out2);
     await s2.close();

@@ -2,21 +2,26 @@
 import { describe, expect, it } from 'vitest';
 import { CallbackSink, CollectSink, count, GeneratorSource, Pipeline, tumbling, VirtualClock, type Sink, type Source, type SourceOutput } from '../../src/index.ts';
 import { TestSource } from '../../src/testing/index.ts';
+import { readerSource } from '../support/reader-source.ts';
 
 describe('LocalJob: open failure', () => {
   it('closes the sinks and sources it already opened when a later source fails to open', async () => {
     const events: string[] = [];
-    const good: Source<number> = {
-      bounded: false,
-      open: () => void events.push('good source open'),
-      poll: () => 'wait',
-      close: () => void events.push('good source close'),
-    };
-    const bad: Source<number> = {
-      bounded: true,
-      open: () => Promise.reject(new Error('ENOENT: no such file')),
-      poll: () => 'end',
-    };
+    const good: Source<number> = readerSource(
+      {
+        open: () => void events.push('good source open'),
+        poll: () => 'wait',
+        close: () => void events.push('good source close'),
+      },
+      { bounded: false },
+    );
+    const bad: Source<number> = readerSource(
+      {
+        open: () => Promise.reject(new Error('ENOENT: no such file')),
+        poll: () => 'end',
+      },
+      { bounded: true },
+    );
     const sink: Sink<number> = {
       open: () => void events.push('sink open'),
       write: () => undefined,
@@ -114,9 +119,7 @@ describe('SourceNode: idleness of an explicit-watermark source', () => {
     let polls = 0;
     // Explicit watermarks: one record at t=5, then a heartbeat watermark every poll while the
     // processing-time clock moves on (e.g. a partition with no traffic that still reports time).
-    const src: Source<number> = {
-      bounded: false,
-      watermarks: 'explicit',
+    const src: Source<number> = readerSource({
       poll(out: SourceOutput<number>) {
         polls++;
         if (polls === 1) {
@@ -128,7 +131,7 @@ describe('SourceNode: idleness of an explicit-watermark source', () => {
         return polls < 200 ? 'more' : 'wait';
       },
       ready: () => new Promise(() => undefined),
-    };
+    }, { bounded: false, watermarks: 'explicit' });
     const p = new Pipeline({ clock });
     const out = new CollectSink<unknown>();
     p.source(src, { idleTimeout: 10_000 }).windowAll(tumbling(100)).aggregate(count()).sink(out);

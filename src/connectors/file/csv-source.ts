@@ -1,4 +1,4 @@
-import type { Source, SourceOutput, SourceStatus } from '../../runtime/source.ts';
+import type { Source, SourceOutput, SourceReader, SourceStatus, Split } from '../../runtime/source.ts';
 import { convertCsvField, type CsvType, parseCsvRecord } from './csv.ts';
 import type { FilePosition } from './jsonl-source.ts';
 import { type BadLine, type LinePosition, LineReader, type LineReaderOptions } from './line-reader.ts';
@@ -39,8 +39,9 @@ interface CsvPosition extends FilePosition {
  * @example
  * p.source(new CsvSource<Trade>('trades.csv', { types: { price: 'number', qty: 'integer' } }));
  */
-export class CsvSource<T = CsvRow> implements Source<T> {
+export class CsvSource<T = CsvRow> implements Source<T>, SourceReader<T> {
   readonly bounded: boolean;
+  readonly maxParallelism = 1;
   private readonly reader: LineReader;
   private readonly delimiter: string;
   private columns: readonly string[] | null;
@@ -66,8 +67,27 @@ export class CsvSource<T = CsvRow> implements Source<T> {
     this.columns = Array.isArray(options.header) ? options.header : null;
   }
 
-  async open(): Promise<void> {
-    await this.reader.open(this.start);
+  /** One split: the file, from its start. */
+  splits(): Split<CsvPosition>[] {
+    return [{ id: this.path, position: { offset: 0, line: 0, columns: this.columns } }];
+  }
+
+  createReader(): SourceReader<T> {
+    return new CsvSource<T>(this.path, this.options);
+  }
+
+  async open(splits: readonly Split[]): Promise<void> {
+    const saved = splits[0]?.position as CsvPosition | undefined;
+    if (saved !== undefined) {
+      const { columns, ...position } = saved;
+      this.start = position;
+      this.columns = columns;
+    }
+    try {
+      await this.reader.open(this.start);
+    } catch (error) {
+      throw new Error(`cannot read ${this.path}: ${(error as Error).message}`, { cause: error });
+    }
     this.before = this.reader.position();
   }
 
@@ -127,7 +147,7 @@ export class CsvSource<T = CsvRow> implements Source<T> {
         const type = types?.[name];
         row[name] = type === undefined ? fields[i]! : convertCsvField(name, fields[i]!, type);
       }
-      out.emit(this.options.parse !== undefined ? this.options.parse(row) : (row as T));
+      out.emit(this.options.parse !== undefined ? this.options.parse(row) : (row as T), undefined, first);
     } catch (error) {
       out.deadLetter({ file: this.path, line: first, text }, error);
     }
@@ -153,14 +173,12 @@ export class CsvSource<T = CsvRow> implements Source<T> {
     return this.reader.ready();
   }
 
-  snapshot(): CsvPosition {
-    return { ...(this.partial !== null ? this.partialStart : this.reader.position()), columns: this.columns };
+  snapshot(): Split<CsvPosition>[] {
+    return [{ id: this.path, position: { ...(this.partial !== null ? this.partialStart : this.reader.position()), columns: this.columns } }];
   }
 
-  restore(state: unknown): void {
-    const { columns, ...position } = state as CsvPosition;
-    this.start = position;
-    this.columns = columns;
+  describe(line: number): Record<string, unknown> {
+    return { file: this.path, line };
   }
 
   close(): Promise<void> {

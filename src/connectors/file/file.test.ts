@@ -86,7 +86,7 @@ describe('JsonlSource', () => {
     await until(() => out.values.length === 2);
     appendFileSync(path, '3\n4'); // no newline yet: 4 is incomplete
     await until(() => out.values.length === 3);
-    const snapshot = job.job.snapshot();
+    const snapshot = await job.snapshot();
     await job.stop();
     expect(out.values).toEqual([1, 2, 3]);
 

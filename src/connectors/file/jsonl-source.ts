@@ -1,4 +1,4 @@
-import type { Source, SourceOutput, SourceStatus } from '../../runtime/source.ts';
+import type { Source, SourceOutput, SourceReader, SourceStatus, Split } from '../../runtime/source.ts';
 import { type BadLine, LineReader, type LineReaderOptions, type LinePosition } from './line-reader.ts';
 
 /** Options of {@link JsonlSource}. */
@@ -22,8 +22,9 @@ export type FilePosition = LinePosition;
  * @example
  * p.source(new JsonlSource<Reading>('readings.jsonl', { tail: true }), { timestamp: (r) => r.time });
  */
-export class JsonlSource<T> implements Source<T> {
+export class JsonlSource<T> implements Source<T>, SourceReader<T> {
   readonly bounded: boolean;
+  readonly maxParallelism = 1;
   private readonly reader: LineReader;
   private start: FilePosition | undefined;
   private out: SourceOutput<T> | null = null;
@@ -31,15 +32,29 @@ export class JsonlSource<T> implements Source<T> {
 
   constructor(
     readonly path: string,
-    options: JsonlSourceOptions<T> = {},
+    private readonly options: JsonlSourceOptions<T> = {},
   ) {
     this.bounded = !options.tail;
     this.reader = new LineReader(path, options);
     this.parse = options.parse;
   }
 
-  async open(): Promise<void> {
-    await this.reader.open(this.start);
+  /** One split: the file, from its start. */
+  splits(): Split<FilePosition>[] {
+    return [{ id: this.path, position: { offset: 0, line: 0 } }];
+  }
+
+  createReader(): SourceReader<T> {
+    return new JsonlSource<T>(this.path, this.options);
+  }
+
+  async open(splits: readonly Split[]): Promise<void> {
+    this.start = splits[0]?.position as FilePosition | undefined;
+    try {
+      await this.reader.open(this.start);
+    } catch (error) {
+      throw new Error(`cannot read ${this.path}: ${(error as Error).message}`, { cause: error });
+    }
   }
 
   private readonly onLine = (line: string, lineNo: number): void => {
@@ -53,7 +68,7 @@ export class JsonlSource<T> implements Source<T> {
       out.deadLetter({ file: this.path, line: lineNo, text: line.length > 1000 ? line.slice(0, 1000) : line }, error);
       return;
     }
-    out.emit(value as T);
+    out.emit(value as T, undefined, lineNo);
   };
 
   private readonly onBad = (bad: BadLine): void => {
@@ -69,12 +84,12 @@ export class JsonlSource<T> implements Source<T> {
     return this.reader.ready();
   }
 
-  snapshot(): FilePosition {
-    return this.reader.position();
+  snapshot(): Split<FilePosition>[] {
+    return [{ id: this.path, position: this.reader.position() }];
   }
 
-  restore(state: unknown): void {
-    this.start = state as FilePosition;
+  describe(line: number): Record<string, unknown> {
+    return { file: this.path, line };
   }
 
   close(): Promise<void> {

@@ -1,5 +1,5 @@
 import type { Clock } from '../../time/clock.ts';
-import type { Source, SourceContext, SourceOutput, SourceStatus } from '../../runtime/source.ts';
+import type { Source, SourceContext, SourceOutput, SourceReader, SourceStatus, Split, SplitOutput } from '../../runtime/source.ts';
 
 /** Options of {@link GeneratorSource}. */
 export interface GeneratorOptions<T> {
@@ -9,25 +9,52 @@ export interface GeneratorOptions<T> {
   readonly time?: (index: number) => number;
   /** Number of records; default unbounded. */
   readonly count?: number;
-  /** Emit at most this many records per second of processing time (default: as fast as possible). */
+  /** Emit at most this many records per second of processing time, over all instances (default: as fast as possible). */
   readonly ratePerSecond?: number;
+  /**
+   * Number of splits the index space is dealt into (default: the source's parallelism at the first
+   * start). Split k of n emits k, k + n, k + 2n, …; more splits than instances lets a restored job
+   * scale out further.
+   */
+  readonly splits?: number;
+}
+
+/** A stride of an index space: indices k, k + n, … from `next` on. */
+export interface StrideSplit {
+  readonly id: string;
+  /** Stride (number of splits). */
+  readonly n: number;
+  /** Next index to emit. */
+  next: number;
+  out: SplitOutput<unknown> | null;
+}
+
+/** Splits `n` stride splits: `k/n` at position k. */
+export function strideSplits(n: number): Split<number>[] {
+  if (!Number.isInteger(n) || n < 1) throw new RangeError(`splits must be a positive integer, got ${n}`);
+  return Array.from({ length: n }, (_, k) => ({ id: `${k}/${n}`, position: k }));
+}
+
+/** Parses the stride splits assigned to a reader. */
+export function openStrides(splits: readonly Split[]): StrideSplit[] {
+  return splits.map((s) => {
+    const n = Number(s.id.split('/')[1]);
+    if (!Number.isInteger(n) || n < 1) throw new Error(`not a stride split: '${s.id}'`);
+    return { id: s.id, n, next: s.position as number, out: null };
+  });
 }
 
 /**
  * A deterministic source: record i is `make(i)`, so output is reproducible and a restored job
- * regenerates exactly the records after its snapshot. Parallel instances split the index space
- * (instance k of n emits k, k + n, ...).
+ * regenerates exactly the records after its checkpoint. The index space is dealt into stride
+ * splits (split k of n emits k, k + n, …), read by parallel instances; each split has its own
+ * watermark.
  *
  * @example
  * p.source(new GeneratorSource({ count: 1_000, make: (i) => ({ sensor: i % 10, value: i }), time: (i) => 1_700_000_000_000 + i * 100 }));
  */
 export class GeneratorSource<T> implements Source<T> {
   readonly bounded: boolean;
-  private next = 0;
-  private step = 1;
-  private clock: Clock | null = null;
-  private started = 0;
-  private emitted = 0;
 
   constructor(private readonly options: GeneratorOptions<T>) {
     this.bounded = options.count !== undefined && Number.isFinite(options.count);
@@ -36,43 +63,70 @@ export class GeneratorSource<T> implements Source<T> {
     }
   }
 
-  open(ctx: SourceContext): void {
-    if (this.next === 0) this.next = ctx.instance;
-    this.step = ctx.parallelism;
-    this.clock = ctx.clock;
-    this.started = ctx.clock.now();
+  splits(ctx: SourceContext): Split<number>[] {
+    return strideSplits(this.options.splits ?? ctx.parallelism);
+  }
+
+  createReader(ctx: SourceContext): SourceReader<T> {
+    return new GeneratorReader(this.options, ctx.clock);
+  }
+}
+
+class GeneratorReader<T> implements SourceReader<T> {
+  private splits: StrideSplit[] = [];
+  private turn = 0;
+  private started = 0;
+  private emitted = 0;
+  private rate = Infinity;
+
+  constructor(
+    private readonly options: GeneratorOptions<T>,
+    private readonly clock: Clock,
+  ) {}
+
+  open(splits: readonly Split[]): void {
+    this.splits = openStrides(splits);
+    this.started = this.clock.now();
+    const total = this.splits[0]?.n ?? 1;
+    // This reader's share of the rate: one stride split produces 1/n of the records.
+    if (this.options.ratePerSecond !== undefined) this.rate = (this.options.ratePerSecond * this.splits.length) / total;
   }
 
   poll(out: SourceOutput<T>, max: number): SourceStatus {
     const count = this.options.count ?? Infinity;
     let budget = max;
-    const rate = this.options.ratePerSecond;
-    if (rate !== undefined) {
-      const due = Math.floor(((this.clock!.now() - this.started) * rate) / 1000) - this.emitted;
-      if (due <= 0) return this.next >= count ? 'end' : 'wait';
+    if (this.rate !== Infinity) {
+      const due = Math.floor(((this.clock.now() - this.started) * this.rate) / 1000) - this.emitted;
+      if (due <= 0) return this.splits.every((s) => s.next >= count) ? 'end' : 'wait';
       budget = Math.min(budget, due);
     }
     const { make, time } = this.options;
-    let i = this.next;
-    for (let n = 0; n < budget && i < count; n++, i += this.step) {
-      if (time === undefined) out.emit(make(i));
-      else out.emit(make(i), time(i));
+    // One split per poll, in turn: a batch holds records of one split.
+    for (let tries = 0; tries < this.splits.length; tries++) {
+      const s = this.splits[this.turn]!;
+      this.turn = (this.turn + 1) % this.splits.length;
+      if (s.next >= count) continue;
+      const o = (s.out ??= out.split(s.id));
+      let i = s.next;
+      const step = s.n;
+      for (let k = 0; k < budget && i < count; k++, i += step) {
+        if (time === undefined) o.emit(make(i));
+        else o.emit(make(i), time(i));
+      }
+      this.emitted += (i - s.next) / step;
+      s.next = i;
+      if (i >= count) o.finish();
+      break;
     }
-    this.emitted += (i - this.next) / this.step;
-    this.next = i;
-    return i >= count ? 'end' : 'more';
+    return this.splits.every((s) => s.next >= count) ? 'end' : 'more';
   }
 
   ready(): Promise<void> {
-    const rate = this.options.ratePerSecond ?? 1000;
+    const rate = this.rate === Infinity ? 1000 : this.rate;
     return new Promise((resolve) => setTimeout(resolve, Math.max(1, Math.ceil(1000 / rate))));
   }
 
-  snapshot(): number {
-    return this.next;
-  }
-
-  restore(state: unknown): void {
-    this.next = state as number;
+  snapshot(): Split<number>[] {
+    return this.splits.map((s) => ({ id: s.id, position: s.next }));
   }
 }

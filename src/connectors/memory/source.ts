@@ -1,14 +1,42 @@
-import type { Source, SourceOutput, SourceStatus } from '../../runtime/source.ts';
+import type { Source, SourceContext, SourceOutput, SourceReader, SourceStatus, Split } from '../../runtime/source.ts';
 
 /**
- * A bounded source over an array. Its position is the index of the next record, so a job
- * restored from a snapshot continues where it left off.
+ * A bounded source over an array. It reads as one split whose position is the index of the next
+ * record, so a job restored from a checkpoint continues where it left off.
+ *
+ * @example
+ * p.source(new ArraySource([1, 2, 3]));
  */
 export class ArraySource<T> implements Source<T> {
   readonly bounded = true;
-  private next = 0;
+  readonly maxParallelism = 1;
 
   constructor(private readonly values: readonly T[]) {}
+
+  splits(): Split<number>[] {
+    return [{ id: 'array', position: 0 }];
+  }
+
+  createReader(): SourceReader<T> {
+    return new ArrayReader(this.values);
+  }
+}
+
+class ArrayReader<T> implements SourceReader<T> {
+  private next = 0;
+  private id = 'array';
+
+  constructor(private readonly values: readonly T[]) {}
+
+  open(splits: readonly Split[]): void {
+    const s = splits[0];
+    if (s === undefined) {
+      this.next = this.values.length;
+      return;
+    }
+    this.id = s.id;
+    this.next = s.position as number;
+  }
 
   poll(out: SourceOutput<T>, max: number): SourceStatus {
     const end = Math.min(this.values.length, this.next + max);
@@ -17,12 +45,8 @@ export class ArraySource<T> implements Source<T> {
     return end >= this.values.length ? 'end' : 'more';
   }
 
-  snapshot(): number {
-    return this.next;
-  }
-
-  restore(state: unknown): void {
-    this.next = state as number;
+  snapshot(): Split<number>[] {
+    return [{ id: this.id, position: this.next }];
   }
 }
 
@@ -30,12 +54,33 @@ export class ArraySource<T> implements Source<T> {
 const ASYNC_BUFFER = 4096;
 
 /**
- * A bounded source over a sync or async iterable. Async iterables are read ahead into a bounded
- * buffer. The position is the number of records consumed; restoring skips that many, so the
- * iterable must yield the same records again (a file, a query with an order, a generator).
+ * A bounded source over a sync or async iterable, read as one split. Async iterables are read
+ * ahead into a bounded buffer. The position is the number of records consumed; restoring iterates
+ * again and skips that many, so only an iterable that yields the same records again can be
+ * replayed: arrays, Sets, Maps and other re-iterable collections. An async iterable, or an
+ * iterator that is its own iterable (a generator object), cannot: a job with durable checkpoints
+ * refuses them.
  */
 export class IterableSource<T> implements Source<T> {
   readonly bounded = true;
+  readonly maxParallelism = 1;
+  readonly replayable: boolean;
+
+  constructor(private readonly iterable: Iterable<T> | AsyncIterable<T>) {
+    // An object with `next` is an iterator: iterating it again continues rather than restarts.
+    this.replayable = Symbol.iterator in iterable && typeof (iterable as { next?: unknown }).next !== 'function';
+  }
+
+  splits(): Split<number>[] {
+    return [{ id: 'iterable', position: 0 }];
+  }
+
+  createReader(): SourceReader<T> {
+    return new IterableReader(this.iterable);
+  }
+}
+
+class IterableReader<T> implements SourceReader<T> {
   private consumed = 0;
   private skip = 0;
   private sync: Iterator<T> | null = null;
@@ -50,7 +95,9 @@ export class IterableSource<T> implements Source<T> {
 
   constructor(private readonly iterable: Iterable<T> | AsyncIterable<T>) {}
 
-  open(): void {
+  open(splits: readonly Split[]): void {
+    this.skip = (splits[0]?.position as number | undefined) ?? 0;
+    this.consumed = this.skip;
     if (Symbol.iterator in this.iterable) {
       this.sync = (this.iterable as Iterable<T>)[Symbol.iterator]();
       for (; this.skip > 0; this.skip--) if (this.sync.next().done) break;
@@ -138,12 +185,7 @@ export class IterableSource<T> implements Source<T> {
     return new Promise((resolve) => (this.notify = resolve));
   }
 
-  snapshot(): number {
-    return this.consumed;
-  }
-
-  restore(state: unknown): void {
-    this.skip = state as number;
-    this.consumed = this.skip;
+  snapshot(): Split<number>[] {
+    return [{ id: 'iterable', position: this.consumed }];
   }
 }

@@ -1,97 +1,13 @@
 import type { Clock } from '../time/clock.ts';
 import { defaultCodec, type StateCodec } from './codec.ts';
-import type {
-  ListState,
-  MapState,
-  StateDescriptor,
-  StateHandles,
-  StateOptions,
-  StateSpec,
-  ValueState,
-} from './descriptors.ts';
+import type { ListState, MapState, StateOptions, ValueState } from './descriptors.ts';
 import type { Key } from './key-group.ts';
 import type { KeyedSnapshotReader, KeyedSnapshotWriter } from './snapshot.ts';
+import type { StateTable } from './keyed-state-backend.ts';
 
-/**
- * Keyed state on the JavaScript heap: one Map per declared state, from key to the key's entry.
- * The operator sets {@link HeapKeyedStateBackend.currentKey} before calling user code; state
- * handles read and write the entry of the current key.
- *
- * TTL: entries of a state with a TTL are kept in the Map in order of expiry (a write moves the
- * entry to the end), so expired entries are found at the front and removed without a scan.
- */
-export class HeapKeyedStateBackend {
-  /** The key whose state user code currently sees. */
-  currentKey: Key = 0;
-  private readonly tables = new Map<string, KeyedTable<unknown>>();
-
-  constructor(private readonly clock: Clock) {}
-
-  /** Creates the handles for a spec; names must be unique within the operator. */
-  register<S extends StateSpec>(spec: S, prefix = ''): StateHandles<S> {
-    const handles: Record<string, unknown> = {};
-    for (const [name, descriptor] of Object.entries(spec)) {
-      handles[name] = this.handle(prefix + name, descriptor);
-    }
-    return handles as StateHandles<S>;
-  }
-
-  private handle(name: string, descriptor: StateDescriptor): unknown {
-    if (this.tables.has(name)) throw new Error(`state '${name}' is declared twice`);
-    switch (descriptor.kind) {
-      case 'value': {
-        const table = new KeyedTable<unknown>(descriptor.options, this.clock);
-        this.tables.set(name, table);
-        return new HeapValueState(this, table);
-      }
-      case 'map': {
-        const table = new KeyedTable<Map<unknown, unknown>>(descriptor.options, this.clock);
-        this.tables.set(name, table as KeyedTable<unknown>);
-        return new HeapMapState(this, table);
-      }
-      case 'list': {
-        const table = new KeyedTable<unknown[]>(descriptor.options, this.clock);
-        this.tables.set(name, table as KeyedTable<unknown>);
-        return new HeapListState(this, table);
-      }
-    }
-  }
-
-  /** Number of keys holding an entry in any state (for metrics and tests). */
-  size(): number {
-    const keys = new Set<Key>();
-    for (const table of this.tables.values()) for (const k of table.map.keys()) keys.add(k);
-    return keys.size;
-  }
-
-  /** Removes every state entry of `key`. */
-  clearKey(key: Key): void {
-    for (const table of this.tables.values()) table.map.delete(key);
-  }
-
-  /** Removes expired entries of TTL states; returns how many were removed. */
-  expire(): number {
-    let removed = 0;
-    for (const table of this.tables.values()) removed += table.expire();
-    return removed;
-  }
-
-  /** The earliest time an entry expires, or Infinity when no state has a TTL entry. */
-  nextExpiry(): number {
-    let next = Infinity;
-    for (const table of this.tables.values()) next = Math.min(next, table.nextExpiry());
-    return next;
-  }
-
-  /** Writes every live entry into the writer, section `state:<name>`. */
-  snapshot(writer: KeyedSnapshotWriter): void {
-    for (const [name, table] of this.tables) table.snapshot(writer, name);
-  }
-
-  /** Restores entries from snapshot sections written by {@link snapshot}. */
-  restore(reader: KeyedSnapshotReader): void {
-    for (const [name, table] of this.tables) table.restore(reader, name);
-  }
+/** Where state handles read the current key from. */
+export interface CurrentKey {
+  currentKey: Key;
 }
 
 interface TtlEntry<E> {
@@ -100,13 +16,24 @@ interface TtlEntry<E> {
 }
 
 /** Key → entry map of one declared state, with optional TTL. */
-class KeyedTable<E> {
+/**
+ * Key → entry map of one declared state (a value, a list or a map per key), with optional TTL.
+ * Entries of a state with a TTL are kept in the Map in order of expiry (a write moves the entry to
+ * the end), so expired entries are found at the front and removed without a scan.
+ */
+export class KeyedTable<E> implements StateTable {
   readonly map = new Map<Key, E | TtlEntry<E>>();
   readonly ttl: number;
   private readonly refreshOnRead: boolean;
   private readonly codec: StateCodec<E>;
+  readonly version: number;
 
-  constructor(options: StateOptions<E>, private readonly clock: Clock) {
+  constructor(
+    readonly name: string,
+    private readonly options: StateOptions<E>,
+    private readonly clock: Clock,
+  ) {
+    this.version = checkVersion(name, options.version);
     this.ttl = options.ttl ?? 0;
     if (!(this.ttl >= 0)) throw new RangeError(`state ttl must be >= 0, got ${options.ttl}`);
     this.refreshOnRead = options.ttlRefreshOnRead ?? false;
@@ -177,36 +104,47 @@ class KeyedTable<E> {
   }
 
   /**
-   * Entries go to section `state:<name>` as (key, value) runs, or with a TTL to `state-ttl:<name>`
-   * as (key, value, expiry) runs, so a restore reads the layout it was written with even if the
-   * TTL setting changed in between.
+   * Entries go to section `<name>` as (key, value) runs, or with a TTL to `<name>#ttl` as
+   * (key, value, expiry) runs, so a restore reads the layout it was written with even if the TTL
+   * setting changed in between.
    */
-  snapshot(writer: KeyedSnapshotWriter, name: string): void {
+  snapshot(writer: KeyedSnapshotWriter): void {
+    const name = this.name;
     const now = this.clock.now();
     for (const [key, stored] of this.map) {
       if (this.ttl === 0) {
-        writer.add(`state:${name}`, key, this.codec.encode(stored as E));
+        writer.add(name, key, this.codec.encode(stored as E));
       } else {
         const entry = stored as TtlEntry<E>;
-        if (entry.expires > now) writer.add(`state-ttl:${name}`, key, this.codec.encode(entry.value), entry.expires);
+        if (entry.expires > now) writer.add(`${name}#ttl`, key, this.codec.encode(entry.value), entry.expires);
       }
     }
   }
 
-  restore(reader: KeyedSnapshotReader, name: string): void {
+  restore(reader: KeyedSnapshotReader, writtenVersion: number): void {
+    const migrate = this.options.migrate;
+    if (writtenVersion !== this.version && migrate === undefined) {
+      throw new StateVersionError(this.name, writtenVersion, this.version);
+    }
+    const decode = writtenVersion === this.version ? (encoded: unknown) => this.codec.decode(encoded) : (encoded: unknown) => migrate!(encoded, writtenVersion);
     const put = (key: Key, encoded: unknown, expires: number | undefined): void => {
-      const value = this.codec.decode(encoded);
+      const value = decode(encoded);
       if (this.ttl === 0) this.map.set(key, value);
       // Entries written without a TTL start a fresh one.
       else this.map.set(key, { value, expires: expires ?? this.clock.now() + this.ttl });
     };
-    reader.forEach(`state:${name}`, (flat) => {
+    reader.forEach(this.name, (flat) => {
       for (let i = 0; i < flat.length; i += 2) put(flat[i] as Key, flat[i + 1], undefined);
     });
-    reader.forEach(`state-ttl:${name}`, (flat) => {
+    reader.forEach(`${this.name}#ttl`, (flat) => {
       for (let i = 0; i < flat.length; i += 3) put(flat[i] as Key, flat[i + 1], flat[i + 2] as number);
     });
     if (this.ttl !== 0) this.sortByExpiry();
+  }
+
+  /** Number of keys with an entry. */
+  size(): number {
+    return this.map.size;
   }
 
   private sortByExpiry(): void {
@@ -219,8 +157,8 @@ class KeyedTable<E> {
 
 const EMPTY: readonly never[] = Object.freeze([]);
 
-class HeapValueState<V> implements ValueState<V> {
-  constructor(private readonly backend: HeapKeyedStateBackend, private readonly table: KeyedTable<V>) {}
+export class HeapValueState<V> implements ValueState<V> {
+  constructor(private readonly backend: CurrentKey, private readonly table: KeyedTable<V>) {}
   get(): V | undefined {
     return this.table.get(this.backend.currentKey);
   }
@@ -232,8 +170,8 @@ class HeapValueState<V> implements ValueState<V> {
   }
 }
 
-class HeapListState<V> implements ListState<V> {
-  constructor(private readonly backend: HeapKeyedStateBackend, private readonly table: KeyedTable<V[]>) {}
+export class HeapListState<V> implements ListState<V> {
+  constructor(private readonly backend: CurrentKey, private readonly table: KeyedTable<V[]>) {}
   get(): readonly V[] {
     return this.table.get(this.backend.currentKey) ?? EMPTY;
   }
@@ -257,8 +195,8 @@ class HeapListState<V> implements ListState<V> {
 
 const EMPTY_MAP: ReadonlyMap<unknown, unknown> = new Map();
 
-class HeapMapState<UK, UV> implements MapState<UK, UV> {
-  constructor(private readonly backend: HeapKeyedStateBackend, private readonly table: KeyedTable<Map<UK, UV>>) {}
+export class HeapMapState<UK, UV> implements MapState<UK, UV> {
+  constructor(private readonly backend: CurrentKey, private readonly table: KeyedTable<Map<UK, UV>>) {}
   private current(): ReadonlyMap<UK, UV> {
     return this.table.get(this.backend.currentKey) ?? (EMPTY_MAP as ReadonlyMap<UK, UV>);
   }
@@ -300,4 +238,26 @@ class HeapMapState<UK, UV> implements MapState<UK, UV> {
   clear(): void {
     this.table.delete(this.backend.currentKey);
   }
+}
+
+/** A state was written with another version than the pipeline declares, and cannot be migrated. */
+export class StateVersionError extends Error {
+  constructor(
+    readonly state: string,
+    readonly written: number,
+    readonly declared: number,
+  ) {
+    super(
+      `state '${state}' was written with version ${written} but is declared with version ${declared} and no migrate function: ` +
+        `give the state a migrate(old, fromVersion) function, or keep version ${written}`,
+    );
+    this.name = 'StateVersionError';
+  }
+}
+
+/** Validates a declared state version (a positive integer, default 1). */
+export function checkVersion(name: string, version: number | undefined): number {
+  const v = version ?? 1;
+  if (!Number.isInteger(v) || v < 1) throw new RangeError(`state '${name}': version must be a positive integer, got ${String(version)}`);
+  return v;
 }

@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { VirtualClock } from '../time/clock.ts';
 import { listState, mapState, valueState } from './descriptors.ts';
-import { HeapKeyedStateBackend } from './heap-backend.ts';
+import { KeyedStateBackend } from './keyed-state-backend.ts';
 import { keyGroupOf, keyGroupRange } from './key-group.ts';
-import { KeyedSnapshotReader, KeyedSnapshotWriter, selectKeyGroups } from './snapshot.ts';
+import { selectKeyGroups } from './snapshot.ts';
 
 const spec = () => ({
   total: valueState<number>(),
@@ -11,9 +11,9 @@ const spec = () => ({
   log: listState<{ at: number }>(),
 });
 
-describe('HeapKeyedStateBackend', () => {
+describe('KeyedStateBackend', () => {
   it('scopes value, map and list state to the current key', () => {
-    const b = new HeapKeyedStateBackend(new VirtualClock());
+    const b = new KeyedStateBackend(new VirtualClock(), 128);
     const s = b.register(spec());
     b.currentKey = 'a';
     s.total.set(1);
@@ -37,7 +37,7 @@ describe('HeapKeyedStateBackend', () => {
 
   it('expires TTL entries that were not written in time, cheapest first', () => {
     const clock = new VirtualClock(0);
-    const b = new HeapKeyedStateBackend(clock);
+    const b = new KeyedStateBackend(clock, 128);
     const s = b.register({ v: valueState<number>({ ttl: 100 }) });
     b.currentKey = 1;
     s.v.set(1);
@@ -60,7 +60,7 @@ describe('HeapKeyedStateBackend', () => {
 
   it('refreshes TTL on read when asked', () => {
     const clock = new VirtualClock(0);
-    const b = new HeapKeyedStateBackend(clock);
+    const b = new KeyedStateBackend(clock, 128);
     const s = b.register({ v: valueState<number>({ ttl: 100, ttlRefreshOnRead: true }) });
     b.currentKey = 'k';
     s.v.set(1);
@@ -72,7 +72,7 @@ describe('HeapKeyedStateBackend', () => {
 
   it('snapshots per key group and restores any subset of key groups into a fresh backend', () => {
     const clock = new VirtualClock(0);
-    const b = new HeapKeyedStateBackend(clock);
+    const b = new KeyedStateBackend(clock, 128);
     const s = b.register(spec());
     const keys = Array.from({ length: 200 }, (_, i) => (i % 2 === 0 ? i : `key-${i}`));
     for (const k of keys) {
@@ -82,9 +82,7 @@ describe('HeapKeyedStateBackend', () => {
       s.log.add({ at: 1 });
       s.log.add({ at: 2 });
     }
-    const writer = new KeyedSnapshotWriter(128);
-    b.snapshot(writer);
-    const snap = writer.finish();
+    const snap = b.snapshot();
     expect(snap.keyed.size).toBeGreaterThan(50);
     for (const kg of snap.keyed.keys()) expect(kg).toBeLessThan(128);
 
@@ -94,9 +92,8 @@ describe('HeapKeyedStateBackend', () => {
       [1, 2],
     ] as const) {
       const range = keyGroupRange(index, parallelism, 128);
-      const fresh = new HeapKeyedStateBackend(clock);
+      const fresh = new KeyedStateBackend(clock, 128, { keyed: selectKeyGroups(snap.keyed, range.start, range.end), tables: snap.tables });
       const fs = fresh.register(spec());
-      fresh.restore(new KeyedSnapshotReader(selectKeyGroups(snap, range.start, range.end)));
       for (const k of keys) {
         fresh.currentKey = k;
         const owned = keyGroupOf(k, 128) >= range.start && keyGroupOf(k, 128) < range.end;
@@ -109,15 +106,12 @@ describe('HeapKeyedStateBackend', () => {
 
   it('keeps TTL deadlines across a snapshot', () => {
     const clock = new VirtualClock(0);
-    const b = new HeapKeyedStateBackend(clock);
+    const b = new KeyedStateBackend(clock, 128);
     const s = b.register({ v: valueState<string>({ ttl: 100 }) });
     b.currentKey = 'k';
     s.v.set('x');
-    const w = new KeyedSnapshotWriter(128);
-    b.snapshot(w);
-    const fresh = new HeapKeyedStateBackend(clock);
+    const fresh = new KeyedStateBackend(clock, 128, b.snapshot());
     const fs = fresh.register({ v: valueState<string>({ ttl: 100 }) });
-    fresh.restore(new KeyedSnapshotReader(w.finish()));
     fresh.currentKey = 'k';
     clock.advance(99);
     expect(fs.v.get()).toBe('x');
@@ -128,21 +122,45 @@ describe('HeapKeyedStateBackend', () => {
   it('uses the codec of a state to write snapshots', () => {
     const clock = new VirtualClock(0);
     const codec = { encode: (d: Date) => d.getTime(), decode: (x: unknown) => new Date(x as number) };
-    const b = new HeapKeyedStateBackend(clock);
+    const b = new KeyedStateBackend(clock, 128);
     const s = b.register({ when: valueState<Date>({ codec }) });
     b.currentKey = 1;
     s.when.set(new Date(42));
-    const w = new KeyedSnapshotWriter(128);
-    b.snapshot(w);
-    const fresh = new HeapKeyedStateBackend(clock);
+    const fresh = new KeyedStateBackend(clock, 128, b.snapshot());
     const fs = fresh.register({ when: valueState<Date>({ codec }) });
-    fresh.restore(new KeyedSnapshotReader(w.finish()));
     fresh.currentKey = 1;
     expect(fs.when.get()).toEqual(new Date(42));
   });
 
+  it('migrates a state whose version changed, or refuses it without a migrate function', () => {
+    const clock = new VirtualClock(0);
+    const b = new KeyedStateBackend(clock, 128);
+    const s = b.register({ price: valueState<number>() });
+    b.currentKey = 'a';
+    s.price.set(250);
+    const snap = b.snapshot();
+    expect(snap.tables).toEqual({ 'state:price': 1 });
+    const migrated = new KeyedStateBackend(clock, 128, snap);
+    const m = migrated.register({
+      price: valueState<{ cents: number; currency: string }>({ version: 2, migrate: (old, from) => ({ cents: (old as number) * from, currency: 'USD' }) }),
+    });
+    migrated.currentKey = 'a';
+    expect(m.price.get()).toEqual({ cents: 250, currency: 'USD' });
+    const refused = new KeyedStateBackend(clock, 128, snap);
+    expect(() => refused.register({ price: valueState<number>({ version: 2 }) })).toThrow(/version 1 but is declared with version 2 and no migrate function/);
+  });
+
+  it('reports restored state that nothing declares', () => {
+    const clock = new VirtualClock(0);
+    const b = new KeyedStateBackend(clock, 128);
+    b.register({ kept: valueState<number>(), gone: valueState<number>() });
+    const fresh = new KeyedStateBackend(clock, 128, b.snapshot());
+    fresh.register({ kept: valueState<number>() });
+    expect(fresh.finishRestore()).toEqual(['state:gone']);
+  });
+
   it('rejects a state declared twice', () => {
-    const b = new HeapKeyedStateBackend(new VirtualClock());
+    const b = new KeyedStateBackend(new VirtualClock(), 128);
     b.register({ a: valueState<number>() });
     expect(() => b.register({ a: valueState<number>() })).toThrow(/declared twice/);
   });
