@@ -20,6 +20,8 @@ import { readmeExamples, REPO, sameOutput } from './readme-examples.ts';
 const exec = promisify(execFile);
 const NPM = process.platform === 'win32' ? 'npm.cmd' : 'npm';
 const examples = readmeExamples();
+/** Generous: each step is a tsc or npm run, slow on a busy 2-core machine (seconds when idle). */
+const SLOW = 180_000;
 
 /**
  * The environment for child npm and node processes. Under `npm test`, npm exports its lifecycle
@@ -38,7 +40,7 @@ function cleanEnv(): NodeJS.ProcessEnv {
 }
 const env = cleanEnv();
 
-async function sh(command: string, args: string[], cwd: string, timeout = 120_000): Promise<{ stdout: string; stderr: string }> {
+async function sh(command: string, args: string[], cwd: string, timeout = 150_000): Promise<{ stdout: string; stderr: string }> {
   try {
     return await exec(command, args, { cwd, env, timeout, maxBuffer: 16 << 20 });
   } catch (e) {
@@ -59,7 +61,7 @@ let tarball: string;
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'spate-package-'));
   // prepack builds dist/ first.
-  await sh(NPM, ['pack', '--pack-destination', dir, '--silent'], REPO, 180_000);
+  await sh(NPM, ['pack', '--pack-destination', dir, '--silent'], REPO, SLOW);
   const packed = readdirSync(dir).filter((f) => f.endsWith('.tgz'));
   expect(packed).toHaveLength(1);
   tarball = join(dir, packed[0]!);
@@ -80,10 +82,10 @@ beforeAll(async () => {
       '--loglevel=error',
     ],
     project,
-    180_000,
+    SLOW,
   );
   spate = join(project, 'node_modules', 'spate');
-}, 300_000);
+}, 2 * SLOW);
 
 afterAll(() => {
   if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
@@ -178,21 +180,21 @@ describe('a TypeScript project using the package', () => {
 
   it('type-checks the README examples with skipLibCheck: false', async () => {
     await sh(process.execPath, [tsc, '-p', 'tsconfig.json', '--noEmit'], project);
-  });
+  }, SLOW);
 
   it('type-checks the README examples with skipLibCheck: true', async () => {
     await sh(process.execPath, [tsc, '-p', 'tsconfig.skip-lib-check.json', '--noEmit'], project);
-  });
+  }, SLOW);
 
   it('compiles the README examples with tsc and runs them with node', async () => {
     await sh(process.execPath, [tsc, '-p', 'tsconfig.json'], project);
     const runnable = examples.filter((e) => e.run);
     expect(runnable.length).toBeGreaterThan(0);
     for (const e of runnable) {
-      const { stdout } = await sh(process.execPath, [join('build', e.file.replace(/\.ts$/, '.js'))], project, 30_000);
+      const { stdout } = await sh(process.execPath, [join('build', e.file.replace(/\.ts$/, '.js'))], project, 60_000);
       if (e.output !== undefined && !sameOutput(stdout, e.output)) expect(stdout, `README.md:${e.line}`).toBe(e.output);
     }
-  });
+  }, SLOW);
 });
 
 describe('a JavaScript project using the package', () => {
@@ -224,7 +226,7 @@ h.push(clicks[0], 1_000).push(clicks[2], 3_000).watermark(9_999);
 console.log(JSON.stringify({ perUser: perUser.values, distinct: distinct.values, harness: h.values() }));
 `,
     );
-    const { stdout } = await sh(process.execPath, [join('js', 'main.js')], project, 30_000);
+    const { stdout } = await sh(process.execPath, [join('js', 'main.js')], project, 60_000);
     const out = JSON.parse(stdout) as { perUser: unknown[]; distinct: unknown[]; harness: unknown[] };
     const byStart = (a: { start: number; user?: string }, b: { start: number; user?: string }) =>
       a.start - b.start || (a.user ?? '').localeCompare(b.user ?? '');
@@ -238,18 +240,18 @@ console.log(JSON.stringify({ perUser: perUser.values, distinct: distinct.values,
       { start: 10_000, users: 1 },
     ]);
     expect(out.harness).toEqual([{ key: 'ann', start: 0, end: 10_000, value: 2 }]);
-  });
+  }, SLOW);
 });
 
 describe('the installed spate command', () => {
   it('runs from dist/ without tsx', async () => {
     expect(existsSync(join(project, 'node_modules', 'tsx'))).toBe(false);
     const bin = join(project, 'node_modules', '.bin', process.platform === 'win32' ? 'spate.cmd' : 'spate');
-    const help = await sh(bin, ['help'], project, 30_000);
+    const help = await sh(bin, ['help'], project, 60_000);
     expect(help.stdout).toContain('Usage');
     // A query end to end: the compiled runtime, not only the argument parser.
     const q = await sh(bin, ['nexmark', '--query', 'q1', '--events', '2000', '--json'], project, 60_000);
     const result = JSON.parse(q.stdout.trim().split('\n').pop()!) as { results: number };
     expect(result.results).toBeGreaterThan(0);
-  });
+  }, SLOW);
 });

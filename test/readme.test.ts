@@ -71,7 +71,7 @@ beforeAll(() => {
       }),
     );
   }
-}, 60_000);
+}, 120_000);
 
 afterAll(() => {
   if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
@@ -94,10 +94,10 @@ describe('README examples', () => {
       it(`README.md:${e.line} runs${e.output === undefined ? '' : ' and prints what the README shows'}`, async () => {
         const { stdout } = await run(process.execPath, [TSX, '--tsconfig', tsconfig, join(dir, e.file)], {
           cwd: dir,
-          timeout: 30_000,
+          timeout: 60_000,
         });
         if (e.output !== undefined && !sameOutput(stdout, e.output)) expect(stdout).toBe(e.output);
-      });
+      }, 90_000);
     }
   }
 });
