@@ -255,7 +255,7 @@ export class CheckpointCoordinator implements SnapshotCollector {
     p.record.status = 'failed';
     p.record.error = error.message;
     this.consecutiveFailures++;
-    this.options.log(`spate: checkpoint ${id} failed: ${error.message}`);
+    if (!this.stopped) this.options.log(`spate: checkpoint ${id} failed: ${error.message}`);
     this.target!.abort(id);
     if (this.options.storage !== null) {
       // Never leave a partial checkpoint that looks like one; the last complete one is untouched.

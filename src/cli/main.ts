@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { QUERY_NAMES, type QueryName } from '../nexmark/queries.ts';
 import { runNexmark } from '../nexmark/run.ts';
@@ -24,6 +25,11 @@ nexmark options:
                       one file per query: FILE with .<query> before the extension
   --events-out FILE   the generated events as JSONL, in arrival order
   --parallelism P     parallel instances (1 in this release)
+  --checkpoint-dir D  durable checkpoints in D: a run killed and started again with the same
+                      D resumes from the last checkpoint; --out is then written exactly once
+                      (with --query all, one subdirectory per query)
+  --checkpoint-interval MS
+                      milliseconds between checkpoints (default 1000)
   --json              print one JSON object per query instead of text
 `;
 
@@ -61,6 +67,8 @@ async function nexmark(args: string[]): Promise<number> {
       'events-out': { type: 'string' },
       parallelism: { type: 'string' },
       'batch-size': { type: 'string' },
+      'checkpoint-dir': { type: 'string' },
+      'checkpoint-interval': { type: 'string' },
       json: { type: 'boolean' },
     },
   });
@@ -85,6 +93,8 @@ async function nexmark(args: string[]): Promise<number> {
       // The same events feed every query: write them once.
       eventsOut: i === 0 ? values['events-out'] : undefined,
       batchSize: values['batch-size'] === undefined ? undefined : int('batch-size', values['batch-size'], 1024),
+      checkpointDir: values['checkpoint-dir'] === undefined ? undefined : queries.length > 1 ? join(values['checkpoint-dir'], q) : values['checkpoint-dir'],
+      checkpointInterval: values['checkpoint-interval'] === undefined ? undefined : int('checkpoint-interval', values['checkpoint-interval'], 1000),
     });
     if (values.json) console.log(JSON.stringify(result));
     else {

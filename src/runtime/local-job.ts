@@ -125,6 +125,8 @@ export class LocalJob {
   private finalDone = false;
   /** A stop took its own final checkpoint. */
   private stoppedWithCheckpoint = false;
+  /** Every source has ended or stopped: no more periodic checkpoints. */
+  private ending = false;
   private readonly log: (line: string) => void;
 
   constructor(
@@ -336,7 +338,7 @@ export class LocalJob {
       const every = this.options.checkpointInterval ?? 1000;
       if (every > 0) {
         this.interval = setInterval(() => {
-          if (this.coordinator!.busy || this.stopRequested) return;
+          if (this.coordinator!.busy || this.stopRequested || this.ending) return;
           this.coordinator!.trigger('checkpoint').catch(() => undefined); // logged by the coordinator
         }, every);
       }
@@ -357,6 +359,7 @@ export class LocalJob {
         if (live === 0) {
           // Every source has ended (or stopped after a final barrier): one last checkpoint commits
           // what the sinks still hold, then the job ends.
+          this.ending = true;
           final ??= this.finalCheckpoint();
           if (this.finalDone) break;
         }
