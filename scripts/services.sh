@@ -57,10 +57,18 @@ pid_alive() {
   tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -qF -- "$pattern"
 }
 
+# pid_running PID: the process exists and is not a zombie waiting to be reaped.
+pid_running() {
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  stat=${stat##*) } # the state follows "(comm) "
+  [[ ${stat%% *} != Z ]]
+}
+
 # proc_exists PIDFILE: the recorded pid still exists. Used while waiting for a process we just
 # spawned: right after fork its command line is still ours, so pid_alive's pattern can't be used.
 proc_exists() {
-  [[ -s $1 ]] && kill -0 "$(<"$1")" 2>/dev/null
+  [[ -s $1 ]] && pid_running "$(<"$1")"
 }
 
 # write_if_changed FILE: replace FILE with stdin when the content differs; succeeds if it changed.
@@ -141,10 +149,10 @@ stop_pid() {
   log "$name: stopping (pid $pid)"
   kill -TERM "$pid" 2>/dev/null || true
   for ((i = 0; i < grace * 10; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
+    pid_running "$pid" || break
     sleep 0.1
   done
-  if kill -0 "$pid" 2>/dev/null; then
+  if pid_running "$pid"; then
     log "$name: still running after ${grace}s, sending SIGKILL"
     kill -KILL "$pid" 2>/dev/null || true
     sleep 0.2
@@ -447,15 +455,17 @@ kafka_proc() { proc_exists "$KAFKA_PID"; }
 kafka_ready() { port_open "$KAFKA_PORT" && grep -q 'Kafka Server started' "$KAFKA_LOG"; }
 kafka_java() { java -cp "$KAFKA_LIB/*" "$@"; }
 
-# Resolve kafka_2.13 (the broker), kafka-tools (CLI classes) and the log4j2 binding with Maven
-# into $KAFKA_LIB. Maven's local repository stays under $KAFKA_DIR/m2.
-kafka_install() {
-  [[ -f $KAFKA_LIB/.complete ]] && return 0
-  command -v mvn >/dev/null || { log "kafka: mvn is not installed"; return 1; }
-  log "kafka: fetching kafka_2.13 $KAFKA_VERSION and its dependencies from Maven Central"
-  local build=$KAFKA_DIR/$KAFKA_VERSION/build
-  mkdir -p "$build"
-  cat >"$build/pom.xml" <<EOF
+KAFKA_BUILD=$KAFKA_DIR/$KAFKA_VERSION/build
+
+# kafka_pom_changed: write the pom that lists the Kafka runtime; succeeds when the jars in
+# $KAFKA_LIB are missing or were resolved from a different pom.
+kafka_pom_changed() {
+  local changed=1
+  mkdir -p "$KAFKA_BUILD"
+  # kafka_2.13 is the broker; kafka-tools brings the CLI classes (TopicCommand, console
+  # producer/consumer, perf tools) minus connect-runtime (Connect's REST server: jetty, jersey…),
+  # which only its Connect plugin tool needs; log4j-slf4j-impl is the binding Kafka ships with.
+  write_if_changed "$KAFKA_BUILD/pom.xml" <<EOF || changed=0
 <project xmlns="http://maven.apache.org/POM/4.0.0">
   <modelVersion>4.0.0</modelVersion>
   <groupId>dev.spate.services</groupId>
@@ -464,17 +474,27 @@ kafka_install() {
   <packaging>pom</packaging>
   <dependencies>
     <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId><version>$KAFKA_VERSION</version></dependency>
-    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka-tools</artifactId><version>$KAFKA_VERSION</version></dependency>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka-tools</artifactId><version>$KAFKA_VERSION</version>
+      <exclusions><exclusion><groupId>org.apache.kafka</groupId><artifactId>connect-runtime</artifactId></exclusion></exclusions>
+    </dependency>
     <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-core</artifactId><version>$LOG4J_VERSION</version></dependency>
     <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j-impl</artifactId><version>$LOG4J_VERSION</version></dependency>
   </dependencies>
 </project>
 EOF
+  ((changed)) || [[ ! -f $KAFKA_LIB/.complete ]]
+}
+
+# Resolve the pom's dependencies with Maven into $KAFKA_LIB (Maven's local repository stays
+# under $KAFKA_DIR/m2).
+kafka_install() {
+  command -v mvn >/dev/null || { log "kafka: mvn is not installed"; return 1; }
+  log "kafka: fetching kafka_2.13 $KAFKA_VERSION and its dependencies from Maven Central"
   rm -rf "$KAFKA_LIB"
-  if ! mvn -B -q -f "$build/pom.xml" -Dmaven.repo.local="$KAFKA_DIR/m2" \
+  if ! mvn -B -q -f "$KAFKA_BUILD/pom.xml" -Dmaven.repo.local="$KAFKA_DIR/m2" \
     dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$KAFKA_LIB" \
-    >"$build/mvn.log" 2>&1; then
-    fail_with_log kafka "$build/mvn.log" "Maven could not resolve Kafka $KAFKA_VERSION"
+    >"$KAFKA_BUILD/mvn.log" 2>&1; then
+    fail_with_log kafka "$KAFKA_BUILD/mvn.log" "Maven could not resolve Kafka $KAFKA_VERSION"
     return 1
   fi
   touch "$KAFKA_LIB/.complete"
@@ -541,7 +561,11 @@ kafka_up() {
   local changed
   command -v java >/dev/null || { log "kafka: java is not installed"; return 1; }
   mkdir -p "$KAFKA_DIR"
-  kafka_install || return 1
+  if kafka_pom_changed; then
+    # Never swap the jars under a running broker.
+    if kafka_running; then kafka_down; fi
+    kafka_install || return 1
+  fi
   changed=$(kafka_write_config)
   if kafka_running && ((changed)); then
     log "kafka: configuration changed, restarting"
