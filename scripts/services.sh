@@ -106,6 +106,25 @@ port_free_or_fail() {
   fi
 }
 
+# stop_debian_service SERVICE PORT: Debian's nats-server and mosquitto packages ship a system
+# service; where the init system starts it on install (this machine's image does not), it holds
+# our port. Stop it then: the tests use the instance this script configures.
+stop_debian_service() {
+  local service=$1 port=$2 i
+  command -v ss >/dev/null || return 0
+  ss -ltnpH "sport = :$port" 2>/dev/null | grep -qF "((\"$service\"" || return 0
+  log "$service: stopping the system's $service service, which holds port $port"
+  if command -v systemctl >/dev/null && [[ -d /run/systemd/system ]]; then
+    systemctl stop "$service" || true
+  elif [[ -x /etc/init.d/$service ]]; then
+    "/etc/init.d/$service" stop || true
+  fi
+  for ((i = 0; i < 50; i++)); do
+    port_open "$port" || return 0
+    sleep 0.1
+  done
+}
+
 # wait_until NAME LOGFILE PIDCHECK READYCHECK: poll until the command READYCHECK succeeds; fail
 # early when the command PIDCHECK says the process died; fail after START_TIMEOUT seconds.
 wait_until() {
@@ -364,6 +383,7 @@ EOF
     nats_down
   fi
   if ! nats_running; then
+    stop_debian_service nats-server "$NATS_PORT"
     port_free_or_fail nats "$NATS_PORT" || return 1
     log "nats: starting on $HOST:$NATS_PORT (JetStream in $NATS_DIR/jetstream)"
     rotate_log "$NATS_LOG"
@@ -419,6 +439,7 @@ EOF
     mqtt_down
   fi
   if ! mqtt_running; then
+    stop_debian_service mosquitto "$MQTT_PORT"
     port_free_or_fail mosquitto "$MQTT_PORT" || return 1
     log "mosquitto: starting on $HOST:$MQTT_PORT"
     rotate_log "$MQTT_LOG"
