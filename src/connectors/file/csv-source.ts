@@ -1,7 +1,7 @@
 import type { Source, SourceOutput, SourceReader, SourceStatus, Split } from '../../runtime/source.ts';
 import { convertCsvField, type CsvType, parseCsvRecord } from './csv.ts';
 import type { FilePosition } from './jsonl-source.ts';
-import { type BadLine, type LinePosition, LineReader, type LineReaderOptions } from './line-reader.ts';
+import { type BadLine, type LineCursor, LineReader, type LineReaderOptions } from './line-reader.ts';
 
 /** A CSV row: column name → converted field. */
 export type CsvRow = Record<string, string | number | boolean>;
@@ -11,14 +11,25 @@ export interface CsvSourceOptions<T> extends LineReaderOptions {
   /** Field delimiter (default `,`). */
   readonly delimiter?: string;
   /**
-   * Column names: `true` (default) reads them from the first row; an array gives them (no header
-   * row); `false`: no header row, columns are named by position ("0", "1", ...).
+   * Column names: `true` (default) reads them from the first row of the file (again after the
+   * file is rotated); an array gives them (no header row); `false`: no header row, columns are
+   * named by position ("0", "1", ...).
    */
   readonly header?: boolean | readonly string[];
   /** Conversions per column (default: strings). A field that does not convert dead-letters its row. */
   readonly types?: Readonly<Record<string, CsvType>>;
   /** Turns a row into a record; throw to reject the row. Default: the row object. */
   readonly parse?: (row: CsvRow) => T;
+  /**
+   * Longest record in bytes, the newlines of multi-line quoted fields included (default 1 MiB;
+   * lines are limited to it too). A quoted field that is still open past it — almost always a
+   * quote that was never closed — makes the record's first line a dead letter, and reading goes
+   * on with the line after that one: the lines the open quote had taken in are read again as
+   * records of their own. The same happens to a quoted field still open at the end of a bounded
+   * file, and to a multi-line record whose quoting turns out to be malformed. Tailing, this also
+   * bounds how long and how much a stray quote can hold back the rows after it.
+   */
+  readonly maxRecordBytes?: number;
 }
 
 function countQuotes(s: string): number {
@@ -34,7 +45,9 @@ interface CsvPosition extends FilePosition {
 /**
  * Reads a CSV file (RFC 4180, header row by default), bounded or tailing. Rows with the wrong
  * number of fields, bad quoting or fields that fail their type go to the dead-letter output with
- * the line number. Its position is the byte offset after the last complete row.
+ * the line number; an unterminated quoted field costs one line, not the rest of the file (see
+ * {@link CsvSourceOptions.maxRecordBytes}). Its position is the byte offset before the first
+ * line not yet turned into a row (or dead letter).
  *
  * @example
  * p.source(new CsvSource<Trade>('trades.csv', { types: { price: 'number', qty: 'integer' } }));
@@ -44,26 +57,40 @@ export class CsvSource<T = CsvRow> implements Source<T>, SourceReader<T> {
   readonly maxParallelism = 1;
   private readonly reader: LineReader;
   private readonly delimiter: string;
+  private readonly maxRecordBytes: number;
+  /** Column names come from a header row (`header` true or absent). */
+  private readonly headerRow: boolean;
   private columns: readonly string[] | null;
+  /** The next record is a header: the start of a file (or of its new content after rotation). */
+  private headerPending = false;
   private start: FilePosition | undefined;
   private out: SourceOutput<T> | null = null;
-  /** Lines of a record whose quoted field continues on the next line. */
-  private partial: string[] | null = null;
-  private partialQuotes = 0;
-  private partialLine = 0;
-  /** Reader position before the partial record: where a restore must start. */
-  private partialStart: LinePosition = { offset: 0, line: 0 };
+  // A record whose quoted field continues on the next lines: its lines, the reader position after
+  // each (to hand them back to the reader if the record is abandoned), and the position before
+  // it (where a restore must start). `recordStart` is null when no record is open.
+  private recordStart: LineCursor | null = null;
+  private readonly recordLines: string[] = [];
+  private readonly recordAfter: LineCursor[] = [];
+  private recordQuotes = 0;
+  private recordBytes = 0;
   /** Reader position before the line being handled. */
-  private before: LinePosition = { offset: 0, line: 0 };
+  private before: LineCursor;
 
   constructor(
     readonly path: string,
     private readonly options: CsvSourceOptions<T> = {},
   ) {
+    const maxRecordBytes = options.maxRecordBytes ?? 1 << 20;
+    if (!Number.isInteger(maxRecordBytes) || maxRecordBytes <= 0) {
+      throw new Error(`maxRecordBytes must be a positive integer, got ${String(options.maxRecordBytes)}`);
+    }
+    this.maxRecordBytes = maxRecordBytes;
     this.bounded = !options.tail;
-    this.reader = new LineReader(path, options);
+    this.reader = new LineReader(path, { ...options, maxLineBytes: Math.min(options.maxLineBytes ?? maxRecordBytes, maxRecordBytes) });
+    this.before = this.reader.cursor();
     this.delimiter = options.delimiter ?? ',';
     if (this.delimiter.length !== 1) throw new Error(`CSV delimiter must be one character, got '${this.delimiter}'`);
+    this.headerRow = options.header === undefined || options.header === true;
     this.columns = Array.isArray(options.header) ? options.header : null;
   }
 
@@ -83,54 +110,74 @@ export class CsvSource<T = CsvRow> implements Source<T>, SourceReader<T> {
       this.start = position;
       this.columns = columns;
     }
-    try {
-      await this.reader.open(this.start);
-    } catch (error) {
-      throw new Error(`cannot read ${this.path}: ${(error as Error).message}`, { cause: error });
-    }
-    this.before = this.reader.position();
+    await this.reader.open(this.start);
+    this.before = this.reader.cursor();
+    this.headerPending = this.headerRow && this.columns === null;
   }
 
   private readonly onLine = (line: string, lineNo: number): void => {
     const before = this.before;
-    this.before = this.reader.position();
-    const out = this.out!;
+    const after = this.reader.cursor();
+    this.before = after;
     let text: string;
     let first: number;
-    if (this.partial !== null) {
-      // A quoted field is open: collect lines until the quotes balance, then parse once (a
-      // record is complete exactly when it holds an even number of quotes).
-      this.partial.push(line);
-      this.partialQuotes += countQuotes(line);
-      if (this.partialQuotes % 2 === 1) return;
-      text = this.partial.join('\n');
-      first = this.partialLine;
-      this.partial = null;
+    if (this.recordStart !== null) {
+      if (lineNo === 1) {
+        // Line 1 again: the file was rotated under the open record.
+        this.abandon('unterminated quoted field: the file was rotated', line, null, after);
+        return;
+      }
+      this.recordLines.push(line);
+      this.recordAfter.push(after);
+      this.recordBytes += Buffer.byteLength(line) + 1;
+      // A record is complete exactly when it holds an even number of quotes: collect lines
+      // until then, and parse once.
+      this.recordQuotes += countQuotes(line);
+      if (this.recordQuotes % 2 === 1) {
+        if (this.recordBytes > this.maxRecordBytes) {
+          this.abandon(`unterminated quoted field: record longer than maxRecordBytes (${this.maxRecordBytes} bytes)`, null, null, null);
+        }
+        return;
+      }
+      text = this.recordLines.join('\n');
+      first = this.recordAfter[0]!.line;
     } else {
+      if (lineNo === 1 && this.headerRow) this.headerPending = true;
       if (line.length === 0) return;
       text = line;
       first = lineNo;
     }
+    const out = this.out!;
     let fields: string[] | null;
     try {
       fields = parseCsvRecord(text, this.delimiter);
     } catch (error) {
-      out.deadLetter({ file: this.path, line: first, text }, error);
+      // Quoting that breaks down after several lines most likely began with a stray quote on
+      // the first: read the others again as records.
+      if (this.recordStart !== null) {
+        const last = this.recordAfter[this.recordAfter.length - 1]!.line;
+        const why = error instanceof Error ? error.message : String(error);
+        this.abandon(`${why} in the record of lines ${first}-${last}; lines ${first + 1}-${last} are read again as records`, null, null, null);
+      } else out.deadLetter({ file: this.path, line: first, text }, error);
       return;
     }
     if (fields === null) {
-      this.partial = [text];
-      this.partialQuotes = countQuotes(text);
-      this.partialLine = first;
-      // A snapshot taken now must resume at the start of this record.
-      this.partialStart = before;
+      // A quoted field is open (an even quote count never leaves one open, so this is the
+      // record's first line).
+      this.recordStart = before;
+      this.recordLines.push(line);
+      this.recordAfter.push(after);
+      this.recordQuotes = countQuotes(line);
+      this.recordBytes = Buffer.byteLength(line) + 1;
+      return;
+    }
+    if (this.recordStart !== null) this.closeRecord();
+    if (this.headerPending) {
+      this.headerPending = false;
+      this.columns = fields;
       return;
     }
     if (this.columns === null) {
-      if (this.options.header !== false) {
-        this.columns = fields;
-        return;
-      }
       // No header: columns are named by position, "0", "1", ...
       this.columns = fields.map((_, i) => String(i));
     }
@@ -154,17 +201,50 @@ export class CsvSource<T = CsvRow> implements Source<T>, SourceReader<T> {
   };
 
   private readonly onBad = (bad: BadLine): void => {
-    this.before = this.reader.position();
-    this.partial = null;
+    const after = this.reader.cursor();
+    if (this.recordStart !== null) {
+      this.abandon(`unterminated quoted field: line ${bad.line} could not be read (${bad.error})`, null, bad, after);
+      return;
+    }
+    this.before = after;
     this.out!.deadLetter({ file: this.path, line: bad.line, text: bad.preview }, new Error(bad.error));
   };
+
+  private closeRecord(): void {
+    this.recordStart = null;
+    this.recordLines.length = 0;
+    this.recordAfter.length = 0;
+  }
+
+  /**
+   * Gives up on the open record: its first line is a dead letter, and the lines after it go back
+   * to the reader, to be read again as records of their own — with the line being handled now
+   * (`line` or `bad`, and the position after it) if it did not join the record. The position
+   * moves to just after the first line.
+   */
+  private abandon(error: string, line: string | null, bad: BadLine | null, after: LineCursor | null): void {
+    const firstText = this.recordLines[0]!;
+    const firstAfter = this.recordAfter[0]!;
+    const lines = this.recordLines.slice(1);
+    const afters = this.recordAfter.slice(1);
+    if (line !== null || bad !== null) {
+      lines.push(line ?? '');
+      afters.push(after!);
+    }
+    const bads: Array<BadLine | null> = lines.map(() => null);
+    if (bad !== null) bads[bads.length - 1] = bad;
+    this.closeRecord();
+    this.before = firstAfter;
+    this.reader.unread(lines, bads, afters, firstAfter);
+    this.out!.deadLetter({ file: this.path, line: firstAfter.line, text: firstText }, new Error(error));
+  }
 
   poll(out: SourceOutput<T>, max: number): SourceStatus {
     this.out = out;
     const status = this.reader.next(max, this.onLine, this.onBad);
-    if (status === 'end' && this.partial !== null) {
-      out.deadLetter({ file: this.path, line: this.partialLine, text: this.partial.join('\n') }, new Error('unterminated quoted field at end of file'));
-      this.partial = null;
+    if (status === 'end' && this.recordStart !== null) {
+      this.abandon('unterminated quoted field at end of file', null, null, null);
+      return 'more';
     }
     return status;
   }
@@ -174,7 +254,8 @@ export class CsvSource<T = CsvRow> implements Source<T>, SourceReader<T> {
   }
 
   snapshot(): Split<CsvPosition>[] {
-    return [{ id: this.path, position: { ...(this.partial !== null ? this.partialStart : this.reader.position()), columns: this.columns } }];
+    // Inside an open record, a restore must read the whole record again.
+    return [{ id: this.path, position: { ...this.reader.toPosition(this.recordStart ?? this.reader.cursor()), columns: this.columns } }];
   }
 
   describe(line: number): Record<string, unknown> {

@@ -50,11 +50,7 @@ export class JsonlSource<T> implements Source<T>, SourceReader<T> {
 
   async open(splits: readonly Split[]): Promise<void> {
     this.start = splits[0]?.position as FilePosition | undefined;
-    try {
-      await this.reader.open(this.start);
-    } catch (error) {
-      throw new Error(`cannot read ${this.path}: ${(error as Error).message}`, { cause: error });
-    }
+    await this.reader.open(this.start);
   }
 
   private readonly onLine = (line: string, lineNo: number): void => {
