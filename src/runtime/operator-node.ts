@@ -9,7 +9,7 @@ import type { Operator, OperatorContext, OperatorMetrics, Output } from './opera
 
 /** Counters of a fresh step. */
 export function newMetrics(): OperatorMetrics {
-  return { recordsIn: 0, recordsOut: 0, deadLetters: 0, lateRecords: 0, lateDropped: 0 };
+  return { recordsIn: 0, recordsOut: 0, deadLetters: 0, lateRecords: 0, lateDropped: 0, duplicatesDropped: 0, keysBeyondMemoryBound: 0 };
 }
 
 /**
