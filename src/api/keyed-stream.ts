@@ -77,10 +77,21 @@ export class KeyedStream<T, K extends Key> {
   }
 
   /**
-   * Drops records whose key was already seen within `options.within` ms of event time, using
-   * Bloom filters in two rotating generations: memory is bounded however many keys pass. A
-   * repeat within `within` is always dropped; a key is forgotten after 2·`within`; a new key is
-   * wrongly dropped with probability about 2·`falsePositiveRate`.
+   * Drops records whose key was already emitted within `options.within` ms of their event time,
+   * whatever the arrival order: a record is dropped if a record with the same key was emitted at
+   * an event time at most `within` before or after its own, even when the input is out of order by
+   * far more than `within`; a key emitted 2·`within` or more away in event time is forgotten. A
+   * record whose key was not emitted within that range is wrongly dropped with probability at
+   * most `falsePositiveRate` (default 1e-6), however many distinct keys arrive — until the
+   * filters reach `maxMemoryBytes` (default 256 MiB per parallel instance), which is counted
+   * (`keysBeyondMemoryBound` metric) and warned about once.
+   *
+   * How: scalable Bloom filters per key group and per event-time bucket of `within` ms; a record
+   * is looked up in its bucket and the two neighbouring ones. The watermark only frees memory:
+   * buckets older than watermark − `allowedLateness` − `within` are dropped, so memory stays
+   * bounded over time. A record more than `allowedLateness` (default 0) behind the watermark is
+   * counted in `lateRecords` and deduplicated as if it were at watermark − `allowedLateness`; it
+   * is never dropped for being late. Dropped repeats are counted in `duplicatesDropped`.
    *
    * @example
    * orders.keyBy((o) => o.orderId).dedupe({ within: 3_600_000 });

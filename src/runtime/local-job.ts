@@ -10,11 +10,11 @@ import type { Barrier } from './barrier.ts';
 import { DEFAULT_BATCH_SIZE } from './batch.ts';
 import type { Collector } from './collector.ts';
 import { DeadLetterLog, errorMessage, StepFailure } from './dead-letters.ts';
-import type { RuntimeEnv } from './env.ts';
+import type { RuntimeEnv, SavedSplit } from './env.ts';
 import type { OperatorMetrics } from './operator.ts';
 import { OperatorNode } from './operator-node.ts';
 import { SinkOperator } from './sink-operator.ts';
-import type { SourceContext } from './source.ts';
+import type { Source, SourceContext, Split } from './source.ts';
 import { SourceNode } from './source-node.ts';
 import { validateJobOptions } from './options.ts';
 
@@ -117,7 +117,6 @@ export class LocalJob {
   /** Set by a wake-up that may have come before the loop went to sleep. */
   private woken = false;
   private opened = false;
-  private built = false;
   private pendingBarrier: Barrier | null = null;
   private interval: NodeJS.Timeout | null = null;
   private readonly completions = new Set<Promise<void>>();
@@ -175,10 +174,35 @@ export class LocalJob {
     return latest;
   }
 
+  /**
+   * Creates each source and finds its splits: from the checkpoint on restore, else from the source
+   * (possibly asynchronously: listing files, asking a broker).
+   */
+  private prepareSources(restore: JobSnapshot | null): Map<string, PreparedSource> {
+    const out = new Map<string, PreparedSource>();
+    for (const step of this.graph.nodes) {
+      const spec = step.spec;
+      if (spec.type !== 'source') continue;
+      const source = withStepSync(step.id, () => spec.create());
+      if (this.storage !== null && source.replayable === false) {
+        throw new Error(`source '${step.id}' cannot replay its input, so it cannot run with durable checkpoints (exactly-once); use a replayable source or run without a checkpoint directory`);
+      }
+      const ctx: SourceContext = { stepId: step.id, clock: this.clock, instance: 0, parallelism: 1, restoredCheckpoint: restore?.id };
+      const saved = restore === null ? null : instanceRestore(restore, step.id, 0, 1)?.splits ?? null;
+      const fresh = (found: readonly Split[]): SavedSplit[] => found.map((s) => ({ ...s, maxTime: -Infinity }));
+      let splits: SavedSplit[] | Promise<SavedSplit[]>;
+      if (saved !== null) splits = [...saved];
+      else {
+        const found = withStepSync(step.id, () => source.splits(ctx));
+        splits = found instanceof Promise ? withStep(step.id, found).then(fresh) : fresh(found);
+      }
+      out.set(step.id, { source, ctx, splits });
+    }
+    return out;
+  }
+
   /** Builds one runtime node per step, restored from `restore`, and wires them. */
-  private async build(restore: JobSnapshot | null, sync: boolean): Promise<void> {
-    if (this.built) return;
-    this.built = true;
+  private build(restore: JobSnapshot | null, sources: ReadonlyMap<string, PreparedSource & { splits: SavedSplit[] }>): void {
     this.restoredFrom = restore;
     if (restore !== null) this.checkRestorable(restore);
     for (const step of this.graph.nodes) {
@@ -187,24 +211,13 @@ export class LocalJob {
       const r = restore === null ? null : instanceRestore(restore, step.id, 0, 1);
       const id = { stepId: step.id, kind: step.kind, instance: 0, parallelism: 1 };
       if (spec.type === 'source') {
-        const source = spec.create();
-        if (this.storage !== null && source.replayable === false) {
-          throw new Error(`source '${step.id}' cannot replay its input, so it cannot run with durable checkpoints (exactly-once); use a replayable source or run without a checkpoint directory`);
-        }
-        const ctx: SourceContext = { stepId: step.id, clock: this.clock, instance: 0, parallelism: 1, restoredCheckpoint: restore?.id };
-        let splits = r?.splits ?? null;
-        if (splits === null) {
-          const found = source.splits(ctx);
-          if (found instanceof Promise) {
-            if (sync) throw new Error(`source '${step.id}' lists its splits asynchronously`);
-            splits = (await withStep(step.id, found)).map((s) => ({ ...s, maxTime: -Infinity }));
-          } else splits = found.map((s) => ({ ...s, maxTime: -Infinity }));
-        }
-        const node = new SourceNode(id, source, source.createReader(ctx), splits, spec.options, this.env, r);
+        const { source, ctx, splits } = sources.get(step.id)!;
+        const reader = withStepSync(step.id, () => source.createReader(ctx));
+        const node = new SourceNode(id, source, reader, splits, spec.options, this.env, r);
         this.sources.push(node);
         this.byStep.set(step.id, node);
       } else {
-        const operator = spec.type === 'sink' ? new SinkOperator(spec.create()) : spec.create();
+        const operator = withStepSync(step.id, () => (spec.type === 'sink' ? new SinkOperator(spec.create()) : spec.create()));
         const node = new OperatorNode(id, operator, step.inputs.map((_, i) => i), this.env, r);
         this.operators.push(node);
         this.byStep.set(step.id, node);
@@ -242,7 +255,10 @@ export class LocalJob {
   openSync(): void {
     if (this.opened) return;
     this.opened = true;
-    void this.build(this.options.restoreFrom ?? null, true);
+    const restore = this.options.restoreFrom ?? null;
+    const prepared = this.prepareSources(restore);
+    for (const [id, p] of prepared) if (p.splits instanceof Promise) throw new Error(`openSync: source '${id}' lists its splits asynchronously`);
+    this.build(restore, prepared as ReadonlyMap<string, PreparedSource & { splits: SavedSplit[] }>);
     for (const node of this.operators) {
       if (withStepSync(node.stepId, () => node.open()) instanceof Promise) throw new Error(`openSync: step '${node.stepId}' opens asynchronously`);
     }
@@ -266,7 +282,10 @@ export class LocalJob {
     if (this.opened) return;
     this.opened = true;
     const restore = await this.findRestore();
-    await this.build(restore, false);
+    const prepared = this.prepareSources(restore);
+    const resolved = new Map<string, PreparedSource & { splits: SavedSplit[] }>();
+    for (const [id, p] of prepared) resolved.set(id, { ...p, splits: await p.splits });
+    this.build(restore, resolved);
     this.coordinator = new CheckpointCoordinator({
       storage: this.storage,
       fingerprint: this.graph.fingerprint(),
@@ -580,6 +599,13 @@ export class LocalJob {
     for (const node of this.sources) await attempt(node.stepId, () => node.reader.close?.());
     if (first !== null) throw (first as { error: unknown }).error;
   }
+}
+
+/** A source created for a run, with its context and its splits (being listed, maybe). */
+interface PreparedSource {
+  readonly source: Source<unknown>;
+  readonly ctx: SourceContext;
+  readonly splits: SavedSplit[] | Promise<SavedSplit[]>;
 }
 
 /** Whether a step snapshot holds anything that a missing step would lose. */

@@ -12,7 +12,7 @@ import type { DeadLetter, Operator, OperatorContext, OperatorMetrics, Output } f
 
 /** Counters of a fresh step. */
 export function newMetrics(): OperatorMetrics {
-  return { recordsIn: 0, recordsOut: 0, deadLetters: 0, lateRecords: 0, lateDropped: 0 };
+  return { recordsIn: 0, recordsOut: 0, deadLetters: 0, lateRecords: 0, lateDropped: 0, duplicatesDropped: 0, keysBeyondMemoryBound: 0 };
 }
 
 /** An event that arrived on a channel blocked by barrier alignment, kept until the barrier aligns. */

@@ -32,6 +32,13 @@ export interface OperatorMetrics {
   lateRecords: number;
   /** Late records dropped (beyond allowed lateness, or under the drop policy). */
   lateDropped: number;
+  /** Records dropped as repeats of a recently seen key (`dedupe`; includes its rare false positives). */
+  duplicatesDropped: number;
+  /**
+   * Keys that `dedupe` remembered after its filters reached their memory bound, where its
+   * documented false-positive rate no longer holds (0 while the bound is not reached).
+   */
+  keysBeyondMemoryBound: number;
 }
 
 /** What the runtime gives an operator when it opens. */

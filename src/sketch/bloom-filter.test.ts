@@ -93,6 +93,30 @@ describe('BloomFilter sizing', () => {
   });
 });
 
+describe('BloomFilter pre-hashed probes', () => {
+  it('addHashed / hasHashed with hashInto behave exactly like add / has (property)', () => {
+    const item = fc.oneof(fc.string(), fc.integer(), fc.double({ noNaN: true }));
+    fc.assert(
+      fc.property(fc.array(item, { maxLength: 200 }), fc.array(item, { maxLength: 200 }), fc.integer({ min: 1, max: 5000 }), fc.integer(), (added, probed, bits, seed) => {
+        const plain = new BloomFilter(bits, 5, { seed });
+        const hashed = new BloomFilter(bits, 5, { seed });
+        const h = new Uint32Array(2);
+        for (const x of added) {
+          BloomFilter.hashInto(x, h, hashed.seed);
+          expect(hashed.addHashed(h[0]!, h[1]!)).toBe(plain.add(x));
+        }
+        expect(hashed.equals(plain)).toBe(true);
+        expect(hashed.bitCount()).toBe(plain.bitCount());
+        for (const x of [...added, ...probed]) {
+          BloomFilter.hashInto(x, h, seed);
+          expect(hashed.hasHashed(h[0]!, h[1]!)).toBe(plain.has(x));
+        }
+      }),
+      { seed: 11 },
+    );
+  });
+});
+
 describe('BloomFilter merge', () => {
   it('merging is bitwise equal to the filter of the union', () => {
     const a = BloomFilter.forCapacity(20_000, 0.01);

@@ -156,6 +156,57 @@ export class BloomFilter {
     return true;
   }
 
+  /**
+   * Writes the 64-bit hash of `item` that {@link BloomFilter.add} and {@link BloomFilter.has}
+   * probe with into `out[0]` and `out[1]`. Hash an item once, then probe several filters of the
+   * same `seed` with {@link BloomFilter.addHashed} and {@link BloomFilter.hasHashed} (a chain of
+   * filters, say); `f.addHashed(h[0], h[1])` is exactly `f.add(item)`. Allocation-free.
+   *
+   * @example
+   * ```ts
+   * const h = new Uint32Array(2);
+   * BloomFilter.hashInto('order:1001', h, filter.seed);
+   * filter.hasHashed(h[0]!, h[1]!); // same as filter.has('order:1001')
+   * ```
+   */
+  static hashInto(item: string | number, out: Uint32Array, seed: number = DEFAULT_SKETCH_SEED): void {
+    hashPair(item, out, seed >>> 0);
+  }
+
+  /** {@link BloomFilter.add} for an item hashed with {@link BloomFilter.hashInto} (this filter's seed). */
+  addHashed(h1: number, h2: number): boolean {
+    let g = h1 | 0;
+    const words = this.words;
+    const scale = this.scale;
+    let added = 0;
+    for (let i = 0; i < this.hashes; i++) {
+      const bit = (fmix32(g) * scale) >>> 0;
+      const w = bit >>> 5;
+      const mask = 1 << (bit & 31);
+      const v = words[w]!;
+      if ((v & mask) === 0) {
+        words[w] = v | mask;
+        added++;
+      }
+      g = (g + h2) | 0;
+    }
+    this.setBits += added;
+    return added !== 0;
+  }
+
+  /** {@link BloomFilter.has} for an item hashed with {@link BloomFilter.hashInto} (this filter's seed). */
+  hasHashed(h1: number, h2: number): boolean {
+    let g = h1 | 0;
+    const words = this.words;
+    const scale = this.scale;
+    for (let i = 0; i < this.hashes; i++) {
+      const bit = (fmix32(g) * scale) >>> 0;
+      if ((words[bit >>> 5]! & (1 << (bit & 31))) === 0) return false;
+      g = (g + h2) | 0;
+    }
+    return true;
+  }
+
   /** Number of bits set. */
   bitCount(): number {
     return this.setBits;

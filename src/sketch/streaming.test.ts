@@ -225,12 +225,16 @@ describe('dedupe', () => {
     expect(snap.keyed.size).toBeLessThanOrEqual(128);
   });
 
-  it('keeps its filters across snapshot and restore', () => {
+  it('keeps its filters across snapshot and restore, those of the previous interval included', () => {
     const h = OperatorHarness.of<[Order], Order>(build);
-    for (let i = 0; i < 300; i++) h.push({ id: `k${i}`, n: i }, i);
+    h.watermark(0);
+    for (let i = 0; i < 300; i++) h.push({ id: `k${i}`, n: i }, i); // [0, 1000)
+    h.watermark(1000);
+    for (let i = 300; i < 400; i++) h.push({ id: `k${i}`, n: i }, 700 + i); // [1000, 2000)
     const h2 = h.restore(h.snapshot());
-    for (let i = 250; i < 350; i++) h2.push({ id: `k${i}`, n: i }, 400 + i);
-    expect(h2.values().map((o) => o.n)).toEqual(Array.from({ length: 50 }, (_, i) => 300 + i));
+    // k250–k299 repeat `within` after their first occurrence: only the previous interval has them.
+    for (let i = 250; i < 450; i++) h2.push({ id: `k${i}`, n: i }, 1000 + i);
+    expect(h2.values().map((o) => o.n)).toEqual(Array.from({ length: 50 }, (_, i) => 400 + i));
   });
 
   it('runs in a pipeline and is planned with a keyed exchange', async () => {

@@ -21,6 +21,8 @@ export interface HarnessOptions {
   readonly errors?: 'dead-letter' | 'fail';
   /** Number of key groups (default 128). */
   readonly maxParallelism?: number;
+  /** Where warnings and unconsumed dead letters are logged (default stderr). */
+  readonly log?: (line: string) => void;
 }
 
 /** A record with its timestamp, as the harness reports output. */
@@ -83,6 +85,7 @@ export class OperatorHarness<I extends readonly unknown[], O> {
       clock: this.clock,
       errors: options.errors ?? 'dead-letter',
       maxParallelism: options.maxParallelism,
+      log: options.log,
       restoreFrom,
     });
     this.job.openSync();
