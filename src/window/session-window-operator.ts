@@ -6,7 +6,7 @@ import { EMPTY_SNAPSHOT, KeyedSnapshotReader, KeyedSnapshotWriter, type Operator
 import { TimerQueue } from '../time/timer-queue.ts';
 import { MIN_WATERMARK } from '../time/watermark.ts';
 import { TimedEmitter } from '../operators/emitter.ts';
-import type { SessionWindows, WindowInfo } from './assigners.ts';
+import { maxWindowTime, type SessionWindows, timeOutOfRange, type WindowInfo } from './assigners.ts';
 import { LateHandler, type LatePolicy } from './late-policy.ts';
 import type { WindowAccumulator, WindowInput } from './sliced-window-operator.ts';
 import type { WindowFunction } from './window-function.ts';
@@ -32,6 +32,8 @@ interface Session {
  */
 export class SessionWindowOperator implements Operator<unknown, unknown> {
   private readonly gap: number;
+  /** Largest |event time| accepted: beyond it t + gap can round to t (see maxWindowTime). */
+  private readonly maxTime: number;
   private readonly sessions = new Map<Key, Session[]>();
   private readonly timers = new TimerQueue();
   private watermark = MIN_WATERMARK;
@@ -43,12 +45,13 @@ export class SessionWindowOperator implements Operator<unknown, unknown> {
   private readonly onTimer = (key: Key, time: number): void => this.timer(key, time);
 
   constructor(
-    assigner: SessionWindows,
+    private readonly assigner: SessionWindows,
     private readonly inputs: readonly WindowInput[],
     private readonly acc: WindowAccumulator,
     private readonly fn: WindowFunction<Key, unknown, unknown>,
     private readonly policy: LatePolicy<unknown>,
   ) {
+    this.maxTime = maxWindowTime(assigner); // also checks a hand-built assigner
     this.gap = assigner.gap;
     this.codec = acc.codec ?? defaultCodec();
   }
@@ -64,12 +67,15 @@ export class SessionWindowOperator implements Operator<unknown, unknown> {
     const { values, times, length } = batch;
     const { key: keyOf, add } = this.inputs[input]!;
     const gap = this.gap;
+    const maxTime = this.maxTime;
     let i = 0;
     while (i < length) {
       try {
         for (; i < length; i++) {
           const v = values[i];
           const t = times[i]!;
+          // Beyond maxTime, t + gap can round to t: a zero-length session.
+          if (!(Math.abs(t) <= maxTime)) throw timeOutOfRange(t, this.assigner, maxTime);
           const k = checkKey(keyOf(v));
           const list = this.sessions.get(k);
           if (list !== undefined && list.length === 1) {
