@@ -9,6 +9,7 @@ import type { Collector, EdgeTarget } from './collector.ts';
 import { DeadLetterChannel } from './dead-letters.ts';
 import type { DeadLetter, OperatorMetrics } from './operator.ts';
 import { OperatorNode } from './operator-node.ts';
+import { validateJobOptions } from './options.ts';
 import { SinkOperator } from './sink-operator.ts';
 import { SourceNode } from './source-node.ts';
 
@@ -83,6 +84,7 @@ export class LocalJob {
     /** The step that dead letters flow out of, if a pipeline consumes them. */
     deadLetterStep?: StepNode,
   ) {
+    validateJobOptions(options);
     this.clock = options.clock ?? systemClock;
     this.maxParallelism = options.maxParallelism ?? DEFAULT_MAX_PARALLELISM;
     this.batchSize = options.batchSize ?? DEFAULT_BATCH_SIZE;
