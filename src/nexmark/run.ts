@@ -1,4 +1,4 @@
-import { Pipeline } from '../api/pipeline.ts';
+import { Pipeline, type RunningJob } from '../api/pipeline.ts';
 import { JsonlSink } from '../connectors/file/jsonl-sink.ts';
 import type { Batch } from '../runtime/batch.ts';
 import type { Sink } from '../runtime/sink.ts';
@@ -20,11 +20,14 @@ export interface NexmarkRunOptions {
   /** The generated events as JSONL, in arrival order. */
   readonly eventsOut?: string;
   readonly batchSize?: number;
+  /** Called once the job has started: to stop it early (on a signal) or to watch its progress. */
+  readonly onStart?: (job: RunningJob) => void;
 }
 
 /** What a run measured. */
 export interface NexmarkRunResult {
   readonly query: QueryName | 'none';
+  /** Events processed: all of them, unless the job was stopped early. */
   readonly events: number;
   readonly seconds: number;
   readonly eventsPerSecond: number;
@@ -117,13 +120,16 @@ export async function runNexmark(options: NexmarkRunOptions): Promise<NexmarkRun
       counter = sink;
     }
   }
-  const result = await p.run();
+  const running = p.start();
+  options.onStart?.(running);
+  const result = await running.done;
   const seconds = result.durationMs / 1000;
+  const processed = result.metrics.find((m) => m.step === 'nexmark')!.recordsOut;
   return {
     query: options.query,
-    events: options.events,
+    events: processed,
     seconds,
-    eventsPerSecond: options.events / seconds,
+    eventsPerSecond: processed / seconds,
     results: counter.count,
     deadLetters: result.deadLetters,
     lateRecords: result.metrics.reduce((n, m) => n + m.lateRecords, 0),
