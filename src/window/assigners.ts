@@ -85,6 +85,10 @@ export function checkAssigner(assigner: WindowAssigner): void {
       }
       if (assigner.slide > assigner.size) throw new RangeError(`sliding window slide (${assigner.slide}) must not exceed its size (${assigner.size})`);
       offsetOf(`${name} offset`, assigner.offset, assigner.slide);
+      // tumbling() and sliding() reduce the offset modulo the slide; maxWindowTime counts on it.
+      if (Math.abs(assigner.offset) >= assigner.slide) {
+        throw new RangeError(`${name} offset (${assigner.offset}) must be less than its slide (${assigner.slide}) in magnitude`);
+      }
       return;
     }
     default:

@@ -86,6 +86,12 @@ describe('an event time beyond exact window arithmetic (a nanosecond timestamp) 
     const r = runFixture('literal-fractional-size', 5);
     expect(r.error).toMatch(/size must be a whole number of milliseconds .*got 10\.5/);
   });
+
+  it('a hand-built assigner with an offset beyond its slide is refused', () => {
+    // t - offset left the exact range for times the limit accepts.
+    const r = runFixture('literal-large-offset', 5);
+    expect(r.error).toMatch(/tumbling window offset \(1000000000000000\) must be less than its slide \(10\) in magnitude/);
+  });
 });
 
 type Row = WindowResult<string, number>;
