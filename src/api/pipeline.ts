@@ -5,6 +5,7 @@ import type { JobSnapshot } from '../checkpoint/snapshot.ts';
 import type { CheckpointRecord } from '../checkpoint/coordinator.ts';
 import { UnionOperator } from '../operators/union.ts';
 import type { DeadLetter, Operator } from '../runtime/operator.ts';
+import { validateSourceOptions } from '../runtime/options.ts';
 import type { Sink } from '../runtime/sink.ts';
 import type { Source } from '../runtime/source.ts';
 import { ArraySource, IterableSource } from '../connectors/memory/source.ts';
@@ -56,6 +57,7 @@ export class Pipeline {
   source<T>(source: Source<T> | (() => Source<T>), options: SourceOptions<T> = {}): Stream<T> {
     const create = typeof source === 'function' ? source : () => source;
     const id = this.graph.stepId('source', options.id);
+    validateSourceOptions(id, options);
     const node = this.graph.add(
       new StepNode(id, 'source', [], {
         type: 'source',

@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs, promisify } from 'node:util';
 import type { NexmarkRunResult } from '../nexmark/run.ts';
 import { QUERY_NAMES } from '../nexmark/queries.ts';
+import { numericArg, UsageError } from './args.ts';
 
 const run = promisify(execFile);
 const BIN = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', 'spate.js');
@@ -26,9 +27,12 @@ export async function runBench(args: string[]): Promise<number> {
     args,
     options: { events: { type: 'string' }, runs: { type: 'string' }, query: { type: 'string' } },
   });
-  const events = Number(values.events ?? 5_000_000);
-  const runs = Number(values.runs ?? 3);
-  const queries = values.query === undefined ? ['none', ...QUERY_NAMES] : values.query.split(',');
+  const events = numericArg('events', values.events, 5_000_000, { integer: true, min: 1 });
+  const runs = numericArg('runs', values.runs, 3, { integer: true, min: 1 });
+  const known = ['none', ...QUERY_NAMES];
+  const queries = values.query === undefined ? known : values.query.split(',');
+  const unknown = queries.filter((q) => !known.includes(q));
+  if (unknown.length > 0) throw new UsageError(`--query: unknown ${unknown.map((q) => `'${q}'`).join(', ')}; a comma-separated list of ${known.join(', ')}`);
   console.log(`NEXMark, ${events.toLocaleString('en-US')} events per run, best of ${runs} runs, one core (${cpus()[0]?.model ?? 'unknown CPU'}, Node ${process.version})\n`);
   console.log('| query | events/s | target | vs target | result rows |');
   console.log('|---|---:|---:|---:|---:|');

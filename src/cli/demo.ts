@@ -4,6 +4,7 @@ import { CallbackSink } from '../connectors/memory/sink.ts';
 import type { Q4Row, Q5Row, Q7Row, Q11Row } from '../nexmark/model.ts';
 import { q4, q5, q7, q11 } from '../nexmark/queries.ts';
 import { NexmarkSource } from '../nexmark/source.ts';
+import { numericArg, onStopSignal } from './args.ts';
 
 const money = (cents: number): string =>
   `$${(cents / 100).toLocaleString('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 2 })}`;
@@ -18,9 +19,9 @@ const clock = (ms: number): string => new Date(ms).toISOString().slice(11, 19);
  */
 export async function runDemo(args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: { seconds: { type: 'string' }, rate: { type: 'string' } } });
-  const seconds = Number(values.seconds ?? 20);
-  const rate = Number(values.rate ?? 20_000);
-  if (!(seconds >= 0) || !(rate > 0)) throw new Error('--seconds must be >= 0 and --rate > 0');
+  // setTimeout fires at once for delays beyond 2^31 - 1 ms (24.8 days): refuse those.
+  const seconds = numericArg('seconds', values.seconds, 20, { min: 0, max: 2_147_483, hint: '0: run until stopped' });
+  const rate = numericArg('rate', values.rate, 20_000, { min: 0, exclusiveMin: true, hint: 'events per second' });
 
   const p = new Pipeline();
   const start = Date.now();
@@ -52,7 +53,7 @@ export async function runDemo(args: string[]): Promise<number> {
 
   process.stdout.write(
     `Spate demo: a live auction site, ${rate.toLocaleString('en-US')} events/s of people, auctions and bids.\n` +
-      `One job, four continuous queries; ${seconds > 0 ? `stops after ${seconds} s` : 'runs until Ctrl-C'} (--seconds N, --rate R).\n\n`,
+      `One job, four continuous queries; ${seconds > 0 ? `stops after ${seconds} s` : 'runs until Ctrl-C or SIGTERM'} (--seconds N, --rate R).\n\n`,
   );
   const job = p.start();
   let last = { time: Date.now(), events: 0 };
@@ -87,19 +88,25 @@ export async function runDemo(args: string[]): Promise<number> {
     process.stdout.write(lines.join('\n') + '\n\n');
   };
   const timer = setInterval(report, 2000);
-  const stop = (): void => {
+  let stopped: NodeJS.Signals | undefined;
+  // SIGTERM (a service manager, `kill`, a container stop) ends the demo as cleanly as Ctrl-C.
+  const removeHandlers = onStopSignal((signal) => {
+    stopped ??= signal;
     void job.stop();
-  };
-  process.once('SIGINT', stop);
-  const deadline = seconds > 0 ? setTimeout(stop, seconds * 1000) : null;
-  const result = await job.done;
-  clearInterval(timer);
-  if (deadline !== null) clearTimeout(deadline);
-  process.off('SIGINT', stop);
+  });
+  const deadline = seconds > 0 ? setTimeout(() => void job.stop(), seconds * 1000) : null;
+  let result;
+  try {
+    result = await job.done;
+  } finally {
+    clearInterval(timer);
+    if (deadline !== null) clearTimeout(deadline);
+    removeHandlers();
+  }
   report();
   const steps = result.metrics.filter((m) => m.kind !== 'sink');
   process.stdout.write(
-    `Done in ${(result.durationMs / 1000).toFixed(1)} s. Per step (records in → out):\n` +
+    `Done in ${(result.durationMs / 1000).toFixed(1)} s${stopped === undefined ? '' : ` (stopped by ${stopped})`}. Per step (records in → out):\n` +
       steps.map((m) => `  ${m.step.padEnd(22)} ${m.kind.padEnd(16)} ${String(m.recordsIn).padStart(10)} → ${m.recordsOut}`).join('\n') +
       '\n',
   );

@@ -1,16 +1,21 @@
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import type { RunningJob } from '../api/pipeline.ts';
 import { QUERY_NAMES, type QueryName } from '../nexmark/queries.ts';
 import { runNexmark } from '../nexmark/run.ts';
+import { MAX_BATCH_SIZE } from '../runtime/options.ts';
+import { numericArg, onStopSignal, outputFileArg, UsageError } from './args.ts';
 import { runBench } from './bench.ts';
 import { runDemo } from './demo.ts';
 
 const USAGE = `spate — real-time stream processing for TypeScript
 
 Usage:
-  spate demo [--seconds S]            run the demo job (live NEXMark analytics)
+  spate demo [--seconds S] [--rate R] run the demo job (live NEXMark analytics) for S seconds
+                                      (default 20; 0: until stopped) at R events/s (default 20000)
   spate nexmark --query Q [options]   run NEXMark queries and print throughput
-  spate bench [--events N] [--runs R] run the benchmark suite and print the table
+  spate bench [--events N] [--runs R] [--query Q,Q]
+                                      run the benchmark suite and print the table
   spate help                          this text
 
 nexmark options:
@@ -25,22 +30,17 @@ nexmark options:
                       one file per query: FILE with .<query> before the extension
   --events-out FILE   the generated events as JSONL, in arrival order
   --parallelism P     parallel instances (1 in this release)
+  --batch-size N      records per batch (default 1024)
   --checkpoint-dir D  durable checkpoints in D: a run killed and started again with the same
                       D resumes from the last checkpoint; --out is then written exactly once
                       (with --query all, one subdirectory per query)
   --checkpoint-interval MS
                       milliseconds between checkpoints (default 1000)
   --json              print one JSON object per query instead of text
+
+SIGINT (Ctrl-C) or SIGTERM stops demo and nexmark early: sinks are flushed, the
+summary is printed and the exit code is 0. Progress goes to stderr.
 `;
-
-function int(name: string, value: string | undefined, fallback: number): number {
-  if (value === undefined) return fallback;
-  const n = Number(value);
-  if (!Number.isFinite(n) || n < 0) throw new UsageError(`--${name} must be a non-negative number, got '${value}'`);
-  return n;
-}
-
-class UsageError extends Error {}
 
 /** Inserts `.q5` before the extension of `path`. */
 function perQuery(path: string, query: string): string {
@@ -76,35 +76,94 @@ async function nexmark(args: string[]): Promise<number> {
   if (query === undefined) throw new UsageError('--query is required');
   const queries: Array<QueryName | 'none'> = query === 'all' ? [...QUERY_NAMES] : [query as QueryName | 'none'];
   if (query !== 'all' && query !== 'none' && !(QUERY_NAMES as readonly string[]).includes(query)) {
-    throw new UsageError(`unknown query '${query}'; one of ${QUERY_NAMES.join(', ')}, all`);
+    throw new UsageError(`unknown query '${query}'; one of ${QUERY_NAMES.join(', ')}, all, none`);
   }
-  const parallelism = int('parallelism', values.parallelism, 1);
+  // Every value is checked before the first query runs.
+  const parallelism = numericArg('parallelism', values.parallelism, 1, { integer: true, min: 1 });
   if (parallelism !== 1) throw new UsageError(`--parallelism ${parallelism}: this release runs one instance per step (use 1)`);
-  const events = int('events', values.events, 1_000_000);
-  for (const [i, q] of queries.entries()) {
-    const result = await runNexmark({
-      query: q,
-      events,
-      rate: values.rate === undefined ? undefined : int('rate', values.rate, 10_000),
-      seed: values.seed === undefined ? undefined : int('seed', values.seed, 42),
-      baseTime: values['base-time'] === undefined ? undefined : int('base-time', values['base-time'], 0),
-      disorder: int('disorder', values.disorder, 0),
-      out: values.out === undefined ? undefined : queries.length > 1 ? perQuery(values.out, q) : values.out,
-      // The same events feed every query: write them once.
-      eventsOut: i === 0 ? values['events-out'] : undefined,
-      batchSize: values['batch-size'] === undefined ? undefined : int('batch-size', values['batch-size'], 1024),
-      checkpointDir: values['checkpoint-dir'] === undefined ? undefined : queries.length > 1 ? join(values['checkpoint-dir'], q) : values['checkpoint-dir'],
-      checkpointInterval: values['checkpoint-interval'] === undefined ? undefined : int('checkpoint-interval', values['checkpoint-interval'], 1000),
-    });
-    if (values.json) console.log(JSON.stringify(result));
-    else {
-      const extra = result.deadLetters > 0 || result.lateRecords > 0 ? `, ${result.deadLetters} dead letters, ${result.lateRecords} late` : '';
-      console.log(
-        `${q.padEnd(4)} ${result.events.toLocaleString('en-US')} events in ${result.seconds.toFixed(2)} s = ${formatRate(result.eventsPerSecond)} events/s (${result.results.toLocaleString('en-US')} result rows${extra})`,
-      );
+  const events = numericArg('events', values.events, 1_000_000, { integer: true, min: 1 });
+  const rate = numericArg('rate', values.rate, undefined, { min: 0, exclusiveMin: true, hint: 'events per second of event time' });
+  const seed = numericArg('seed', values.seed, undefined, { integer: true, min: 0, max: 0xffff_ffff });
+  // JavaScript dates span ±8.64e15 ms.
+  const baseTime = numericArg('base-time', values['base-time'], undefined, { integer: true, min: -8.64e15, max: 8.64e15, hint: 'epoch ms' });
+  const disorder = numericArg('disorder', values.disorder, 0, { integer: true, min: 0, hint: 'ms' });
+  const batchSize = numericArg('batch-size', values['batch-size'], undefined, { integer: true, min: 1, max: MAX_BATCH_SIZE });
+  const out = outputFileArg('out', values.out);
+  const checkpointDir = values['checkpoint-dir'];
+  const checkpointInterval = numericArg('checkpoint-interval', values['checkpoint-interval'], undefined, { min: 0, hint: 'ms' });
+  const eventsOut = outputFileArg('events-out', values['events-out']);
+
+  let stopped: NodeJS.Signals | undefined;
+  let running: RunningJob | undefined;
+  const removeHandlers = onStopSignal((signal) => {
+    stopped ??= signal;
+    void running?.stop();
+  });
+  try {
+    for (const [i, q] of queries.entries()) {
+      if (stopped !== undefined) break;
+      let progress: Progress | undefined;
+      const result = await runNexmark({
+        query: q,
+        events,
+        rate,
+        seed,
+        baseTime,
+        disorder,
+        out: out === undefined ? undefined : queries.length > 1 ? perQuery(out, q) : out,
+        // The same events feed every query: write them once.
+        eventsOut: i === 0 ? eventsOut : undefined,
+        batchSize,
+        checkpointDir: checkpointDir === undefined ? undefined : queries.length > 1 ? join(checkpointDir, q) : checkpointDir,
+        checkpointInterval,
+        onStart: (job) => {
+          running = job;
+          if (stopped !== undefined) void job.stop();
+          progress = new Progress(q, job);
+        },
+      }).finally(() => {
+        running = undefined;
+        progress?.end();
+      });
+      const stopNote = stopped === undefined ? '' : `, stopped by ${stopped}`;
+      if (values.json) console.log(JSON.stringify(stopped === undefined ? result : { ...result, stopped }));
+      else {
+        const extra = result.deadLetters > 0 || result.lateRecords > 0 ? `, ${result.deadLetters} dead letters, ${result.lateRecords} late` : '';
+        console.log(
+          `${q.padEnd(4)} ${result.events.toLocaleString('en-US')} events in ${result.seconds.toFixed(2)} s = ${formatRate(result.eventsPerSecond)} events/s (${result.results.toLocaleString('en-US')} result rows${extra})${stopNote}`,
+        );
+      }
     }
+  } finally {
+    removeHandlers();
   }
   return 0;
+}
+
+/** Events processed so far, on stderr once a second (one line rewritten in place on a terminal). */
+class Progress {
+  private readonly timer: NodeJS.Timeout;
+  private readonly started = performance.now();
+  private readonly tty = process.stderr.isTTY === true;
+
+  constructor(
+    private readonly query: string,
+    private readonly job: RunningJob,
+  ) {
+    this.timer = setInterval(() => this.report(), 1000);
+  }
+
+  private report(): void {
+    const events = this.job.job.metrics().find((m) => m.step === 'nexmark')?.recordsOut ?? 0;
+    const seconds = (performance.now() - this.started) / 1000;
+    const line = `${this.query}: ${events.toLocaleString('en-US')} events, ${formatRate(events / seconds)} events/s`;
+    process.stderr.write(this.tty ? `\r${line}\x1b[K` : `${line}\n`);
+  }
+
+  end(): void {
+    clearInterval(this.timer);
+    if (this.tty) process.stderr.write('\r\x1b[K');
+  }
 }
 
 /** Entry point of the `spate` command; returns the exit code. */
@@ -136,4 +195,4 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-export { formatRate, UsageError, int };
+export { formatRate, UsageError };

@@ -1,4 +1,4 @@
-import { Pipeline } from '../api/pipeline.ts';
+import { Pipeline, type RunningJob } from '../api/pipeline.ts';
 import { JsonlSink } from '../connectors/file/jsonl-sink.ts';
 import type { Batch } from '../runtime/batch.ts';
 import type { Stream } from '../api/stream.ts';
@@ -26,11 +26,14 @@ export interface NexmarkRunOptions {
   readonly checkpointDir?: string;
   /** Milliseconds between checkpoints (default 1000). */
   readonly checkpointInterval?: number;
+  /** Called once the job has started: to stop it early (on a signal) or to watch its progress. */
+  readonly onStart?: (job: RunningJob) => void;
 }
 
 /** What a run measured. */
 export interface NexmarkRunResult {
   readonly query: QueryName | 'none';
+  /** Events processed: all of them, unless the job was stopped early. */
   readonly events: number;
   readonly seconds: number;
   readonly eventsPerSecond: number;
@@ -91,15 +94,18 @@ export async function runNexmark(options: NexmarkRunOptions): Promise<NexmarkRun
     const tableKey = options.query === 'none' ? undefined : QUERIES[options.query].tableKey;
     (tableKey === undefined ? results : finalTable(results as Stream<object>, tableKey)).sink(new JsonlSink<object>(options.out), { id: 'out' });
   }
-  const result = await p.run({ checkpointDir: options.checkpointDir, checkpointInterval: options.checkpointInterval });
+  const running = p.start({ checkpointDir: options.checkpointDir, checkpointInterval: options.checkpointInterval });
+  options.onStart?.(running);
+  const result = await running.done;
   // Result rows: what reached the sink, or for an updating query every update of its table.
   const counted = result.metrics.find((m) => m.step === 'final-table') ?? result.metrics.find((m) => m.step === 'out')!;
   const seconds = result.durationMs / 1000;
+  const processed = result.metrics.find((m) => m.step === 'nexmark')!.recordsOut;
   return {
     query: options.query,
-    events: options.events,
+    events: processed,
     seconds,
-    eventsPerSecond: options.events / seconds,
+    eventsPerSecond: processed / seconds,
     results: counted.recordsIn,
     deadLetters: result.deadLetters,
     lateRecords: result.metrics.reduce((n, m) => n + m.lateRecords, 0),

@@ -7,8 +7,8 @@ import type { InstanceRestore, RuntimeEnv, SavedSplit } from './env.ts';
 import { newMetrics, type NodeIdentity, reportDeadLetter } from './operator-node.ts';
 import type { Source, SourceOutput, SourceReader, SourceStatus, Split, SplitOutput } from './source.ts';
 
-/** The largest event time a window can compute with exactly (ends and panes stay below 2^53). */
-export const MAX_EVENT_TIME = 2 ** 52;
+/** The largest event time a source accepts: beyond it, milliseconds are no longer exact. */
+export const MAX_EVENT_TIME = Number.MAX_SAFE_INTEGER;
 
 /** Watermark state of one split output (or of the reader's own output). */
 class SplitTrack implements SplitOutput<unknown> {
@@ -202,9 +202,9 @@ export class SourceNode {
     this.explicitWatermark(this.own, watermark);
   }
 
-  deadLetter(raw: unknown, error: unknown): void {
+  deadLetter(raw: unknown, error: unknown, time = NaN): void {
     this.metrics.deadLetters++;
-    reportDeadLetter(this.env, this.stepId, this.deadLetterPort, raw, error, NaN);
+    reportDeadLetter(this.env, this.stepId, this.deadLetterPort, raw, error, time);
   }
 
   markIdle(track: SplitTrack = this.own): void {
@@ -430,13 +430,14 @@ export class SourceNode {
   /** Whether a record's time is in range and within the skew allowed ahead of the watermark. */
   private timeAccepted(i: number, t: number, skewLimit: number): boolean {
     if (t > MAX_EVENT_TIME || t < -MAX_EVENT_TIME) {
-      this.rejectTime(i, new Error(`event time ${t} is out of range (±2^52 ms, year ±142 710): a timestamp in micro- or nanoseconds?`));
+      this.rejectTime(i, new Error(`event time ${t} is out of range (beyond ±2^53 ms, milliseconds are inexact): a timestamp in micro- or nanoseconds?`), t);
       return false;
     }
     if (t > skewLimit) {
       this.rejectTime(
         i,
         new Error(`event time ${t} is ${t - this.currentWatermark} ms ahead of the watermark ${this.currentWatermark}, beyond maxTimeSkew ${this.maxSkew} ms`),
+        t,
       );
       return false;
     }
@@ -444,12 +445,12 @@ export class SourceNode {
   }
 
   /** A record whose time is unusable becomes a dead letter, with where it came from. */
-  private rejectTime(i: number, error: unknown): void {
+  private rejectTime(i: number, error: unknown, time = NaN): void {
     const value = this.batch.values[i];
     const origin = this.origins?.[i];
     const describe = this.reader.describe;
     const record = origin !== undefined && origin === origin && describe !== undefined ? { ...describe.call(this.reader, origin), record: value } : value;
-    this.deadLetter(record, error);
+    this.deadLetter(record, error, time);
   }
 
   private setIdle(idle: boolean): void {

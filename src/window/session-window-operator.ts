@@ -5,7 +5,7 @@ import { checkKey, type Key } from '../state/key-group.ts';
 import { KeyedTable } from '../state/keyed-table.ts';
 import { TimerQueue } from '../time/timer-queue.ts';
 import { TimedEmitter } from '../operators/emitter.ts';
-import type { SessionWindows, WindowInfo } from './assigners.ts';
+import { maxWindowTime, type SessionWindows, timeOutOfRange, type WindowInfo } from './assigners.ts';
 import { LateHandler, type LatePolicy } from './late-policy.ts';
 import type { WindowAccumulator, WindowInput } from './sliced-window-operator.ts';
 import type { WindowFunction } from './window-function.ts';
@@ -31,6 +31,8 @@ interface Session {
  */
 export class SessionWindowOperator implements Operator<unknown, unknown> {
   private readonly gap: number;
+  /** Largest |event time| accepted: beyond it t + gap can round to t (see maxWindowTime). */
+  private readonly maxTime: number;
   /** Key → its sessions, sorted by start (the operator's keyed state). */
   private sessions!: Map<Key, Session[]>;
   /** Derived from the sessions (rebuilt on restore), so not part of the state. */
@@ -43,12 +45,13 @@ export class SessionWindowOperator implements Operator<unknown, unknown> {
   private readonly onTimer = (key: Key, time: number): void => this.timer(key, time);
 
   constructor(
-    assigner: SessionWindows,
+    private readonly assigner: SessionWindows,
     private readonly inputs: readonly WindowInput[],
     private readonly acc: WindowAccumulator,
     private readonly fn: WindowFunction<Key, unknown, unknown>,
     private readonly policy: LatePolicy<unknown>,
   ) {
+    this.maxTime = maxWindowTime(assigner); // also checks a hand-built assigner
     this.gap = assigner.gap;
     this.codec = acc.codec ?? defaultCodec();
   }
@@ -90,12 +93,15 @@ export class SessionWindowOperator implements Operator<unknown, unknown> {
     const { values, times, length } = batch;
     const { key: keyOf, add } = this.inputs[input]!;
     const gap = this.gap;
+    const maxTime = this.maxTime;
     let i = 0;
     while (i < length) {
       try {
         for (; i < length; i++) {
           const v = values[i];
           const t = times[i]!;
+          // Beyond maxTime, t + gap can round to t: a zero-length session.
+          if (!(Math.abs(t) <= maxTime)) throw timeOutOfRange(t, this.assigner, maxTime);
           const k = checkKey(keyOf(v));
           const list = this.sessions.get(k);
           if (list !== undefined && list.length === 1) {

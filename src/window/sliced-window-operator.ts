@@ -4,7 +4,7 @@ import { defaultCodec, type StateCodec } from '../state/codec.ts';
 import { checkKey, type Key } from '../state/key-group.ts';
 import { NamespacedTable } from '../state/namespaced-table.ts';
 import { TimedEmitter } from '../operators/emitter.ts';
-import { gcd, type SlidingWindows, type TumblingWindows, type WindowInfo } from './assigners.ts';
+import { gcd, maxWindowTime, type SlidingWindows, timeOutOfRange, type TumblingWindows, type WindowInfo } from './assigners.ts';
 import { LateHandler, type LatePolicy } from './late-policy.ts';
 import type { WindowFunction } from './window-function.ts';
 
@@ -41,6 +41,8 @@ export class SlicedWindowOperator implements Operator<unknown, unknown> {
   private readonly slide: number;
   private readonly offset: number;
   private readonly pane: number;
+  /** Largest |event time| accepted: window arithmetic beyond it is inexact (see maxWindowTime). */
+  private readonly maxTime: number;
   /** Pane start → key → accumulator (the operator's keyed state). */
   private panes!: NamespacedTable<unknown>;
   /** Pane starts, ascending (the table's). */
@@ -61,12 +63,13 @@ export class SlicedWindowOperator implements Operator<unknown, unknown> {
   private window: WindowInfo = { start: 0, end: 0, late: false };
 
   constructor(
-    assigner: TumblingWindows | SlidingWindows,
+    private readonly assigner: TumblingWindows | SlidingWindows,
     private readonly inputs: readonly WindowInput[],
     private readonly acc: WindowAccumulator,
     private readonly fn: WindowFunction<Key, unknown, unknown>,
     private readonly policy: LatePolicy<unknown>,
   ) {
+    this.maxTime = maxWindowTime(assigner); // also checks a hand-built assigner before gcd sees it
     this.size = assigner.size;
     this.slide = assigner.slide;
     this.offset = assigner.offset;
@@ -113,12 +116,15 @@ export class SlicedWindowOperator implements Operator<unknown, unknown> {
     const offset = this.offset;
     const wm = this.ctx.watermark;
     const lateness = this.lateness;
+    const maxTime = this.maxTime;
     let i = 0;
     while (i < length) {
       try {
         for (; i < length; i++) {
           const v = values[i];
           const t = times[i]!;
+          // Beyond maxTime, end = start + size can round to start and the firing loop never ends.
+          if (!(Math.abs(t) <= maxTime)) throw timeOutOfRange(t, this.assigner, maxTime);
           const p = t - mod(t - offset, pane);
           if (p !== this.cStart) this.selectPane(p);
           if (this.cFirstEnd - 1 <= wm) {
