@@ -6,6 +6,8 @@
  */
 export { Pipeline, type PipelineOptions, type RunningJob, type SourceOptions } from './api/pipeline.ts';
 export { Stream, type StepOptions } from './api/stream.ts';
+export { definePipeline, type PipelineModule, type PipelineArgs } from './api/define-pipeline.ts';
+export { compatibilityReport, formatReport, type CompatibilityReport, type StepVerdict, type TableVerdict } from './checkpoint/compatibility.ts';
 export {
   KeyedStream,
   StatefulKeyedStream,

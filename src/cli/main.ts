@@ -7,10 +7,16 @@ import { MAX_BATCH_SIZE } from '../runtime/options.ts';
 import { numericArg, onStopSignal, outputFileArg, UsageError } from './args.ts';
 import { runBench } from './bench.ts';
 import { runDemo } from './demo.ts';
+import { planCommand, runCommand, savepointCommand } from './run.ts';
 
 const USAGE = `spate — real-time stream processing for TypeScript
 
 Usage:
+  spate run <pipeline.ts> [options] [-- args]
+                                      run your pipeline module (spate run --help)
+  spate plan <pipeline.ts> [--against DIR]
+                                      print the plan, and what a restore from DIR would do
+  spate savepoint <checkpoint-dir>    take a savepoint of the job running with that directory
   spate demo [--seconds S] [--rate R] run the demo job (live NEXMark analytics) for S seconds
                                       (default 20; 0: until stopped) at R events/s (default 20000)
   spate nexmark --query Q [options]   run NEXMark queries and print throughput
@@ -171,6 +177,12 @@ export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   try {
     switch (command) {
+      case 'run':
+        return await runCommand(rest);
+      case 'plan':
+        return await planCommand(rest);
+      case 'savepoint':
+        return await savepointCommand(rest);
       case 'nexmark':
         return await nexmark(rest);
       case 'bench':
@@ -188,11 +200,25 @@ export async function main(argv: string[]): Promise<number> {
     }
   } catch (error) {
     if (error instanceof UsageError || (error instanceof TypeError && (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS'))) {
-      process.stderr.write(`spate: ${error.message}\n\n${USAGE}`);
+      process.stderr.write(`spate: ${error.message}\n\n${command === 'run' || command === 'plan' || command === 'savepoint' ? `spate ${command} --help lists the options\n` : USAGE}`);
       return 2;
     }
-    throw error;
+    // A failed job: its error (which names the step) without a stack trace, unless asked for.
+    process.stderr.write(`spate: ${describeError(error)}\n`);
+    if (process.env.SPATE_DEBUG) process.stderr.write(`${(error as Error).stack ?? ''}\n`);
+    return 1;
   }
+}
+
+/** An error's message with the messages of its causes. */
+function describeError(error: unknown): string {
+  let text = error instanceof Error ? error.message : String(error);
+  let cause = error instanceof Error ? error.cause : undefined;
+  while (cause instanceof Error) {
+    if (!text.includes(cause.message)) text += `: ${cause.message}`;
+    cause = cause.cause;
+  }
+  return text;
 }
 
 export { formatRate, UsageError };

@@ -1,0 +1,230 @@
+import { basename, dirname, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import { buildPipeline, loadPipelineModule, type PipelineModule } from '../api/define-pipeline.ts';
+import type { Pipeline, PipelineOptions } from '../api/pipeline.ts';
+import { compatibilityReport, formatReport } from '../checkpoint/compatibility.ts';
+import { loadCheckpoint, loadLatest } from '../checkpoint/manifest.ts';
+import type { JobSnapshot } from '../checkpoint/snapshot.ts';
+import { FileCheckpointStorage } from '../checkpoint/storage.ts';
+import type { JobResult } from '../runtime/local-job.ts';
+import { MAX_BATCH_SIZE, MAX_KEY_GROUPS } from '../runtime/options.ts';
+import { numericArg, onStopSignal, UsageError } from './args.ts';
+import { sendControl, serveControl } from './control.ts';
+
+export const RUN_USAGE = `spate run <pipeline.ts|pipeline.js> [options] [-- args...]
+
+Runs a pipeline module — a file whose default export is definePipeline((p, args) => { ... })
+from 'spate'; TypeScript needs no build step — until its bounded input ends, or until SIGINT or
+SIGTERM: then it takes a final checkpoint, commits the sinks, prints a summary and exits 0 (a
+second signal stops at once). The arguments after -- are passed to the module as args.
+
+options:
+  --checkpoint-dir DIR          durable checkpoints in DIR: a job started again with the same DIR
+                                resumes from the newest complete checkpoint (it says so on stderr)
+  --checkpoint-interval MS      milliseconds between checkpoints (default 1000; 0: only the final one)
+  --retained-checkpoints N      complete checkpoints kept in DIR (default 3; savepoints are kept)
+  --tolerated-checkpoint-failures N
+                                consecutive failed checkpoints before the job fails (default: no limit)
+  --restore-from PATH           start from this checkpoint or savepoint (a directory such as
+                                DIR/savepoint-0000000012) instead of the newest one in DIR
+  --allow-dropped-state         restore even where the checkpoint holds state that the pipeline
+                                no longer declares (removed or renamed steps and states): it is dropped
+  --batch-size N                records per batch (default 1024)
+  --max-parallelism N           key groups (default 128; a checkpoint restores only with the same)
+  --errors dead-letter|fail     a failing record becomes a dead letter (default) or fails the job
+  --parallelism P               parallel instances (1 in this release)
+  -h, --help                    this text
+
+With --checkpoint-dir, \`spate savepoint DIR\` takes a savepoint of the running job.
+See also \`spate plan <pipeline> --against DIR\`, which says what a restore would do.
+`;
+
+export const PLAN_USAGE = `spate plan <pipeline.ts|pipeline.js> [--against DIR|PATH] [--allow-dropped-state] [-- args...]
+
+Prints the physical plan of a pipeline module (tasks, chained steps, exchanges). With --against,
+also prints what starting it from the newest checkpoint in DIR (or from the checkpoint or
+savepoint directory PATH) would do to every step's state — restore, migrate, start empty, drop or
+refuse — before anything runs; exits 1 if the restore would be refused.
+`;
+
+export const SAVEPOINT_USAGE = `spate savepoint <checkpoint-dir>
+
+Asks the job running with --checkpoint-dir <checkpoint-dir> to take a savepoint now, and prints
+where it was written. Savepoints are never deleted by checkpoint retention; start a (changed)
+pipeline from one with \`spate run ... --restore-from PATH\`.
+`;
+
+/** Splits the command line at `--`: options before, module arguments after. */
+function splitArgs(argv: readonly string[]): { own: string[]; rest: string[] } {
+  const i = argv.indexOf('--');
+  return i < 0 ? { own: [...argv], rest: [] } : { own: argv.slice(0, i), rest: argv.slice(i + 1) };
+}
+
+/** Loads the module named by the first positional argument. */
+async function loadModule(positionals: readonly string[], usage: string): Promise<{ module: PipelineModule; path: string }> {
+  const file = positionals[0];
+  if (file === undefined) throw new UsageError(`a pipeline file is required\n\n${usage}`);
+  if (positionals.length > 1) throw new UsageError(`unexpected argument '${positionals[1]}' (module arguments go after --)`);
+  const path = resolve(file);
+  return { module: await loadPipelineModule(pathToFileURL(path).href), path };
+}
+
+/** Loads a checkpoint: a checkpoint directory's newest, or one checkpoint/savepoint directory. */
+export async function loadCheckpointAt(path: string, log: (line: string) => void): Promise<JobSnapshot> {
+  const abs = resolve(path);
+  if (/^(chk|savepoint)-\d+$/.test(basename(abs))) {
+    return loadCheckpoint(new FileCheckpointStorage(dirname(abs)), `${basename(abs)}/`);
+  }
+  const latest = await loadLatest(new FileCheckpointStorage(abs), log);
+  if (latest === null) throw new Error(`no complete checkpoint in ${abs}`);
+  return latest;
+}
+
+/** `spate run`. */
+export async function runCommand(argv: readonly string[]): Promise<number> {
+  const { own, rest } = splitArgs(argv);
+  const { values, positionals } = parseArgs({
+    args: own,
+    allowPositionals: true,
+    options: {
+      'checkpoint-dir': { type: 'string' },
+      'checkpoint-interval': { type: 'string' },
+      'retained-checkpoints': { type: 'string' },
+      'tolerated-checkpoint-failures': { type: 'string' },
+      'restore-from': { type: 'string' },
+      'allow-dropped-state': { type: 'boolean' },
+      'batch-size': { type: 'string' },
+      'max-parallelism': { type: 'string' },
+      errors: { type: 'string' },
+      parallelism: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(RUN_USAGE);
+    return 0;
+  }
+  const options: PipelineOptions = {};
+  const checkpointDir = values['checkpoint-dir'];
+  if (checkpointDir !== undefined) options.checkpointDir = checkpointDir;
+  const interval = numericArg('checkpoint-interval', values['checkpoint-interval'], undefined, { min: 0, hint: 'ms' });
+  if (interval !== undefined) options.checkpointInterval = interval;
+  const retained = numericArg('retained-checkpoints', values['retained-checkpoints'], undefined, { integer: true, min: 1 });
+  if (retained !== undefined) options.retainedCheckpoints = retained;
+  const tolerated = numericArg('tolerated-checkpoint-failures', values['tolerated-checkpoint-failures'], undefined, { integer: true, min: 0 });
+  if (tolerated !== undefined) options.toleratedCheckpointFailures = tolerated;
+  const batchSize = numericArg('batch-size', values['batch-size'], undefined, { integer: true, min: 1, max: MAX_BATCH_SIZE });
+  if (batchSize !== undefined) options.batchSize = batchSize;
+  const maxParallelism = numericArg('max-parallelism', values['max-parallelism'], undefined, { integer: true, min: 1, max: MAX_KEY_GROUPS });
+  if (maxParallelism !== undefined) options.maxParallelism = maxParallelism;
+  if (values.errors !== undefined) {
+    if (values.errors !== 'dead-letter' && values.errors !== 'fail') throw new UsageError(`--errors must be dead-letter or fail, got '${values.errors}'`);
+    options.errors = values.errors;
+  }
+  if (values['allow-dropped-state']) options.allowDroppedState = true;
+  const parallelism = numericArg('parallelism', values.parallelism, 1, { integer: true, min: 1 });
+  if (parallelism !== 1) throw new UsageError(`--parallelism ${parallelism}: this release runs one instance per step (use 1)`);
+  const log = (line: string): void => void process.stderr.write(line + '\n');
+  if (values['restore-from'] !== undefined) {
+    const snapshot = await loadCheckpointAt(values['restore-from'], log);
+    log(`spate: starting from ${snapshot.kind} ${snapshot.id} (${resolve(values['restore-from'])})`);
+    options.restoreFrom = snapshot;
+  }
+  const { module, path } = await loadModule(positionals, RUN_USAGE);
+  const p = await buildPipeline(module, rest, options);
+  const dir = p.options.checkpointDir;
+  return runToEnd(p, path, typeof dir === 'string' ? dir : undefined, log);
+}
+
+/** Runs a built pipeline until it ends or a signal stops it; prints a summary. */
+async function runToEnd(p: Pipeline, path: string, checkpointDir: string | undefined, log: (line: string) => void): Promise<number> {
+  const job = p.start();
+  let stopping: NodeJS.Signals | null = null;
+  const removeFirst = onStopSignal((signal) => {
+    stopping = signal;
+    log(`spate: ${signal}: taking a final checkpoint and stopping (again to stop at once)`);
+    job.stop();
+    // A second signal stops without waiting for the checkpoint.
+    onStopSignal(() => {
+      log('spate: stopping at once');
+      job.stop({ checkpoint: false });
+      setTimeout(() => process.exit(130), 2000).unref();
+    });
+  });
+  const control =
+    checkpointDir === undefined
+      ? null
+      : await serveControl(checkpointDir, async (request) => {
+          if (request.command === 'savepoint') {
+            const record = await job.savepoint();
+            return { id: record.id, path: resolve(checkpointDir, `savepoint-${String(record.id).padStart(10, '0')}`), bytes: record.bytes };
+          }
+          return { metrics: job.job.metrics(), checkpoints: job.job.checkpoints().slice(-10) };
+        }).catch((error: unknown) => {
+          job.stop({ checkpoint: false });
+          throw error;
+        });
+  let result: JobResult;
+  try {
+    result = await job.done;
+  } finally {
+    removeFirst();
+    control?.close();
+  }
+  summarize(path, result, stopping, log);
+  return 0;
+}
+
+function summarize(path: string, result: JobResult, stopped: NodeJS.Signals | null, log: (line: string) => void): void {
+  const completed = result.checkpoints.filter((c) => c.status === 'completed').length;
+  const failed = result.checkpoints.length - completed - result.checkpoints.filter((c) => c.status === 'in-progress').length;
+  const lines = [
+    `spate: ${basename(path)} ${stopped === null ? 'finished' : `stopped by ${stopped}`} in ${(result.durationMs / 1000).toFixed(1)} s; ` +
+      `${completed} checkpoint(s)${failed > 0 ? `, ${failed} failed` : ''}; ${result.deadLetters} dead letter(s)`,
+    ...result.metrics.map((m) => `  ${m.step.padEnd(24)} ${m.kind.padEnd(16)} ${String(m.recordsIn).padStart(12)} in ${String(m.recordsOut).padStart(12)} out` + (m.lateRecords > 0 ? `  ${m.lateRecords} late` : '') + (m.deadLetters > 0 ? `  ${m.deadLetters} dead` : '')),
+  ];
+  log(lines.join('\n'));
+}
+
+/** `spate plan`. */
+export async function planCommand(argv: readonly string[]): Promise<number> {
+  const { own, rest } = splitArgs(argv);
+  const { values, positionals } = parseArgs({
+    args: own,
+    allowPositionals: true,
+    options: {
+      against: { type: 'string' },
+      'allow-dropped-state': { type: 'boolean' },
+      parallelism: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(PLAN_USAGE);
+    return 0;
+  }
+  const parallelism = numericArg('parallelism', values.parallelism, 1, { integer: true, min: 1 });
+  const { module } = await loadModule(positionals, PLAN_USAGE);
+  const p = await buildPipeline(module, rest);
+  process.stdout.write(p.explain(parallelism) + '\n');
+  if (values.against === undefined) return 0;
+  const snapshot = await loadCheckpointAt(values.against, (line) => void process.stderr.write(line + '\n'));
+  const report = compatibilityReport(p.graph, snapshot, { allowDroppedState: values['allow-dropped-state'] ?? false });
+  process.stdout.write('\n' + formatReport(report) + '\n');
+  return report.compatible ? 0 : 1;
+}
+
+/** `spate savepoint`. */
+export async function savepointCommand(argv: readonly string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args: [...argv], allowPositionals: true, options: { help: { type: 'boolean', short: 'h' } } });
+  if (values.help) {
+    process.stdout.write(SAVEPOINT_USAGE);
+    return 0;
+  }
+  const dir = positionals[0];
+  if (dir === undefined) throw new UsageError(`the job's checkpoint directory is required\n\n${SAVEPOINT_USAGE}`);
+  const result = (await sendControl(dir, { command: 'savepoint' })) as { id: number; path: string; bytes: number };
+  process.stdout.write(`savepoint ${result.id} written to ${result.path} (${result.bytes} bytes)\n`);
+  return 0;
+}
