@@ -145,6 +145,9 @@ export class KeyedProcessOperator implements Operator<unknown, unknown>, TimerCo
   dropLate(): void {
     this.ctx.metrics.lateRecords++;
     this.ctx.metrics.lateDropped++;
+    if (this.ctx.metrics.lateDropped === 1) {
+      this.ctx.warnOnce(`drops late records (the first at event time ${this.timestamp}, behind the watermark ${this.ctx.watermark}); they are counted in lateRecords and lateDropped`);
+    }
   }
 
   processBatch(batch: Batch<unknown>, input: number): void {

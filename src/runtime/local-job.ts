@@ -126,6 +126,7 @@ export class LocalJob {
   private stoppedWithCheckpoint = false;
   /** Every source has ended or stopped: no more periodic checkpoints. */
   private ending = false;
+  private closed = false;
   private readonly log: (line: string) => void;
 
   constructor(
@@ -459,8 +460,12 @@ export class LocalJob {
   }
 
   private async takeCheckpoint(kind: 'checkpoint' | 'savepoint', capture: boolean): Promise<JobSnapshot | null> {
-    if (this.coordinator === null) throw new Error('the job is not running');
-    while (this.coordinator.busy) await new Promise((r) => setTimeout(r, 1));
+    // A job that is still opening takes the checkpoint once it runs.
+    while (this.coordinator === null || this.coordinator.busy) {
+      if (this.failure !== null || this.closed) throw new Error('the job is not running');
+      await new Promise((r) => setTimeout(r, 1));
+    }
+    if (this.ending) throw new Error('the job is ending: its final checkpoint is the last one');
     return this.coordinator.trigger(kind, { capture });
   }
 
@@ -584,6 +589,7 @@ export class LocalJob {
 
   /** Closes every step, also after a failed or partial open; the first error wins. */
   private async close(): Promise<void> {
+    this.closed = true;
     if (this.interval !== null) clearInterval(this.interval);
     this.interval = null;
     this.coordinator?.shutdown();

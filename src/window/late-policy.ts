@@ -31,6 +31,7 @@ export class LateHandler {
   /** Whether late records within the allowed lateness update results. */
   readonly updates: boolean;
   private readonly reject: { readonly policy: string; readonly tag?: OutputTag<unknown> };
+  private warned = false;
 
   constructor(
     policy: LatePolicy<unknown>,
@@ -61,6 +62,13 @@ export class LateHandler {
         break;
       default:
         m.lateDropped++;
+        if (!this.warned) {
+          this.warned = true;
+          this.ctx.warnOnce(
+            `drops late records (the first at event time ${time}, behind the watermark ${this.ctx.watermark}); ` +
+              `they are counted in lateRecords and lateDropped — choose another policy with .onLate(...) to keep them`,
+          );
+        }
     }
   }
 
