@@ -70,4 +70,6 @@ export { JsonlSource, type JsonlSourceOptions, type FilePosition } from './conne
 export { CsvSource, type CsvSourceOptions, type CsvRow } from './connectors/file/csv-source.ts';
 export type { CsvType } from './connectors/file/csv.ts';
 export { JsonlSink, type JsonlSinkOptions } from './connectors/file/jsonl-sink.ts';
+export { WriteAheadLog, WalCursor, type WriteAheadLogOptions } from './connectors/wal/write-ahead-log.ts';
+export { WalSource, type WalSourceOptions } from './connectors/wal/source.ts';
 export type { LineReaderOptions } from './connectors/file/line-reader.ts';
