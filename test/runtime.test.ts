@@ -61,9 +61,24 @@ describe('pipeline basics', () => {
     expect(p.explain()).toBe(
       [
         'task 0 ×1: numbers (source) → double (map)',
-        'task 1 ×1: counts (tumbling-window) → out (sink)',
+        'task 1 ×1: counts (tumbling-window)',
+        '  ⇐ task 0 (forward)',
+        'task 2 ×1: out (sink)',
+        '  ⇐ task 1 (forward)',
+        'task 3 ×1: raw (sink)',
+        '  ⇐ task 0 (forward)',
+      ].join('\n'),
+    );
+    // At parallelism 2: the array source cannot be split (and the map stays chained with it), the
+    // window runs twice behind a hash exchange, the collecting sinks run in the main thread.
+    expect(p.explain(2)).toBe(
+      [
+        'task 0 ×1: numbers (source) → double (map) [the source cannot be split]',
+        'task 1 ×2: counts (tumbling-window)',
         '  ⇐ task 0 (hash)',
-        'task 2 ×1: raw (sink)',
+        'task 2 ×1, main thread: out (sink) [runs in the main thread (local sink)]',
+        '  ⇐ task 1 (gather)',
+        'task 3 ×1, main thread: raw (sink) [runs in the main thread (local sink)]',
         '  ⇐ task 0 (forward)',
       ].join('\n'),
     );

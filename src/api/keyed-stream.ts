@@ -98,7 +98,7 @@ export class KeyedStream<T, K extends Key> {
    */
   dedupe(options: DedupeOptions & StepOptions): Stream<T> {
     const key = this.key as (value: unknown) => Key;
-    return this.stream.pipeline.addOperator<T>('dedupe', options.id, [this.edge()], () => new DedupeOperator(key, options), true);
+    return this.stream.pipeline.addOperator<T>('dedupe', options, [this.edge()], () => new DedupeOperator(key, options), true);
   }
 
   /** Groups the keyed stream into windows. */
@@ -175,7 +175,7 @@ export class KeyedStream<T, K extends Key> {
     const keys = inputs.map((s) => s.key as (value: unknown) => Key);
     return this.stream.pipeline.addOperator<O>(
       kind,
-      options?.id,
+      options,
       inputs.map((s) => s.edge()),
       () => new KeyedProcessOperator(keys, handlers, onTimer, state) as Operator<unknown, unknown>,
       true,

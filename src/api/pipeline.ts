@@ -99,18 +99,20 @@ export class Pipeline {
   /** Adds an operator step (used by the stream classes). */
   addOperator<O>(
     kind: string,
-    id: string | undefined,
+    options: StepOptions | undefined,
     inputs: InputEdge[],
     create: () => Operator<unknown, unknown>,
     keyed: boolean,
   ): Stream<O> {
-    const node = this.graph.add(new StepNode(this.graph.stepId(kind, id), kind, inputs, { type: 'operator', create, keyed }));
+    const parallelism = checkParallelism(options?.parallelism);
+    const node = this.graph.add(new StepNode(this.graph.stepId(kind, options?.id), kind, inputs, { type: 'operator', create, keyed, parallelism }));
     return new Stream<O>(this, node);
   }
 
   /** Adds a sink step (used by the stream classes). */
-  addSink(id: string | undefined, input: InputEdge, create: () => Sink<unknown>): void {
-    this.graph.add(new StepNode(this.graph.stepId('sink', id), 'sink', [input], { type: 'sink', create }));
+  addSink(options: StepOptions | undefined, input: InputEdge, create: () => Sink<unknown>): void {
+    const parallelism = checkParallelism(options?.parallelism);
+    this.graph.add(new StepNode(this.graph.stepId('sink', options?.id), 'sink', [input], { type: 'sink', create, parallelism }));
   }
 
   /** Creates the job without running it (the test harness drives it directly). */
@@ -145,6 +147,13 @@ export class Pipeline {
 
   /** The physical plan: operator chains, exchanges and step ids. */
   explain(parallelism = 1): string {
+    checkParallelism(parallelism);
     return explain(this.graph, parallelism);
   }
+}
+
+/** Validates a parallelism given on a step or a run. */
+function checkParallelism(p: number | undefined): number | undefined {
+  if (p !== undefined && !(Number.isInteger(p) && p >= 1)) throw new RangeError(`parallelism must be a whole number >= 1, got ${String(p)}`);
+  return p;
 }

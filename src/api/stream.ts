@@ -23,6 +23,8 @@ export interface StepOptions {
    * that editing the pipeline does not orphan their state.
    */
   readonly id?: string;
+  /** Instances of this step (default: the job's parallelism, carried along forward edges). */
+  readonly parallelism?: number;
 }
 
 /**
@@ -43,16 +45,30 @@ export class Stream<T> {
     readonly pipeline: Pipeline,
     readonly node: StepNode,
     readonly port: string = MAIN_PORT,
+    private readonly partitioning: InputEdge['partitioning'] = { type: 'forward' },
   ) {}
 
-  /** The edge that reads this stream, partitioned as given. */
-  edge(partitioning: InputEdge['partitioning'] = { type: 'forward' }): InputEdge {
+  /** The edge that reads this stream, partitioned as given (by default as the stream says). */
+  edge(partitioning: InputEdge['partitioning'] = this.partitioning): InputEdge {
     return { from: this.node, port: this.port, partitioning };
+  }
+
+  /**
+   * The same stream, dealt round-robin to the instances of the next step (to spread the load of a
+   * source that cannot be split, or of a skewed one).
+   */
+  rebalance(): Stream<T> {
+    return new Stream<T>(this.pipeline, this.node, this.port, { type: 'rebalance' });
+  }
+
+  /** The same stream, every record sent to every instance of the next step (rules, configuration). */
+  broadcast(): Stream<T> {
+    return new Stream<T>(this.pipeline, this.node, this.port, { type: 'broadcast' });
   }
 
   /** Adds a one-input step of `kind` reading this stream. */
   protected then<U>(kind: string, options: StepOptions | undefined, create: () => Operator<T, U>): Stream<U> {
-    return this.pipeline.addOperator<U>(kind, options?.id, [this.edge()], create as () => Operator<unknown, unknown>, false);
+    return this.pipeline.addOperator<U>(kind, options, [this.edge()], create as () => Operator<unknown, unknown>, false);
   }
 
   /** One output per record. */
@@ -126,6 +142,6 @@ export class Stream<T> {
   /** Sends every record to `sink`. */
   sink(sink: Sink<T> | (() => Sink<T>), options?: StepOptions): void {
     const create = typeof sink === 'function' ? sink : () => sink;
-    this.pipeline.addSink(options?.id, this.edge(), create as () => Sink<unknown>);
+    this.pipeline.addSink(options, this.edge(), create as () => Sink<unknown>);
   }
 }

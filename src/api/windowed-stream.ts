@@ -25,7 +25,7 @@ function addStep<O>(
   keyed: ReadonlyArray<KeyedStream<unknown, Key>>,
   create: () => Operator<unknown, unknown>,
 ): Stream<O> {
-  return first.stream.pipeline.addOperator<O>(kind, options?.id, keyed.map((k) => k.edge()), create, true);
+  return first.stream.pipeline.addOperator<O>(kind, options, keyed.map((k) => k.edge()), create, true);
 }
 
 function windowOperator(

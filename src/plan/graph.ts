@@ -27,7 +27,11 @@ export type Partitioning =
   /** By key: each record goes to the instance owning its key group. */
   | { readonly type: 'hash'; readonly key: (value: unknown) => Key }
   /** Everything to one instance (non-keyed global steps). */
-  | { readonly type: 'global' };
+  | { readonly type: 'global' }
+  /** Round-robin over the instances (spreads load; asked for with `stream.rebalance()`). */
+  | { readonly type: 'rebalance' }
+  /** Every record to every instance (`stream.broadcast()`). */
+  | { readonly type: 'broadcast' };
 
 export interface InputEdge {
   readonly from: StepNode;
@@ -40,12 +44,14 @@ export interface InputEdge {
 export interface SourceStepOptions<T> extends WatermarkOptions {
   /** Event time of a record; default: the time the source gives, else ingestion time. */
   timestamp?: (value: T) => number;
+  /** Instances of the source (default: the job's parallelism, at most the source allows). */
+  readonly parallelism?: number;
 }
 
 export type StepSpec =
   | { readonly type: 'source'; readonly create: () => Source<unknown>; readonly options: SourceStepOptions<unknown> }
-  | { readonly type: 'operator'; readonly create: () => Operator<unknown, unknown>; readonly keyed: boolean }
-  | { readonly type: 'sink'; readonly create: () => Sink<unknown> };
+  | { readonly type: 'operator'; readonly create: () => Operator<unknown, unknown>; readonly keyed: boolean; readonly parallelism?: number | undefined }
+  | { readonly type: 'sink'; readonly create: () => Sink<unknown>; readonly parallelism?: number | undefined };
 
 export class StepNode {
   /** Ports other than main that consumers read (side outputs). */

@@ -1,35 +1,114 @@
-import { type LogicalGraph, MAIN_PORT, type Partitioning, type StepNode } from './graph.ts';
+import type { Key } from '../state/key-group.ts';
+import { DEAD_LETTER_PORT, type LogicalGraph, MAIN_PORT, type StepNode } from './graph.ts';
 
 /**
- * The physical plan: steps fused into tasks (operator chains) and the exchanges between tasks.
- * A step joins its upstream's chain when it has a single input, reads it forward, and is that
- * upstream's only consumer; keyed edges (hash) and fan-in/fan-out start a new task. Each task
- * runs as `parallelism` instances (global steps as one); in one process all tasks share a thread.
+ * The physical plan: what runs. Steps get a parallelism (carried along forward edges), are fused
+ * into tasks (operator chains: a step joins its upstream's chain when it has one input, reads it
+ * forward at the same parallelism and placement, and is its upstream's only consumer), and every
+ * other edge becomes an exchange between task instances:
+ *
+ * - `forward`: instance i feeds instance i (same parallelism, not chained: fan-out, several inputs);
+ * - `hash`: each record goes to the instance owning its key group (keyBy);
+ * - `rebalance`: round-robin (a forward edge between different parallelisms, or asked for);
+ * - `broadcast`: every record to every instance;
+ * - `gather`: everything to the single instance of a step of parallelism 1.
+ *
+ * Placement: `local` sinks (collect, callbacks) run in the thread that built the pipeline
+ * (`main`); everything else runs in the workers (or, for a job in one thread, in that thread).
  */
+
+export type Ship = 'chain' | 'forward' | 'hash' | 'rebalance' | 'broadcast' | 'gather';
+export type Placement = 'workers' | 'main';
+
 export interface Task {
   readonly index: number;
   readonly steps: readonly StepNode[];
   readonly parallelism: number;
+  readonly placement: Placement;
+  /** Why the task runs with fewer instances than the job's parallelism, if it does. */
+  readonly note: string | undefined;
 }
 
-export interface Exchange {
-  readonly from: Task;
-  readonly to: Task;
-  /** Output port of the last step of `from` that feeds `to`. */
+/** One edge of the logical graph, as it runs. */
+export interface PhysicalEdge {
+  readonly from: StepNode;
   readonly port: string;
-  readonly partitioning: Partitioning['type'];
+  readonly to: StepNode;
+  /** Which input of `to`. */
+  readonly input: number;
+  readonly ship: Ship;
+  /** The key selector of a `hash` edge. */
+  readonly key: ((value: unknown) => Key) | undefined;
 }
 
 export interface PhysicalPlan {
+  readonly parallelism: number;
   readonly tasks: readonly Task[];
-  readonly exchanges: readonly Exchange[];
+  readonly edges: readonly PhysicalEdge[];
+  readonly taskOf: ReadonlyMap<string, Task>;
+  /** Instances of each step. */
+  readonly parallelismOf: ReadonlyMap<string, number>;
+}
+
+/** What the planner needs to know about a step beyond the graph. */
+interface Traits {
+  /** Upper bound on instances, and why. */
+  readonly max: number;
+  readonly why: string | undefined;
+  readonly local: boolean;
+  /** Parallelism asked for on the step. */
+  readonly requested: number | undefined;
+}
+
+function traits(step: StepNode): Traits {
+  const spec = step.spec;
+  if (spec.type === 'source') {
+    const max = spec.create().maxParallelism ?? Infinity;
+    return { max, why: max === 1 ? 'the source cannot be split' : max < Infinity ? `the source has ${max} split(s) at most` : undefined, local: false, requested: spec.options.parallelism };
+  }
+  if (spec.type === 'sink') {
+    const sink = spec.create();
+    if (sink.local) return { max: 1, why: 'runs in the main thread (local sink)', local: true, requested: undefined };
+    const max = sink.parallelism ?? Infinity;
+    return { max, why: max === 1 ? 'the sink has one writer' : undefined, local: false, requested: spec.parallelism };
+  }
+  if (step.kind === 'dead-letters') return { max: 1, why: 'dead letters are gathered', local: false, requested: undefined };
+  return { max: Infinity, why: undefined, local: false, requested: spec.parallelism };
 }
 
 /** Builds the physical plan of a graph at `parallelism`. */
 export function physicalPlan(graph: LogicalGraph, parallelism: number): PhysicalPlan {
+  graph.finalize();
   const consumers = graph.consumers();
-  const taskOf = new Map<StepNode, { steps: StepNode[]; global: boolean }>();
-  const chains: Array<{ steps: StepNode[]; global: boolean }> = [];
+  const par = new Map<string, number>();
+  const notes = new Map<string, string | undefined>();
+  const local = new Map<string, boolean>();
+  for (const node of graph.nodes) {
+    const t = traits(node);
+    local.set(node.id, t.local);
+    // Parallelism is carried along forward edges: a step with one forward input runs like it.
+    const single = node.inputs.length === 1 ? node.inputs[0]! : undefined;
+    let p: number;
+    let why: string | undefined;
+    if (t.requested !== undefined) {
+      p = t.requested;
+      why = 'its parallelism is set on the step';
+    } else if (node.inputs.some((e) => e.partitioning.type === 'global')) {
+      p = 1;
+      why = 'a global (non-keyed) step';
+    } else if (single !== undefined && single.partitioning.type === 'forward') {
+      p = par.get(single.from.id)!;
+      why = notes.get(single.from.id);
+    } else p = parallelism;
+    if (t.max <= p) {
+      p = t.max;
+      why = t.why ?? why;
+    }
+    par.set(node.id, p);
+    notes.set(node.id, p < parallelism ? why : undefined);
+  }
+  const taskOf = new Map<string, { steps: StepNode[] }>();
+  const chains: Array<{ steps: StepNode[] }> = [];
   for (const node of graph.nodes) {
     const edge = node.inputs.length === 1 ? node.inputs[0]! : undefined;
     const upstream = edge?.from;
@@ -38,42 +117,70 @@ export function physicalPlan(graph: LogicalGraph, parallelism: number): Physical
       upstream !== undefined &&
       edge.partitioning.type === 'forward' &&
       edge.port === MAIN_PORT &&
-      consumers.get(upstream)!.length === 1;
+      consumers.get(upstream)!.length === 1 &&
+      par.get(upstream.id) === par.get(node.id) &&
+      local.get(upstream.id) === local.get(node.id);
     if (chainable) {
-      const chain = taskOf.get(upstream)!;
+      const chain = taskOf.get(upstream.id)!;
       chain.steps.push(node);
-      taskOf.set(node, chain);
+      taskOf.set(node.id, chain);
     } else {
-      const global = node.inputs.some((e) => e.partitioning.type === 'global');
-      const chain = { steps: [node], global };
+      const chain = { steps: [node] };
       chains.push(chain);
-      taskOf.set(node, chain);
+      taskOf.set(node.id, chain);
     }
   }
-  const tasks: Task[] = chains.map((c, index) => ({ index, steps: c.steps, parallelism: c.global ? 1 : parallelism }));
+  const tasks: Task[] = chains.map((c, index) => {
+    const head = c.steps[0]!;
+    return {
+      index,
+      steps: c.steps,
+      parallelism: par.get(head.id)!,
+      placement: local.get(head.id) ? 'main' : 'workers',
+      note: notes.get(head.id),
+    };
+  });
   const byChain = new Map(chains.map((c, i) => [c, tasks[i]!]));
-  const exchanges: Exchange[] = [];
+  const finalTaskOf = new Map<string, Task>();
+  for (const [id, chain] of taskOf) finalTaskOf.set(id, byChain.get(chain)!);
+  const edges: PhysicalEdge[] = [];
   for (const node of graph.nodes) {
-    const to = byChain.get(taskOf.get(node)!)!;
-    for (const edge of node.inputs) {
-      const from = byChain.get(taskOf.get(edge.from)!)!;
-      if (from !== to) exchanges.push({ from, to, port: edge.port, partitioning: edge.partitioning.type });
-    }
+    node.inputs.forEach((edge, input) => {
+      const from = edge.from;
+      const pf = par.get(from.id)!;
+      const pt = par.get(node.id)!;
+      let ship: Ship;
+      const type = edge.partitioning.type;
+      if (finalTaskOf.get(from.id) === finalTaskOf.get(node.id)) ship = 'chain';
+      else if (type === 'broadcast') ship = pt === 1 && pf === 1 ? 'forward' : 'broadcast';
+      else if (pt === 1) ship = pf === 1 ? 'forward' : 'gather';
+      else if (type === 'hash') ship = 'hash';
+      else if (type === 'rebalance') ship = 'rebalance';
+      else ship = pf === pt ? 'forward' : 'rebalance';
+      const key = edge.partitioning.type === 'hash' ? edge.partitioning.key : undefined;
+      edges.push({ from, port: edge.port, to: node, input, ship, key });
+    });
   }
-  return { tasks, exchanges };
+  return { parallelism, tasks, edges, taskOf: finalTaskOf, parallelismOf: par };
 }
 
-/** A readable rendering of the physical plan. */
+/** A readable rendering of the physical plan: tasks, their instances, chained steps and exchanges. */
 export function explain(graph: LogicalGraph, parallelism: number): string {
   const plan = physicalPlan(graph, parallelism);
   const lines: string[] = [];
   for (const task of plan.tasks) {
     const steps = task.steps.map((s) => (s.id.startsWith(s.kind) ? s.id : `${s.id} (${s.kind})`)).join(' → ');
-    lines.push(`task ${task.index} ×${task.parallelism}: ${steps}`);
-    for (const ex of plan.exchanges.filter((e) => e.to === task)) {
-      const port = ex.port === MAIN_PORT ? '' : ` [${ex.port}]`;
-      lines.push(`  ⇐ task ${ex.from.index}${port} (${ex.partitioning})`);
+    const where = task.placement === 'main' && parallelism > 1 ? ', main thread' : '';
+    const note = task.note === undefined || parallelism === 1 ? '' : ` [${task.note}]`;
+    lines.push(`task ${task.index} ×${task.parallelism}${where}: ${steps}${note}`);
+    for (const e of plan.edges.filter((x) => x.to === task.steps[0] || (task.steps.includes(x.to) && x.ship !== 'chain'))) {
+      if (e.ship === 'chain') continue;
+      if (e.port === DEAD_LETTER_PORT) continue;
+      const port = e.port === MAIN_PORT ? '' : ` [${e.port}]`;
+      lines.push(`  ⇐ task ${plan.taskOf.get(e.from.id)!.index}${port} (${e.ship})`);
     }
+    const dl = plan.edges.filter((x) => task.steps.includes(x.to) && x.port === DEAD_LETTER_PORT).length;
+    if (dl > 0) lines.push(`  ⇐ dead letters of ${dl} step(s) (${dl === 1 ? 'one input' : 'gathered'})`);
   }
   return lines.join('\n');
 }

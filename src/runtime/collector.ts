@@ -32,6 +32,11 @@ export class Collector<T> implements Output<T> {
     this.channels.push(channel);
   }
 
+  /** The consumers of this port (for the executor's analysis of what feeds what). */
+  targetsList(): readonly EdgeTarget[] {
+    return this.targets;
+  }
+
   /** Whether anything consumes this port. */
   get connected(): boolean {
     return this.targets.length > 0;

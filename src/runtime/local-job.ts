@@ -1,21 +1,19 @@
-import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { CheckpointCoordinator, type CheckpointRecord, type Participant } from '../checkpoint/coordinator.ts';
 import { loadLatest } from '../checkpoint/manifest.ts';
 import { instanceRestore, type JobSnapshot } from '../checkpoint/snapshot.ts';
 import { type CheckpointStorage, FileCheckpointStorage } from '../checkpoint/storage.ts';
-import type { LogicalGraph, StepNode } from '../plan/graph.ts';
+import type { LogicalGraph } from '../plan/graph.ts';
+import { type PhysicalPlan, physicalPlan } from '../plan/physical.ts';
 import { DEFAULT_MAX_PARALLELISM } from '../state/key-group.ts';
 import { type Clock, systemClock } from '../time/clock.ts';
-import type { Barrier } from './barrier.ts';
 import { DEFAULT_BATCH_SIZE } from './batch.ts';
-import type { Collector } from './collector.ts';
-import { DeadLetterLog, errorMessage, StepFailure } from './dead-letters.ts';
+import { DeadLetterLog } from './dead-letters.ts';
+import { attribute, Executor, type InstanceMetrics, withStep } from './executor.ts';
 import type { RuntimeEnv, SavedSplit } from './env.ts';
 import type { OperatorMetrics } from './operator.ts';
-import { OperatorNode } from './operator-node.ts';
-import { SinkOperator } from './sink-operator.ts';
-import type { Source, SourceContext, Split } from './source.ts';
-import { SourceNode } from './source-node.ts';
+import type { OperatorNode } from './operator-node.ts';
+import type { SourceContext, Split } from './source.ts';
+import type { SourceNode } from './source-node.ts';
 import { validateJobOptions } from './options.ts';
 
 /** Options of a job run. */
@@ -47,6 +45,12 @@ export interface JobOptions {
   toleratedCheckpointFailures?: number;
   /** A checkpoint not complete after this many ms fails (default 600 000). */
   checkpointTimeout?: number;
+  /**
+   * Instances of every step (default 1), all in this thread: exchanges, barrier alignment and
+   * rescaling run as they do across worker threads. Steps may ask for fewer instances; a source
+   * that cannot be split runs as one.
+   */
+  parallelism?: number;
   /** Resume from this snapshot instead of the newest checkpoint in `checkpointDir`. */
   restoreFrom?: JobSnapshot;
   /**
@@ -88,10 +92,10 @@ export interface StopOptions {
 }
 
 /**
- * Runs a pipeline's steps in this thread: one instance per step, wired by synchronous calls, so
- * a batch travels the whole graph before the next one is polled. Sources are polled in turn; the
- * loop awaits only when no source has data, to relieve sink backpressure, or every few
- * milliseconds to let I/O and timers run.
+ * Runs a pipeline in this thread: `parallelism` instances of every step (default 1), wired by
+ * synchronous calls — along chains, and through exchanges between the instances — so a batch
+ * travels the whole graph before the next one is polled. (To run instances on every core, run a
+ * pipeline module in worker threads: `spate run --parallelism`.)
  *
  * Checkpoints follow the protocol that also holds across threads and processes: the coordinator
  * triggers, each source injects a barrier between two polls, steps snapshot as the barrier aligns
@@ -102,31 +106,23 @@ export class LocalJob {
   readonly clock: Clock;
   readonly maxParallelism: number;
   readonly batchSize: number;
-  readonly sources: SourceNode[] = [];
-  readonly operators: OperatorNode[] = [];
+  readonly parallelism: number;
   /** The checkpoint the job resumed from, if any. */
   restoredFrom: JobSnapshot | null = null;
-  private readonly byStep = new Map<string, SourceNode | OperatorNode>();
-  private readonly kinds = new Map<string, string>();
+  private executor: Executor | null = null;
   private readonly env: RuntimeEnv;
   private readonly storage: CheckpointStorage | null;
   private coordinator: CheckpointCoordinator | null = null;
+  private readonly plan: PhysicalPlan;
   private stopRequested = false;
-  private failure: { error: unknown } | null = null;
-  private wake: (() => void) | null = null;
-  /** Set by a wake-up that may have come before the loop went to sleep. */
-  private woken = false;
   private opened = false;
-  private pendingBarrier: Barrier | null = null;
   private interval: NodeJS.Timeout | null = null;
-  private readonly completions = new Set<Promise<void>>();
-  /** Set once the run's last checkpoint is done (or skipped): the loop may end. */
-  private finalDone = false;
   /** A stop took its own final checkpoint. */
   private stoppedWithCheckpoint = false;
   /** Every source has ended or stopped: no more periodic checkpoints. */
   private ending = false;
   private closed = false;
+  private failure: { error: unknown } | null = null;
   private readonly log: (line: string) => void;
 
   constructor(
@@ -138,6 +134,10 @@ export class LocalJob {
     this.clock = options.clock ?? systemClock;
     this.maxParallelism = options.maxParallelism ?? DEFAULT_MAX_PARALLELISM;
     this.batchSize = options.batchSize ?? DEFAULT_BATCH_SIZE;
+    this.parallelism = options.parallelism ?? 1;
+    if (this.parallelism > this.maxParallelism) {
+      throw new RangeError(`parallelism ${this.parallelism} is more than maxParallelism ${this.maxParallelism} (the number of key groups)`);
+    }
     this.log = options.log ?? ((line) => process.stderr.write(line + '\n'));
     const dir = options.checkpointDir;
     this.storage = dir === undefined ? null : typeof dir === 'string' ? new FileCheckpointStorage(dir) : dir;
@@ -153,11 +153,16 @@ export class LocalJob {
       allowDroppedState: options.allowDroppedState ?? false,
       warned: new Set(),
     };
+    this.plan = physicalPlan(graph, this.parallelism);
   }
 
-  /** Steps and instances that report to each checkpoint. */
-  private participants(): Participant[] {
-    return this.graph.nodes.map((n) => ({ step: n.id, kind: n.kind, parallelism: 1 }));
+  /** Every step instance of this run (after `open`). */
+  get sources(): readonly SourceNode[] {
+    return this.executor?.sources ?? [];
+  }
+
+  get operators(): readonly OperatorNode[] {
+    return this.executor?.operators ?? [];
   }
 
   /**
@@ -175,81 +180,41 @@ export class LocalJob {
     return latest;
   }
 
-  /**
-   * Creates each source and finds its splits: from the checkpoint on restore, else from the source
-   * (possibly asynchronously: listing files, asking a broker).
-   */
-  private prepareSources(restore: JobSnapshot | null): Map<string, PreparedSource> {
-    const out = new Map<string, PreparedSource>();
-    for (const step of this.graph.nodes) {
-      const spec = step.spec;
-      if (spec.type !== 'source') continue;
-      const source = withStepSync(step.id, () => spec.create());
-      if (this.storage !== null && source.replayable === false) {
-        throw new Error(`source '${step.id}' cannot replay its input, so it cannot run with durable checkpoints (exactly-once); use a replayable source or run without a checkpoint directory`);
-      }
-      const ctx: SourceContext = { stepId: step.id, clock: this.clock, instance: 0, parallelism: 1, restoredCheckpoint: restore?.id };
-      const saved = restore === null ? null : instanceRestore(restore, step.id, 0, 1)?.splits ?? null;
-      const fresh = (found: readonly Split[]): SavedSplit[] => found.map((s) => ({ ...s, maxTime: -Infinity }));
-      let splits: SavedSplit[] | Promise<SavedSplit[]>;
-      if (saved !== null) splits = [...saved];
-      else {
-        const found = withStepSync(step.id, () => source.splits(ctx));
-        splits = found instanceof Promise ? withStep(step.id, found).then(fresh) : fresh(found);
-      }
-      out.set(step.id, { source, ctx, splits });
-    }
-    return out;
+  private coordinatorFor(firstId: number): CheckpointCoordinator {
+    const coordinator = new CheckpointCoordinator({
+      storage: this.storage,
+      fingerprint: this.graph.fingerprint(),
+      maxParallelism: this.maxParallelism,
+      participants: this.graph.nodes.map((n) => ({ step: n.id, kind: n.kind, parallelism: this.plan.parallelismOf.get(n.id)! })),
+      retain: this.options.retainedCheckpoints ?? 3,
+      toleratedFailures: this.options.toleratedCheckpointFailures ?? Infinity,
+      timeout: this.options.checkpointTimeout ?? 600_000,
+      firstId,
+      log: this.log,
+      fail: (error) => this.fail(error),
+    });
+    coordinator.attach({
+      inject: (barrier) => this.executor!.injectBarrier(barrier),
+      complete: (id) => this.executor!.complete(id),
+      abort: (id) => this.executor!.abort(id),
+    });
+    return coordinator;
   }
 
-  /** Builds one runtime node per step, restored from `restore`, and wires them. */
-  private build(restore: JobSnapshot | null, sources: ReadonlyMap<string, PreparedSource & { splits: SavedSplit[] }>): void {
+  /** Builds the executor over every instance, restored from `restore`, with the splits each source instance reads. */
+  private build(restore: JobSnapshot | null, splits: ReadonlyMap<string, SavedSplit[][]>): void {
     this.restoredFrom = restore;
-    if (restore !== null) this.checkRestorable(restore);
-    for (const step of this.graph.nodes) {
-      this.kinds.set(step.id, step.kind);
-      const spec = step.spec;
-      const r = restore === null ? null : instanceRestore(restore, step.id, 0, 1);
-      const id = { stepId: step.id, kind: step.kind, instance: 0, parallelism: 1 };
-      if (spec.type === 'source') {
-        const { source, ctx, splits } = sources.get(step.id)!;
-        const reader = withStepSync(step.id, () => source.createReader(ctx));
-        const node = new SourceNode(id, source, reader, splits, spec.options, this.env, r);
-        this.sources.push(node);
-        this.byStep.set(step.id, node);
-      } else {
-        const operator = withStepSync(step.id, () => (spec.type === 'sink' ? new SinkOperator(spec.create()) : spec.create()));
-        const node = new OperatorNode(id, operator, step.inputs.map((_, i) => i), this.env, r);
-        this.operators.push(node);
-        this.byStep.set(step.id, node);
-      }
-    }
-    for (const step of this.graph.nodes) {
-      const target = this.byStep.get(step.id)!;
-      step.inputs.forEach((edge, channel) => {
-        const from = this.byStep.get(edge.from.id)!;
-        const port = from instanceof OperatorNode ? from.port(edge.port) : from.ports.get(edge.port);
-        if (port === undefined) throw new Error(`step '${edge.from.id}' has no output '${edge.port}'`);
-        port.connect(target as OperatorNode, channel);
-      });
-    }
-  }
-
-  /** Refuses a snapshot holding state of steps this pipeline does not have (unless allowed). */
-  private checkRestorable(restore: JobSnapshot): void {
-    if (restore.maxParallelism !== this.maxParallelism) {
-      throw new Error(`the checkpoint was taken with maxParallelism ${restore.maxParallelism}; this job has ${this.maxParallelism} (key groups cannot change)`);
-    }
-    if (this.options.allowDroppedState) return;
-    const orphans = [...restore.steps]
-      .filter(([id, s]) => !this.graph.nodes.some((n) => n.id === id) && hasState(s))
-      .map(([id]) => id);
-    if (orphans.length > 0) {
-      throw new Error(
-        `the checkpoint has state for steps this pipeline does not have: ${orphans.join(', ')} ` +
-          `(were they renamed? give stateful steps stable ids; or restore with allowDroppedState to drop it)`,
-      );
-    }
+    if (restore !== null) checkRestorable(restore, this.graph, this.maxParallelism, this.options.allowDroppedState ?? false);
+    this.executor = new Executor({
+      graph: this.graph,
+      plan: this.plan,
+      env: this.env,
+      hosts: () => true,
+      channels: null,
+      restore,
+      splits: (step, instance) => splits.get(step)![instance] ?? [],
+    });
+    this.executor.build();
   }
 
   /** Opens operators synchronously and leaves sources unopened: for the test harness, which feeds sources directly. */
@@ -257,25 +222,11 @@ export class LocalJob {
     if (this.opened) return;
     this.opened = true;
     const restore = this.options.restoreFrom ?? null;
-    const prepared = this.prepareSources(restore);
-    for (const [id, p] of prepared) if (p.splits instanceof Promise) throw new Error(`openSync: source '${id}' lists its splits asynchronously`);
-    this.build(restore, prepared as ReadonlyMap<string, PreparedSource & { splits: SavedSplit[] }>);
-    for (const node of this.operators) {
-      if (withStepSync(node.stepId, () => node.open()) instanceof Promise) throw new Error(`openSync: step '${node.stepId}' opens asynchronously`);
-    }
-    this.coordinator = new CheckpointCoordinator({
-      storage: null,
-      fingerprint: this.graph.fingerprint(),
-      maxParallelism: this.maxParallelism,
-      participants: this.participants(),
-      retain: 0,
-      toleratedFailures: Infinity,
-      timeout: 600_000,
-      firstId: (this.restoredFrom?.id ?? 0) + 1,
-      log: this.log,
-      fail: (error) => this.fail(error),
-    });
-    this.coordinator.attach(this.target());
+    const prepared = assignSplits(this.graph, this.plan, restore, this.storage !== null, this.clock);
+    for (const [id, p] of prepared) if (p instanceof Promise) throw new Error(`openSync: source '${id}' lists its splits asynchronously`);
+    this.build(restore, prepared as ReadonlyMap<string, SavedSplit[][]>);
+    this.coordinator = this.coordinatorFor((restore?.id ?? 0) + 1);
+    this.executor!.openSync();
   }
 
   /** Opens every step, restoring state and source positions; called by `run`. */
@@ -283,78 +234,25 @@ export class LocalJob {
     if (this.opened) return;
     this.opened = true;
     const restore = await this.findRestore();
-    const prepared = this.prepareSources(restore);
-    const resolved = new Map<string, PreparedSource & { splits: SavedSplit[] }>();
-    for (const [id, p] of prepared) resolved.set(id, { ...p, splits: await p.splits });
-    this.build(restore, resolved);
-    this.coordinator = new CheckpointCoordinator({
-      storage: this.storage,
-      fingerprint: this.graph.fingerprint(),
-      maxParallelism: this.maxParallelism,
-      participants: this.participants(),
-      retain: this.options.retainedCheckpoints ?? 3,
-      toleratedFailures: this.options.toleratedCheckpointFailures ?? Infinity,
-      timeout: this.options.checkpointTimeout ?? 600_000,
-      firstId: await CheckpointCoordinator.firstId(this.storage, restore?.id),
-      log: this.log,
-      fail: (error) => this.fail(error),
-    });
-    this.coordinator.attach(this.target());
-    const opening: Array<Promise<void>> = [];
-    for (const node of this.operators) {
-      const r = withStepSync(node.stepId, () => node.open());
-      if (r instanceof Promise) opening.push(withStep(node.stepId, r));
-    }
-    await Promise.all(opening);
-    for (const node of this.sources) await withStep(node.stepId, Promise.resolve(node.reader.open(node.splits)));
-  }
-
-  /** What the coordinator drives. */
-  private target(): { inject(b: Barrier): void; complete(id: number): void; abort(id: number): void } {
-    return {
-      inject: (barrier) => {
-        this.pendingBarrier = barrier;
-        this.wakeUp();
-      },
-      complete: (id) => this.notifyComplete(id),
-      abort: (id) => {
-        for (const node of this.operators) node.operator.notifyCheckpointAborted?.(id);
-      },
-    };
-  }
-
-  /** Injects a pending barrier at every source, and snapshots steps that have ended. */
-  private injectPendingBarrier(): void {
-    const barrier = this.pendingBarrier;
-    if (barrier === null) return;
-    this.pendingBarrier = null;
-    for (const node of this.sources) withStepSync(node.stepId, () => node.injectBarrier(barrier));
-    // Ended steps receive no barrier: they have no input left, so their state is final.
-    for (const node of this.operators) if (node.ended) withStepSync(node.stepId, () => node.snapshot(barrier));
-  }
-
-  private notifyComplete(id: number): void {
-    const track = (step: string, p: void | Promise<void>): void => {
-      if (!(p instanceof Promise)) return;
-      const tracked = withStep(step, p).catch((error: unknown) => this.fail(error));
-      this.completions.add(tracked);
-      void tracked.finally(() => this.completions.delete(tracked));
-    };
-    for (const node of this.operators) track(node.stepId, withStepSync(node.stepId, () => node.operator.notifyCheckpointComplete?.(id)));
-    for (const node of this.sources) track(node.stepId, withStepSync(node.stepId, () => node.reader.notifyCheckpointComplete?.(id)));
+    const prepared = assignSplits(this.graph, this.plan, restore, this.storage !== null, this.clock);
+    const splits = new Map<string, SavedSplit[][]>();
+    for (const [id, p] of prepared) splits.set(id, await p);
+    this.build(restore, splits);
+    this.coordinator = this.coordinatorFor(await CheckpointCoordinator.firstId(this.storage, restore?.id));
+    await this.executor!.open();
   }
 
   private fail(error: unknown): void {
     this.failure ??= { error };
-    this.wakeUp();
+    this.executor?.fail(error);
   }
 
   /** Runs until every source ends (bounded input) or {@link stop} is called. */
   async run(): Promise<JobResult> {
     const started = performance.now();
-    let lastYield = performance.now();
     try {
       await this.open();
+      const executor = this.executor!;
       const every = this.options.checkpointInterval ?? 1000;
       if (every > 0) {
         this.interval = setInterval(() => {
@@ -362,40 +260,12 @@ export class LocalJob {
           this.coordinator!.trigger('checkpoint').catch(() => undefined); // logged by the coordinator
         }, every);
       }
-      let final: Promise<unknown> | null = null;
-      while (!this.failure) {
-        this.injectPendingBarrier();
-        let progressed = false;
-        let live = 0;
-        for (const node of this.sources) {
-          if (node.ended || node.stopped) continue;
-          if (node.waiting === null) {
-            const status = withStepSync(node.stepId, () => node.poll(this.batchSize));
-            if (status === 'more') progressed = true;
-            else if (status === 'wait') this.awaitSource(node);
-          }
-          if (!node.ended && !node.stopped) live++;
-        }
-        if (live === 0) {
-          // Every source has ended (or stopped after a final barrier): one last checkpoint commits
-          // what the sinks still hold, then the job ends.
-          this.ending = true;
-          final ??= this.finalCheckpoint();
-          if (this.finalDone) break;
-        }
-        const now = this.clock.now();
-        this.fireProcessingTime(now);
-        for (const node of this.sources) node.checkIdle(now);
-        await this.relieveBackpressure();
-        if (!progressed) await this.sleep(now);
-        else if (performance.now() - lastYield > 10) {
-          await yieldToEventLoop();
-          lastYield = performance.now();
-        }
-      }
+      // Every source has ended: one last checkpoint commits what the sinks still hold, then the
+      // job ends.
+      executor.onEnded = () => this.finish(!this.stoppedWithCheckpoint);
+      if (this.stopRequested && !this.stoppedWithCheckpoint) executor.halt();
+      await executor.run();
       if (this.failure !== null) throw this.failure.error;
-      await Promise.all(this.completions);
-      if (this.failure !== null) throw (this.failure as { error: unknown }).error;
     } catch (error) {
       // The job's own failure is what the caller needs to see, not a failure to close after it.
       await this.close().catch(() => undefined);
@@ -410,17 +280,15 @@ export class LocalJob {
     };
   }
 
-  /** The last checkpoint of a run that ends: waits for a stop checkpoint in flight, or takes one. */
-  private async finalCheckpoint(): Promise<void> {
-    try {
+  /** Ends the run: after a last checkpoint if `checkpoint`, once any checkpoint in flight is done. */
+  private finish(checkpoint: boolean): void {
+    this.ending = true;
+    const ending = async (): Promise<void> => {
       while (this.coordinator!.busy) await new Promise((r) => setTimeout(r, 1));
-      if (!this.stoppedWithCheckpoint) await this.coordinator!.trigger('checkpoint');
-    } catch (error) {
-      this.fail(error);
-    } finally {
-      this.finalDone = true;
-      this.wakeUp();
-    }
+      if (checkpoint) await this.coordinator!.trigger('checkpoint');
+      this.executor!.finish();
+    };
+    ending().catch((error: unknown) => this.fail(error));
   }
 
   /**
@@ -430,18 +298,20 @@ export class LocalJob {
   stop(options: StopOptions = {}): void {
     if (this.stopRequested) return;
     this.stopRequested = true;
-    if (options.checkpoint !== false && this.coordinator !== null && this.sources.some((s) => !s.ended)) {
+    const executor = this.executor;
+    if (options.checkpoint !== false && this.coordinator !== null && executor !== null && !executor.quiet) {
       this.stoppedWithCheckpoint = true;
+      this.ending = true;
       const stopping = async (): Promise<void> => {
         while (this.coordinator!.busy) await new Promise((r) => setTimeout(r, 1));
         await this.coordinator!.trigger('checkpoint', { stop: true });
+        executor.finish();
       };
       stopping().catch((error: unknown) => this.fail(error));
-    } else {
-      for (const node of this.sources) node.stopped = true;
-      this.finalDone = true;
+    } else if (executor !== null) {
+      executor.halt();
+      executor.finish();
     }
-    this.wakeUp();
   }
 
   /**
@@ -474,45 +344,26 @@ export class LocalJob {
     return this.coordinator?.history.slice() ?? [];
   }
 
-  /** Ends the current sleep, or makes the next one return at once (no lost wake-ups). */
-  private wakeUp(): void {
-    this.woken = true;
-    this.wake?.();
-  }
-
   /** Dead letters reported by every step. */
   deadLetterCount(): number {
-    let n = 0;
-    for (const node of this.byStep.values()) n += node.metrics.deadLetters;
-    return n;
+    return (this.executor?.metrics() ?? []).reduce((n, m) => n + m.deadLetters, 0);
   }
 
-  /** Current counters of every step, in plan order. */
+  /** Current counters of every step (summed over its instances), in plan order. */
   metrics(): StepMetrics[] {
-    const out: StepMetrics[] = [];
-    for (const [step, node] of this.byStep) {
-      out.push({
-        step,
-        kind: this.kinds.get(step)!,
-        ...node.metrics,
-        watermark: node instanceof SourceNode ? node.currentWatermark : node.watermark,
-        idle: node.idle,
-        checkpointPauseMs: node.lastSnapshotPause,
-      });
-    }
-    return out;
+    return aggregateMetrics(this.graph, this.executor?.metrics() ?? []);
   }
 
-  /** The runtime node of a step (tests and the harness). */
-  node(stepId: string): SourceNode | OperatorNode {
-    const node = this.byStep.get(stepId);
-    if (node === undefined) throw new Error(`no step '${stepId}'`);
+  /** The runtime node of a step's instance (tests and the harness). */
+  node(stepId: string, instance = 0): SourceNode | OperatorNode {
+    const node = this.executor?.nodes.get(stepId)?.[instance];
+    if (node === undefined) throw new Error(`no step '${stepId}' (instance ${instance})`);
     return node;
   }
 
   /** Fires processing-time callbacks that are due. */
   fireProcessingTime(now: number): void {
-    for (const node of this.operators) withStepSync(node.stepId, () => node.firePendingProcessingTime(now));
+    this.executor?.fireProcessingTime(now);
   }
 
   /**
@@ -524,67 +375,11 @@ export class LocalJob {
     let error: unknown = null;
     const before = this.coordinator.lastCaptured;
     this.coordinator.trigger('savepoint', { capture: true }).catch((e: unknown) => (error = e));
-    this.injectPendingBarrier();
+    this.executor!.injectPendingBarrier();
     if (error !== null) throw error;
     const result = this.coordinator.lastCaptured;
     if (result === null || result === before) throw new Error('snapshotNow: a step snapshots asynchronously');
     return result;
-  }
-
-  private awaitSource(node: SourceNode): void {
-    const ready = node.reader.ready?.() ?? Promise.resolve();
-    node.waiting = ready.then(
-      () => {
-        node.waiting = null;
-        this.wakeUp();
-      },
-      // A source that fails while reading fails the job (from the run loop).
-      (error: unknown) => this.fail(new StepFailure(node.stepId, undefined, error)),
-    );
-  }
-
-  private async relieveBackpressure(): Promise<void> {
-    for (const node of this.operators) {
-      const pending = node.operator.backpressure?.();
-      if (pending !== undefined) await Promise.race([pending, this.failed()]);
-    }
-  }
-
-  /** Resolves when the job fails (so that waits on a sink never outlive a failure). */
-  private failed(): Promise<void> {
-    return new Promise((resolve) => {
-      const check = (): void => {
-        if (this.failure !== null || this.stopRequested) resolve();
-        else setTimeout(check, 50).unref();
-      };
-      check();
-    });
-  }
-
-  /** Waits until a source is ready, a timer is due, a source may turn idle, a barrier is due, or stop. */
-  private async sleep(now: number): Promise<void> {
-    let deadline = Infinity;
-    for (const node of this.operators) if (node.nextProcessingTime < deadline) deadline = node.nextProcessingTime;
-    for (const node of this.sources) deadline = Math.min(deadline, node.idleDeadline());
-    if (this.clock !== systemClock && deadline !== Infinity) {
-      // A virtual clock does not move by itself: poll again soon rather than sleep on it.
-      deadline = now;
-    }
-    const delay = deadline === Infinity ? 1000 : Math.max(0, Math.min(1000, deadline - now));
-    if (this.woken || this.failure !== null || this.pendingBarrier !== null) {
-      this.woken = false;
-      return;
-    }
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(done, delay);
-      function done(): void {
-        clearTimeout(timer);
-        resolve();
-      }
-      this.wake = done;
-    });
-    this.wake = null;
-    this.woken = false;
   }
 
   /** Closes every step, also after a failed or partial open; the first error wins. */
@@ -593,46 +388,96 @@ export class LocalJob {
     if (this.interval !== null) clearInterval(this.interval);
     this.interval = null;
     this.coordinator?.shutdown();
-    let first: { error: unknown } | null = null;
-    const attempt = async (step: string, fn: () => unknown): Promise<void> => {
-      try {
-        await fn();
-      } catch (error) {
-        first ??= { error: error instanceof StepFailure ? error : new StepFailure(step, undefined, error) };
-      }
-    };
-    for (const node of this.operators) await attempt(node.stepId, () => node.operator.close?.());
-    for (const node of this.sources) await attempt(node.stepId, () => node.reader.close?.());
-    if (first !== null) throw (first as { error: unknown }).error;
+    await this.executor?.close();
   }
 }
 
-/** A source created for a run, with its context and its splits (being listed, maybe). */
-interface PreparedSource {
-  readonly source: Source<unknown>;
-  readonly ctx: SourceContext;
-  readonly splits: SavedSplit[] | Promise<SavedSplit[]>;
+/** Per-step metrics: instances summed, the lowest watermark, idle only if every instance is. */
+export function aggregateMetrics(graph: LogicalGraph, instances: readonly InstanceMetrics[]): StepMetrics[] {
+  const out: StepMetrics[] = [];
+  for (const node of graph.nodes) {
+    const mine = instances.filter((m) => m.step === node.id);
+    const live = mine.filter((m) => m.instance >= 0);
+    out.push({
+      step: node.id,
+      kind: node.kind,
+      recordsIn: sum(mine, 'recordsIn'),
+      recordsOut: sum(mine, 'recordsOut'),
+      deadLetters: sum(mine, 'deadLetters'),
+      lateRecords: sum(mine, 'lateRecords'),
+      lateDropped: sum(mine, 'lateDropped'),
+      duplicatesDropped: sum(mine, 'duplicatesDropped'),
+      keysBeyondMemoryBound: sum(mine, 'keysBeyondMemoryBound'),
+      watermark: live.length === 0 ? -Infinity : Math.min(...live.map((m) => m.watermark)),
+      idle: live.length > 0 && live.every((m) => m.idle),
+      checkpointPauseMs: live.length === 0 ? 0 : Math.max(...live.map((m) => m.checkpointPauseMs)),
+    });
+  }
+  return out;
+}
+
+function sum(list: readonly InstanceMetrics[], field: keyof OperatorMetrics): number {
+  let n = 0;
+  for (const m of list) n += m[field];
+  return n;
+}
+
+/**
+ * The splits each instance of each source reads: on restore, the checkpoint's positions cut for
+ * the new parallelism; on a fresh start, the source's splits (maybe listed asynchronously) dealt
+ * round-robin.
+ */
+export function assignSplits(
+  graph: LogicalGraph,
+  plan: PhysicalPlan,
+  restore: JobSnapshot | null,
+  durable: boolean,
+  clock: Clock,
+): Map<string, SavedSplit[][] | Promise<SavedSplit[][]>> {
+  const out = new Map<string, SavedSplit[][] | Promise<SavedSplit[][]>>();
+  for (const step of graph.nodes) {
+    const spec = step.spec;
+    if (spec.type !== 'source') continue;
+    const p = plan.parallelismOf.get(step.id)!;
+    const source = withStep(step.id, () => spec.create());
+    if (durable && source.replayable === false) {
+      throw new Error(`source '${step.id}' cannot replay its input, so it cannot run with durable checkpoints (exactly-once); use a replayable source or run without a checkpoint directory`);
+    }
+    const saved = restore === null ? null : restore.steps.get(step.id);
+    if (saved !== null && saved !== undefined && saved.instances.some((i) => i.splits !== undefined)) {
+      out.set(step.id, Array.from({ length: p }, (_, i) => [...(instanceRestore(restore!, step.id, i, p)?.splits ?? [])]));
+      continue;
+    }
+    const ctx: SourceContext = { stepId: step.id, clock, instance: 0, parallelism: p, restoredCheckpoint: restore?.id };
+    const deal = (found: readonly Split[]): SavedSplit[][] => {
+      const per: SavedSplit[][] = Array.from({ length: p }, () => []);
+      found.forEach((s, k) => per[k % p]!.push({ ...s, maxTime: -Infinity }));
+      return per;
+    };
+    const found = withStep(step.id, () => source.splits(ctx));
+    out.set(step.id, found instanceof Promise ? attribute(step.id, found).then(deal) : deal(found));
+  }
+  return out;
+}
+
+/** Refuses a snapshot that cannot be restored into `graph` (other key groups, state of missing steps unless allowed). */
+export function checkRestorable(restore: JobSnapshot, graph: LogicalGraph, maxParallelism: number, allowDropped: boolean): void {
+  if (restore.maxParallelism !== maxParallelism) {
+    throw new Error(`the checkpoint was taken with maxParallelism ${restore.maxParallelism}; this job has ${maxParallelism} (key groups cannot change)`);
+  }
+  if (allowDropped) return;
+  const orphans = [...restore.steps].filter(([id, s]) => !graph.nodes.some((n) => n.id === id) && hasState(s)).map(([id]) => id);
+  if (orphans.length > 0) {
+    throw new Error(
+      `the checkpoint has state for steps this pipeline does not have: ${orphans.join(', ')} ` +
+        `(were they renamed? give stateful steps stable ids; or restore with allowDroppedState to drop it)`,
+    );
+  }
 }
 
 /** Whether a step snapshot holds anything that a missing step would lose. */
 function hasState(s: { tables: Readonly<Record<string, number>>; instances: ReadonlyArray<{ operator?: unknown; splits?: unknown }> }): boolean {
   return Object.keys(s.tables).length > 0 || s.instances.some((i) => i.operator !== undefined || (i.splits !== undefined && (i.splits as unknown[]).length > 0));
-}
-
-/** Runs `fn`, attributing an exception to `step`. */
-function withStepSync<T>(step: string, fn: () => T): T {
-  try {
-    return fn();
-  } catch (error) {
-    throw error instanceof StepFailure ? error : new StepFailure(step, undefined, error);
-  }
-}
-
-/** Attributes a rejection to `step`. */
-function withStep<T>(step: string, p: Promise<T>): Promise<T> {
-  return p.catch((error: unknown) => {
-    throw error instanceof StepFailure ? error : new StepFailure(step, undefined, error);
-  });
 }
 
 function formatAge(ms: number): string {
@@ -642,5 +487,3 @@ function formatAge(ms: number): string {
   return `${(ms / 3_600_000).toFixed(1)} h`;
 }
 
-export { errorMessage };
-export type { Collector, StepNode };

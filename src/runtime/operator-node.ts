@@ -163,6 +163,11 @@ export class OperatorNode implements EdgeTarget, OperatorContext<unknown> {
     }
   }
 
+  /** Whether input channel `channel` waits for a barrier to align (remote readers hold its messages). */
+  isBlocked(channel: number): boolean {
+    return this.channelBlocked[channel]!;
+  }
+
   pushBatch(batch: Batch<unknown>, channel: number): void {
     if (this.channelBlocked[channel]) {
       this.held.push({ kind: 'batch', channel, batch: copyBatch(batch) });

@@ -59,6 +59,7 @@ export function validateJobOptions(options: JobOptions | undefined): void {
   if (options === null || typeof options !== 'object') throw new TypeError(`job options must be an object, got ${describeValue(options)}`);
   if (options.batchSize !== undefined) checkInteger('batchSize', options.batchSize, 1, MAX_BATCH_SIZE);
   if (options.maxParallelism !== undefined) checkInteger('maxParallelism', options.maxParallelism, 1, MAX_KEY_GROUPS);
+  if (options.parallelism !== undefined) checkInteger('parallelism', options.parallelism, 1, MAX_KEY_GROUPS);
   if (options.errors !== undefined && options.errors !== 'dead-letter' && options.errors !== 'fail') {
     throw new RangeError(`errors must be 'dead-letter' or 'fail', got ${describeValue(options.errors)}`);
   }

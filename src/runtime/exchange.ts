@@ -1,0 +1,143 @@
+import type { Ship } from '../plan/physical.ts';
+import { checkKey, type Key, keyGroupOf } from '../state/key-group.ts';
+import type { Barrier } from './barrier.ts';
+import { Batch } from './batch.ts';
+import type { Collector, EdgeTarget } from './collector.ts';
+import type { RuntimeEnv } from './env.ts';
+import type { OperatorMetrics } from './operator.ts';
+import { reportDeadLetter } from './operator-node.ts';
+
+/**
+ * The sending side of an exchange channel to another thread: a target like any other, which
+ * encodes batches and sends them, in order with watermarks, barriers and end markers, within the
+ * credits the receiver granted. While it waits for credit (`blocked`), the tasks that feed it take
+ * no more input — credit-based backpressure, so memory stays bounded when a receiver is slow.
+ */
+export interface RemoteWriter extends EdgeTarget {
+  readonly blocked: boolean;
+  /** Resolves once `blocked` has turned false (or right away if it is). */
+  unblocked(): Promise<void>;
+}
+
+/** The receiving side of an exchange channel from another thread. */
+export interface RemoteReader {
+  /** Whether messages are waiting. */
+  readonly pending: boolean;
+  /** Delivers up to `max` waiting messages to the target node; returns how many it delivered. */
+  deliver(max: number): number;
+}
+
+/** Creates the channels of a job's exchanges that cross threads. */
+export interface ChannelFactory {
+  /** The writer of exchange edge `edge` from sender instance `sender` to receiver instance `receiver`. */
+  writer(edge: number, sender: number, receiver: number): RemoteWriter;
+  /** The reader of that channel, delivering into `target`'s input channel `channel`. */
+  reader(edge: number, sender: number, receiver: number, target: EdgeTarget & { isBlocked(channel: number): boolean }, channel: number): RemoteReader;
+}
+
+/** Which receiver instance owns key group `kg` (the inverse of `keyGroupRange`). */
+export function instanceOfKeyGroup(kg: number, parallelism: number, maxParallelism: number): number {
+  return Math.floor((kg * parallelism) / maxParallelism);
+}
+
+/**
+ * Routes each record of an output port to the instances of the next step — by key group (`hash`),
+ * round-robin (`rebalance`) or to all (`broadcast`) — into one batch per target, handed over when
+ * full and at the end of every incoming batch; watermarks, idleness, barriers and end go to every
+ * target, after the records before them. A record whose key cannot be computed is a dead letter
+ * of the receiving (keyed) step.
+ */
+export class Partitioner implements EdgeTarget {
+  private readonly buffers: Array<Batch<unknown>>;
+  private rr = 0;
+
+  constructor(
+    private readonly ship: Exclude<Ship, 'chain' | 'forward' | 'gather'>,
+    private readonly key: ((value: unknown) => Key) | undefined,
+    /** One per receiver instance: a node's input channel, or a remote writer. */
+    private readonly targets: ReadonlyArray<{ target: EdgeTarget; channel: number }>,
+    private readonly env: RuntimeEnv,
+    /** The step that keys the records, for dead letters. */
+    private readonly receivingStep: string,
+    /** Where that step's dead letters go from here (the sender's dead-letter port), and its counters. */
+    private readonly deadLetterPort: Collector<unknown> | null,
+    readonly metrics: OperatorMetrics,
+  ) {
+    this.buffers = targets.map(() => new Batch<unknown>(env.batchSize));
+  }
+
+  /** The targets (for the executor's analysis of what feeds what). */
+  targetsList(): EdgeTarget[] {
+    return this.targets.map((t) => t.target);
+  }
+
+  pushBatch(batch: Batch<unknown>): void {
+    const { values, times, length } = batch;
+    const buffers = this.buffers;
+    const n = buffers.length;
+    if (this.ship === 'broadcast') {
+      for (let t = 0; t < n; t++) this.targets[t]!.target.pushBatch(batch, this.targets[t]!.channel);
+      return;
+    }
+    if (this.ship === 'rebalance') {
+      let rr = this.rr;
+      for (let i = 0; i < length; i++) {
+        const b = buffers[rr]!;
+        b.push(values[i], times[i]!);
+        if (b.length === b.capacity) this.hand(rr);
+        rr = rr + 1 === n ? 0 : rr + 1;
+      }
+      this.rr = rr;
+    } else {
+      const keyOf = this.key!;
+      const maxP = this.env.maxParallelism;
+      let i = 0;
+      while (i < length) {
+        try {
+          for (; i < length; i++) {
+            const t = instanceOfKeyGroup(keyGroupOf(checkKey(keyOf(values[i])), maxP), n, maxP);
+            const b = buffers[t]!;
+            b.push(values[i], times[i]!);
+            if (b.length === b.capacity) this.hand(t);
+          }
+        } catch (error) {
+          this.metrics.deadLetters++;
+          reportDeadLetter(this.env, this.receivingStep, this.deadLetterPort, values[i], error, times[i]!);
+          i++;
+        }
+      }
+    }
+    this.handAll();
+  }
+
+  private hand(t: number): void {
+    const b = this.buffers[t]!;
+    if (b.length === 0) return;
+    this.targets[t]!.target.pushBatch(b, this.targets[t]!.channel);
+    b.length = 0;
+  }
+
+  private handAll(): void {
+    for (let t = 0; t < this.buffers.length; t++) this.hand(t);
+  }
+
+  pushWatermark(watermark: number): void {
+    this.handAll();
+    for (const t of this.targets) t.target.pushWatermark(watermark, t.channel);
+  }
+
+  pushIdle(idle: boolean): void {
+    this.handAll();
+    for (const t of this.targets) t.target.pushIdle(idle, t.channel);
+  }
+
+  pushBarrier(barrier: Barrier): void {
+    this.handAll();
+    for (const t of this.targets) t.target.pushBarrier(barrier, t.channel);
+  }
+
+  pushEnd(): void {
+    this.handAll();
+    for (const t of this.targets) t.target.pushEnd(t.channel);
+  }
+}
