@@ -26,6 +26,8 @@ export interface NexmarkRunOptions {
   readonly checkpointDir?: string;
   /** Milliseconds between checkpoints (default 1000). */
   readonly checkpointInterval?: number;
+  /** Instances of every step (in this thread). */
+  readonly parallelism?: number;
   /** Called once the job has started: to stop it early (on a signal) or to watch its progress. */
   readonly onStart?: (job: RunningJob) => void;
 }
@@ -94,7 +96,7 @@ export async function runNexmark(options: NexmarkRunOptions): Promise<NexmarkRun
     const tableKey = options.query === 'none' ? undefined : QUERIES[options.query].tableKey;
     (tableKey === undefined ? results : finalTable(results as Stream<object>, tableKey)).sink(new JsonlSink<object>(options.out), { id: 'out' });
   }
-  const running = p.start({ checkpointDir: options.checkpointDir, checkpointInterval: options.checkpointInterval });
+  const running = p.start({ checkpointDir: options.checkpointDir, checkpointInterval: options.checkpointInterval, parallelism: options.parallelism });
   options.onStart?.(running);
   const result = await running.done;
   // Result rows: what reached the sink, or for an updating query every update of its table.
