@@ -1,5 +1,6 @@
 import { Pipeline, type RunningJob } from '../api/pipeline.ts';
 import { JsonlSink } from '../connectors/file/jsonl-sink.ts';
+import { CallbackSink } from '../connectors/memory/sink.ts';
 import type { Batch } from '../runtime/batch.ts';
 import type { Stream } from '../api/stream.ts';
 import { valueState } from '../state/descriptors.ts';
@@ -28,6 +29,11 @@ export interface NexmarkRunOptions {
   readonly checkpointInterval?: number;
   /** Instances of every step (in this thread). */
   readonly parallelism?: number;
+  /**
+   * Stop the run, with a final checkpoint, once this many events were generated (to test
+   * restores: a run with the same checkpoint directory goes on from there).
+   */
+  readonly stopAfter?: number;
   /** Called once the job has started: to stop it early (on a signal) or to watch its progress. */
   readonly onStart?: (job: RunningJob) => void;
 }
@@ -90,13 +96,19 @@ export async function runNexmark(options: NexmarkRunOptions): Promise<NexmarkRun
     { id: 'nexmark', outOfOrderness: disorder, idleTimeout: 0 },
   );
   if (options.eventsOut !== undefined) events.sink(new JsonlSink<NexmarkEvent>(options.eventsOut), { id: 'events-out' });
+  let running: RunningJob | null = null;
+  const stopAfter = options.stopAfter;
+  if (stopAfter !== undefined) {
+    let seen = 0;
+    events.sink(new CallbackSink(() => void (++seen === stopAfter && running?.stop())), { id: 'stop-after' });
+  }
   const results = options.query === 'none' ? events : QUERIES[options.query].build(events);
   if (options.out === undefined) results.sink(new DiscardSink(), { id: 'out' });
   else {
     const tableKey = options.query === 'none' ? undefined : QUERIES[options.query].tableKey;
     (tableKey === undefined ? results : finalTable(results as Stream<object>, tableKey)).sink(new JsonlSink<object>(options.out), { id: 'out' });
   }
-  const running = p.start({ checkpointDir: options.checkpointDir, checkpointInterval: options.checkpointInterval, parallelism: options.parallelism });
+  running = p.start({ checkpointDir: options.checkpointDir, checkpointInterval: options.checkpointInterval, parallelism: options.parallelism });
   options.onStart?.(running);
   const result = await running.done;
   // Result rows: what reached the sink, or for an updating query every update of its table.

@@ -1,5 +1,5 @@
-import type { Source, SourceContext, SourceOutput, SourceReader, SourceStatus, Split, SplitOutput } from '../runtime/source.ts';
-import { openStrides, strideSplits } from '../connectors/generator/source.ts';
+import type { Source, SourceContext, SourceOutput, SourceReader, SourceStatus, Split } from '../runtime/source.ts';
+import { DEFAULT_STRIDE_SPLITS, StrideCursor, strideSplits } from '../connectors/generator/source.ts';
 import { fmix32 } from '../util/hash.ts';
 import { type NexmarkConfig, NexmarkGenerator } from './generator.ts';
 import type { NexmarkEvent } from './model.ts';
@@ -20,8 +20,9 @@ export interface NexmarkSourceOptions extends NexmarkConfig {
    */
   readonly live?: boolean;
   /**
-   * Number of generator splits (default: the source's parallelism at the first start): split k of
-   * n generates events k, k + n, … — as NEXMark's multiple generators divide one sequence.
+   * Number of generator splits (default 16): split k of n generates events k, k + n, … — as
+   * NEXMark's multiple generators divide one sequence — and a restored job can run at most this
+   * many instances of the source.
    */
   readonly splits?: number;
 }
@@ -34,24 +35,27 @@ interface NexmarkPosition {
 
 /**
  * NEXMark events as a source, with event times. Deterministic: event n is a pure function of the
- * seed and n, and the event sequence is dealt into stride splits (split k of n generates events
- * k, k + n, …), each with its own disorder and watermark. A split's position is its next event
- * number and the events it holds back, so a restored job regenerates exactly the events after its
- * checkpoint, at any parallelism.
+ * seed and n. The event sequence is dealt into stride splits (split k of n generates events k,
+ * k + n, …); an instance generates the events of its splits in increasing order, so one instance
+ * generates exactly the sequence 0, 1, 2, …, whatever the number of splits. A split's position is
+ * its next event number and the events it holds back (disorder), so a restored job regenerates
+ * exactly the events after its checkpoint, at any parallelism.
  */
 export class NexmarkSource implements Source<NexmarkEvent> {
   readonly bounded: boolean;
+  readonly maxParallelism: number;
   readonly generator: NexmarkGenerator;
 
   constructor(private readonly options: NexmarkSourceOptions = {}) {
     this.generator = new NexmarkGenerator(options);
     this.bounded = Number.isFinite(options.events ?? Infinity);
+    this.maxParallelism = options.splits ?? DEFAULT_STRIDE_SPLITS;
     const disorder = options.disorder ?? 0;
     if (!(disorder >= 0)) throw new RangeError(`disorder must be >= 0, got ${options.disorder}`);
   }
 
-  splits(ctx: SourceContext): Split<NexmarkPosition>[] {
-    return strideSplits(this.options.splits ?? ctx.parallelism).map((s) => ({ id: s.id, position: { next: s.position, pending: [] } }));
+  splits(): Split<NexmarkPosition>[] {
+    return strideSplits(this.maxParallelism).map((s) => ({ id: s.id, position: { next: s.position, pending: [] } }));
   }
 
   createReader(ctx: SourceContext): SourceReader<NexmarkEvent> {
@@ -59,97 +63,53 @@ export class NexmarkSource implements Source<NexmarkEvent> {
   }
 }
 
+/** Generates the events of its splits in order, holding some back (disorder). */
 class NexmarkReader implements SourceReader<NexmarkEvent> {
-  private splits: NexmarkSplit[] = [];
-  private turn = 0;
-
-  constructor(
-    private readonly generator: NexmarkGenerator,
-    private readonly options: NexmarkSourceOptions,
-    private readonly clock: SourceContext['clock'],
-  ) {}
-
-  open(splits: readonly Split[]): void {
-    const strides = openStrides(splits.map((s) => ({ id: s.id, position: (s.position as NexmarkPosition).next })));
-    this.splits = strides.map((st, i) => new NexmarkSplit(st.id, st.n, (splits[i]!.position as NexmarkPosition), this.generator, this.options, this.clock));
-  }
-
-  poll(out: SourceOutput<NexmarkEvent>, max: number): SourceStatus {
-    let waiting = false;
-    // One split per poll, in turn: a batch holds events of one split.
-    for (let tries = 0; tries < this.splits.length; tries++) {
-      const s = this.splits[this.turn]!;
-      this.turn = (this.turn + 1) % this.splits.length;
-      if (s.ended) continue;
-      const status = s.poll(out, max);
-      if (status === 'more') return 'more';
-      if (status === 'wait') waiting = true;
-    }
-    if (this.splits.every((s) => s.ended)) return 'end';
-    return waiting ? 'wait' : 'more';
-  }
-
-  /** Live mode: resolves when the next event is due. */
-  ready(): Promise<void> {
-    let due = Infinity;
-    for (const s of this.splits) if (!s.ended) due = Math.min(due, this.generator.time(s.next));
-    const delay = due === Infinity ? 1 : Math.max(1, due - this.clock.now());
-    return new Promise((resolve) => setTimeout(resolve, Math.min(delay, 50)));
-  }
-
-  snapshot(): Split<NexmarkPosition>[] {
-    return this.splits.map((s) => ({ id: s.id, position: { next: s.next, pending: s.ids.slice() } }));
-  }
-}
-
-/** One stride of the event sequence, with its held-back events. */
-class NexmarkSplit {
-  next: number;
-  ended = false;
+  private cursor = new StrideCursor([]);
   /** Held-back events (disorder): a binary min-heap of (arrival key, event number). */
   private keys: number[] = [];
-  ids: number[] = [];
-  private out: SplitOutput<NexmarkEvent> | null = null;
+  private ids: number[] = [];
   private readonly count: number;
   private readonly disorder: number;
   private readonly live: boolean;
 
   constructor(
-    readonly id: string,
-    private readonly step: number,
-    position: NexmarkPosition,
     private readonly gen: NexmarkGenerator,
     options: NexmarkSourceOptions,
     private readonly clock: SourceContext['clock'],
   ) {
-    this.next = position.next;
     this.count = options.events ?? Infinity;
     this.disorder = options.disorder ?? 0;
     this.live = options.live ?? false;
-    for (const id of position.pending) this.hold(id);
   }
 
-  poll(parent: SourceOutput<NexmarkEvent>, max: number): SourceStatus {
-    const out = (this.out ??= parent.split(this.id));
+  open(splits: readonly Split[]): void {
+    this.cursor = new StrideCursor(splits.map((s) => ({ id: s.id, position: (s.position as NexmarkPosition).next })));
+    for (const s of splits) for (const id of (s.position as NexmarkPosition).pending) this.hold(id);
+  }
+
+  poll(out: SourceOutput<NexmarkEvent>, max: number): SourceStatus {
     const gen = this.gen;
-    const step = this.step;
-    let n = this.next;
-    let count = this.count;
+    const cursor = this.cursor;
+    let limit = this.count;
     if (this.live) {
-      // Only events whose time has come: at most up to the event number due now.
-      const due = Math.floor((this.clock.now() - gen.baseTime) * (gen.rate / 1000)) + 1;
-      if (due <= n && n < count) return 'wait';
-      count = Math.min(count, due);
+      // Only events whose time has come: up to the event number due now.
+      limit = Math.min(limit, Math.floor((this.clock.now() - gen.baseTime) * (gen.rate / 1000)) + 1);
     }
+    let n = cursor.next();
     if (this.disorder === 0) {
-      for (let k = 0; k < max && n < count; k++, n += step) out.emit(gen.event(n), gen.time(n));
-      this.next = n;
-      if (n >= this.count) return this.end(out);
-      return n >= count ? 'wait' : 'more';
+      let k = 0;
+      for (; k < max && n < limit; k++) {
+        out.emit(gen.event(n), gen.time(n));
+        cursor.advance();
+        n = cursor.next();
+      }
+      if (n >= this.count) return 'end';
+      return n >= limit ? 'wait' : 'more';
     }
     let emitted = 0;
     while (emitted < max) {
-      if (n < count) {
+      if (n < limit) {
         const t = gen.time(n);
         while (this.ids.length > 0 && this.keys[0]! < t && emitted < max) {
           const id = this.pop();
@@ -158,7 +118,8 @@ class NexmarkSplit {
         }
         if (emitted >= max) break;
         this.hold(n);
-        n += step;
+        cursor.advance();
+        n = cursor.next();
       } else if (n >= this.count && this.ids.length > 0) {
         // End of input: deliver what is held back.
         const id = this.pop();
@@ -166,15 +127,23 @@ class NexmarkSplit {
         emitted++;
       } else break;
     }
-    this.next = n;
-    if (n >= this.count && this.ids.length === 0) return this.end(out);
-    return n >= count && emitted < max ? 'wait' : 'more';
+    if (n >= this.count && this.ids.length === 0) return 'end';
+    return n >= limit && emitted < max ? 'wait' : 'more';
   }
 
-  private end(out: SplitOutput<NexmarkEvent>): SourceStatus {
-    this.ended = true;
-    out.finish();
-    return 'end';
+  /** Live mode: resolves when the next event is due. */
+  ready(): Promise<void> {
+    const next = this.cursor.next();
+    const due = next === Infinity ? this.clock.now() : this.gen.time(next);
+    const delay = Math.max(1, due - this.clock.now());
+    return new Promise((resolve) => setTimeout(resolve, Math.min(delay, 50)));
+  }
+
+  snapshot(): Split<NexmarkPosition>[] {
+    return this.cursor.positions().map((s) => ({
+      id: s.id,
+      position: { next: s.position, pending: this.ids.filter((id) => this.cursor.splitOf(id) === s.id) },
+    }));
   }
 
   /** Arrival key of event n: its time plus a jitter in [0, disorder]. */

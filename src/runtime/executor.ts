@@ -72,6 +72,7 @@ export class Executor {
   private failure: { error: unknown } | null = null;
   private readonly completions = new Set<Promise<void>>();
   private endedReported = false;
+  private paused = false;
   /** Called once every step instance here has ended (bounded input consumed). */
   onEnded: () => void = () => undefined;
 
@@ -263,6 +264,11 @@ export class Executor {
     for (const node of this.operators) node.operator.notifyCheckpointAborted?.(id);
   }
 
+  /** Polls no source any more (a stop is under way); exchanges keep delivering. */
+  pause(): void {
+    this.paused = true;
+  }
+
   /** Stops the sources here at once (no final checkpoint). */
   halt(): void {
     for (const node of this.sources) node.stopped = true;
@@ -302,7 +308,7 @@ export class Executor {
         if (reader.deliver(16) > 0) progressed = true;
       }
       for (const node of this.sources) {
-        if (node.ended || node.stopped || node.waiting !== null || this.gated(node)) continue;
+        if (this.paused || node.ended || node.stopped || node.waiting !== null || this.gated(node)) continue;
         const status = withStep(node.stepId, () => node.poll(batchSize));
         if (status === 'more') progressed = true;
         else if (status === 'wait') this.awaitSource(node);

@@ -300,6 +300,8 @@ export class LocalJob {
     this.stopRequested = true;
     const executor = this.executor;
     if (options.checkpoint !== false && this.coordinator !== null && executor !== null && !executor.quiet) {
+      // Nothing more is read: the final checkpoint cuts right after the batch in progress.
+      executor.pause();
       this.stoppedWithCheckpoint = true;
       this.ending = true;
       const stopping = async (): Promise<void> => {

@@ -1,5 +1,5 @@
 import type { Clock } from '../../time/clock.ts';
-import type { Source, SourceContext, SourceOutput, SourceReader, SourceStatus, Split, SplitOutput } from '../../runtime/source.ts';
+import type { Source, SourceContext, SourceOutput, SourceReader, SourceStatus, Split } from '../../runtime/source.ts';
 
 /** Options of {@link GeneratorSource}. */
 export interface GeneratorOptions<T> {
@@ -12,22 +12,14 @@ export interface GeneratorOptions<T> {
   /** Emit at most this many records per second of processing time, over all instances (default: as fast as possible). */
   readonly ratePerSecond?: number;
   /**
-   * Number of splits the index space is dealt into (default: the source's parallelism at the first
-   * start). Split k of n emits k, k + n, k + 2n, …; more splits than instances lets a restored job
-   * scale out further.
+   * Number of splits the index space is dealt into (default 16): split k of n emits k, k + n,
+   * k + 2n, …, and a restored job can run at most this many instances of the source.
    */
   readonly splits?: number;
 }
 
-/** A stride of an index space: indices k, k + n, … from `next` on. */
-export interface StrideSplit {
-  readonly id: string;
-  /** Stride (number of splits). */
-  readonly n: number;
-  /** Next index to emit. */
-  next: number;
-  out: SplitOutput<unknown> | null;
-}
+/** Default number of stride splits: enough for a restored job to scale out to 16 instances. */
+export const DEFAULT_STRIDE_SPLITS = 16;
 
 /** Splits `n` stride splits: `k/n` at position k. */
 export function strideSplits(n: number): Split<number>[] {
@@ -35,20 +27,87 @@ export function strideSplits(n: number): Split<number>[] {
   return Array.from({ length: n }, (_, k) => ({ id: `${k}/${n}`, position: k }));
 }
 
-/** Parses the stride splits assigned to a reader. */
-export function openStrides(splits: readonly Split[]): StrideSplit[] {
-  return splits.map((s) => {
-    const n = Number(s.id.split('/')[1]);
-    if (!Number.isInteger(n) || n < 1) throw new Error(`not a stride split: '${s.id}'`);
-    return { id: s.id, n, next: s.position as number, out: null };
-  });
+/**
+ * The indices of the stride splits one reader owns, walked in increasing order: split `k/n` owns
+ * k, k + n, k + 2n, … from its position on. Walking the union in index order (rather than split by
+ * split) keeps a reader's output in generation order whatever it owns — one instance owning every
+ * split generates exactly the sequence 0, 1, 2, … — so a single watermark serves all its splits.
+ */
+export class StrideCursor {
+  readonly n: number;
+  private readonly ids: readonly string[];
+  private readonly owned: Uint8Array;
+  /** Per residue: the first index the split still has to emit (its restored position). */
+  private readonly from: Float64Array;
+  /** The next index to consider. */
+  private at: number;
+
+  constructor(splits: readonly Split[]) {
+    let n = 0;
+    for (const s of splits) {
+      const stride = Number(s.id.split('/')[1]);
+      if (!Number.isInteger(stride) || stride < 1 || (n !== 0 && stride !== n)) throw new Error(`not a stride split of this source: '${s.id}'`);
+      n = stride;
+    }
+    this.n = Math.max(1, n);
+    this.ids = Array.from({ length: this.n }, (_, k) => `${k}/${this.n}`);
+    this.owned = new Uint8Array(this.n);
+    this.from = new Float64Array(this.n).fill(Infinity);
+    for (const s of splits) {
+      const k = Number(s.id.split('/')[0]);
+      this.owned[k] = 1;
+      this.from[k] = s.position as number;
+    }
+    let min = Infinity;
+    for (const f of this.from) if (f < min) min = f;
+    this.at = min;
+  }
+
+  /** Whether the reader owns no split. */
+  get empty(): boolean {
+    return this.at === Infinity;
+  }
+
+  /** The next index to emit (Infinity if none); call {@link advance} after emitting it. */
+  next(): number {
+    const n = this.n;
+    let i = this.at;
+    for (;;) {
+      if (i === Infinity) return Infinity;
+      const k = i % n;
+      if (this.owned[k] === 1 && i >= this.from[k]!) return (this.at = i);
+      i++;
+    }
+  }
+
+  /** Moves past the index last returned by {@link next}. */
+  advance(): void {
+    this.at++;
+  }
+
+  /** Every owned split with its position: the first index ≥ where the walk is, on its residue. */
+  positions(): Split<number>[] {
+    const out: Split<number>[] = [];
+    const n = this.n;
+    for (let k = 0; k < n; k++) {
+      if (this.owned[k] !== 1) continue;
+      const at = this.at === Infinity ? Infinity : this.at + ((k - (this.at % n) + n) % n);
+      out.push({ id: this.ids[k]!, position: Math.max(this.from[k]!, at) });
+    }
+    return out;
+  }
+
+  /** The split (residue) index `i` belongs to. */
+  splitOf(i: number): string {
+    return this.ids[i % this.n]!;
+  }
 }
 
 /**
  * A deterministic source: record i is `make(i)`, so output is reproducible and a restored job
  * regenerates exactly the records after its checkpoint. The index space is dealt into stride
- * splits (split k of n emits k, k + n, …), read by parallel instances; each split has its own
- * watermark.
+ * splits (split k of n emits k, k + n, …), read by parallel instances; an instance generates the
+ * indices of its splits in increasing order.
  *
  * @example
  * p.source(new GeneratorSource({ count: 1_000, make: (i) => ({ sensor: i % 10, value: i }), time: (i) => 1_700_000_000_000 + i * 100 }));
@@ -58,13 +117,16 @@ export class GeneratorSource<T> implements Source<T> {
 
   constructor(private readonly options: GeneratorOptions<T>) {
     this.bounded = options.count !== undefined && Number.isFinite(options.count);
+    this.maxParallelism = options.splits ?? DEFAULT_STRIDE_SPLITS;
     if (options.ratePerSecond !== undefined && !(options.ratePerSecond > 0)) {
       throw new RangeError(`ratePerSecond must be > 0, got ${options.ratePerSecond}`);
     }
   }
 
-  splits(ctx: SourceContext): Split<number>[] {
-    return strideSplits(this.options.splits ?? ctx.parallelism);
+  readonly maxParallelism: number;
+
+  splits(): Split<number>[] {
+    return strideSplits(this.options.splits ?? DEFAULT_STRIDE_SPLITS);
   }
 
   createReader(ctx: SourceContext): SourceReader<T> {
@@ -73,8 +135,7 @@ export class GeneratorSource<T> implements Source<T> {
 }
 
 class GeneratorReader<T> implements SourceReader<T> {
-  private splits: StrideSplit[] = [];
-  private turn = 0;
+  private cursor: StrideCursor = new StrideCursor([]);
   private started = 0;
   private emitted = 0;
   private rate = Infinity;
@@ -85,11 +146,10 @@ class GeneratorReader<T> implements SourceReader<T> {
   ) {}
 
   open(splits: readonly Split[]): void {
-    this.splits = openStrides(splits);
+    this.cursor = new StrideCursor(splits);
     this.started = this.clock.now();
-    const total = this.splits[0]?.n ?? 1;
-    // This reader's share of the rate: one stride split produces 1/n of the records.
-    if (this.options.ratePerSecond !== undefined) this.rate = (this.options.ratePerSecond * this.splits.length) / total;
+    // This reader's share of the rate: each stride split produces 1/n of the records.
+    if (this.options.ratePerSecond !== undefined) this.rate = (this.options.ratePerSecond * splits.length) / this.cursor.n;
   }
 
   poll(out: SourceOutput<T>, max: number): SourceStatus {
@@ -97,28 +157,21 @@ class GeneratorReader<T> implements SourceReader<T> {
     let budget = max;
     if (this.rate !== Infinity) {
       const due = Math.floor(((this.clock.now() - this.started) * this.rate) / 1000) - this.emitted;
-      if (due <= 0) return this.splits.every((s) => s.next >= count) ? 'end' : 'wait';
+      if (due <= 0) return this.cursor.next() >= count ? 'end' : 'wait';
       budget = Math.min(budget, due);
     }
     const { make, time } = this.options;
-    // One split per poll, in turn: a batch holds records of one split.
-    for (let tries = 0; tries < this.splits.length; tries++) {
-      const s = this.splits[this.turn]!;
-      this.turn = (this.turn + 1) % this.splits.length;
-      if (s.next >= count) continue;
-      const o = (s.out ??= out.split(s.id));
-      let i = s.next;
-      const step = s.n;
-      for (let k = 0; k < budget && i < count; k++, i += step) {
-        if (time === undefined) o.emit(make(i));
-        else o.emit(make(i), time(i));
-      }
-      this.emitted += (i - s.next) / step;
-      s.next = i;
-      if (i >= count) o.finish();
-      break;
+    const cursor = this.cursor;
+    let n = 0;
+    for (; n < budget; n++) {
+      const i = cursor.next();
+      if (i >= count) break;
+      if (time === undefined) out.emit(make(i));
+      else out.emit(make(i), time(i));
+      cursor.advance();
     }
-    return this.splits.every((s) => s.next >= count) ? 'end' : 'more';
+    this.emitted += n;
+    return cursor.next() >= count ? 'end' : 'more';
   }
 
   ready(): Promise<void> {
@@ -127,6 +180,6 @@ class GeneratorReader<T> implements SourceReader<T> {
   }
 
   snapshot(): Split<number>[] {
-    return this.splits.map((s) => ({ id: s.id, position: s.next }));
+    return this.cursor.positions();
   }
 }
