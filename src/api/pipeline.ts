@@ -1,6 +1,6 @@
 import { DEAD_LETTER_STEP, type InputEdge, LogicalGraph, type SourceStepOptions, StepNode } from '../plan/graph.ts';
 import { explain } from '../plan/physical.ts';
-import { type JobOptions, type JobResult, LocalJob, type StopOptions } from '../runtime/local-job.ts';
+import { type JobOptions, type JobResult, Job, type StopOptions } from '../runtime/job.ts';
 import type { JobSnapshot } from '../checkpoint/snapshot.ts';
 import type { CheckpointRecord } from '../checkpoint/coordinator.ts';
 import { UnionOperator } from '../operators/union.ts';
@@ -19,7 +19,7 @@ export interface SourceOptions<T> extends SourceStepOptions<T>, StepOptions {}
 
 /** A running job started with {@link Pipeline.start}. */
 export interface RunningJob {
-  readonly job: LocalJob;
+  readonly job: Job;
   /** Resolves when the job ends (bounded input consumed, or stopped). */
   readonly done: Promise<JobResult>;
   /**
@@ -27,7 +27,7 @@ export interface RunningJob {
    * far. `done` resolves once every step is closed.
    */
   stop(options?: StopOptions): Promise<JobResult>;
-  /** The job's state now, as a consistent cut by checkpoint barriers (see {@link LocalJob.snapshot}). */
+  /** The job's state now, as a consistent cut by checkpoint barriers (see {@link Job.snapshot}). */
   snapshot(): Promise<JobSnapshot>;
   /** Takes a savepoint in the checkpoint directory. */
   savepoint(): Promise<CheckpointRecord>;
@@ -116,9 +116,9 @@ export class Pipeline {
   }
 
   /** Creates the job without running it (the test harness drives it directly). */
-  createJob(options: JobOptions = {}): LocalJob {
+  createJob(options: JobOptions = {}): Job {
     if (this.graph.nodes.length === 0) throw new Error('the pipeline has no steps');
-    return new LocalJob(this.graph, { ...this.options, ...options });
+    return new Job(this.graph, { ...this.options, ...options });
   }
 
   /** Runs the pipeline until its bounded inputs are consumed. */

@@ -155,18 +155,49 @@ export class CheckpointCoordinator implements SnapshotCollector {
     });
   }
 
+  /** The barrier of the running checkpoint `id` (for threads that write their own state files). */
+  barrierOf(id: number): Barrier | null {
+    return this.pending?.barrier.id === id ? this.pending.barrier : null;
+  }
+
+  /** Whether checkpoint `id` is kept in memory as well (then instances send their state, not files). */
+  captures(id: number): boolean {
+    return this.pending?.barrier.id === id && (this.pending.capture || this.options.storage === null);
+  }
+
   /** A step instance took its snapshot for checkpoint `id`. */
   add(id: number, step: string, instance: number, snapshot: InstanceSnapshot, pauseMs: number): void {
     const p = this.pending;
     if (p === null || p.barrier.id !== id) return; // a straggler of a checkpoint that failed
-    p.record.pauseMs = Math.max(p.record.pauseMs, pauseMs);
-    p.record.totalPauseMs += pauseMs;
     p.assembler.add(step, instance, snapshot);
     if (this.options.storage !== null) {
       const storage = this.options.storage;
       const dir = checkpointDir(id, p.barrier.kind);
       p.writes.push(writeInstanceFile(storage, dir, step, instance, snapshot).then((ref) => [step, instance, ref]));
     }
+    this.reported(p, pauseMs);
+  }
+
+  /**
+   * A step instance in another thread took its snapshot for checkpoint `id` and wrote its state
+   * file itself (durable, not captured checkpoints).
+   */
+  addWritten(id: number, step: string, instance: number, ref: InstanceRef, pauseMs: number): void {
+    const p = this.pending;
+    if (p === null || p.barrier.id !== id) return;
+    p.assembler.add(step, instance, { watermark: ref.watermark });
+    p.writes.push(Promise.resolve([step, instance, ref]));
+    this.reported(p, pauseMs);
+  }
+
+  /** A step instance could not take or write its snapshot for checkpoint `id`. */
+  failed(id: number, error: Error): void {
+    this.failPending(id, error);
+  }
+
+  private reported(p: Pending, pauseMs: number): void {
+    p.record.pauseMs = Math.max(p.record.pauseMs, pauseMs);
+    p.record.totalPauseMs += pauseMs;
     if (--p.remaining === 0) {
       p.alignedAt = performance.now();
       p.record.phases.align = p.alignedAt - p.started;

@@ -3,7 +3,7 @@ import { parseArgs } from 'node:util';
 import type { RunningJob } from '../api/pipeline.ts';
 import { QUERY_NAMES, type QueryName } from '../nexmark/queries.ts';
 import { runNexmark } from '../nexmark/run.ts';
-import { MAX_BATCH_SIZE } from '../runtime/options.ts';
+import { MAX_BATCH_SIZE, MAX_KEY_GROUPS } from '../runtime/options.ts';
 import { numericArg, onStopSignal, outputFileArg, UsageError } from './args.ts';
 import { runBench } from './bench.ts';
 import { runDemo } from './demo.ts';
@@ -35,7 +35,7 @@ nexmark options:
   --out FILE          results as JSONL (final table for q3, q4); with --query all,
                       one file per query: FILE with .<query> before the extension
   --events-out FILE   the generated events as JSONL, in arrival order
-  --parallelism P     parallel instances (1 in this release)
+  --parallelism P     instances of every step, in worker threads (default 1)
   --batch-size N      records per batch (default 1024)
   --checkpoint-dir D  durable checkpoints in D: a run killed and started again with the same
                       D resumes from the last checkpoint; --out is then written exactly once
@@ -85,8 +85,7 @@ async function nexmark(args: string[]): Promise<number> {
     throw new UsageError(`unknown query '${query}'; one of ${QUERY_NAMES.join(', ')}, all, none`);
   }
   // Every value is checked before the first query runs.
-  const parallelism = numericArg('parallelism', values.parallelism, 1, { integer: true, min: 1 });
-  if (parallelism !== 1) throw new UsageError(`--parallelism ${parallelism}: this release runs one instance per step (use 1)`);
+  const parallelism = numericArg('parallelism', values.parallelism, 1, { integer: true, min: 1, max: MAX_KEY_GROUPS });
   const events = numericArg('events', values.events, 1_000_000, { integer: true, min: 1 });
   const rate = numericArg('rate', values.rate, undefined, { min: 0, exclusiveMin: true, hint: 'events per second of event time' });
   const seed = numericArg('seed', values.seed, undefined, { integer: true, min: 0, max: 0xffff_ffff });
@@ -122,6 +121,7 @@ async function nexmark(args: string[]): Promise<number> {
         batchSize,
         checkpointDir: checkpointDir === undefined ? undefined : queries.length > 1 ? join(checkpointDir, q) : checkpointDir,
         checkpointInterval,
+        parallelism,
         onStart: (job) => {
           running = job;
           if (stopped !== undefined) void job.stop();

@@ -7,8 +7,9 @@ import { compatibilityReport, formatReport } from '../checkpoint/compatibility.t
 import { loadCheckpoint, loadLatest } from '../checkpoint/manifest.ts';
 import type { JobSnapshot } from '../checkpoint/snapshot.ts';
 import { FileCheckpointStorage } from '../checkpoint/storage.ts';
-import type { JobResult } from '../runtime/local-job.ts';
+import type { JobResult } from '../runtime/job.ts';
 import { MAX_BATCH_SIZE, MAX_KEY_GROUPS } from '../runtime/options.ts';
+import { defaultParallelism } from '../runtime/worker-execution.ts';
 import { numericArg, onStopSignal, UsageError } from './args.ts';
 import { sendControl, serveControl } from './control.ts';
 
@@ -33,7 +34,8 @@ options:
   --batch-size N                records per batch (default 1024)
   --max-parallelism N           key groups (default 128; a checkpoint restores only with the same)
   --errors dead-letter|fail     a failing record becomes a dead letter (default) or fails the job
-  --parallelism P               parallel instances (1 in this release)
+  --parallelism P               instances of every step (default: the number of cores); above 1
+                                they run in worker threads, each loading the pipeline module
   -h, --help                    this text
 
 With --checkpoint-dir, \`spate savepoint DIR\` takes a savepoint of the running job.
@@ -123,8 +125,8 @@ export async function runCommand(argv: readonly string[]): Promise<number> {
     options.errors = values.errors;
   }
   if (values['allow-dropped-state']) options.allowDroppedState = true;
-  const parallelism = numericArg('parallelism', values.parallelism, 1, { integer: true, min: 1 });
-  if (parallelism !== 1) throw new UsageError(`--parallelism ${parallelism}: this release runs one instance per step (use 1)`);
+  const parallelism = numericArg('parallelism', values.parallelism, defaultParallelism(), { integer: true, min: 1, max: MAX_KEY_GROUPS });
+  options.parallelism = parallelism;
   const log = (line: string): void => void process.stderr.write(line + '\n');
   if (values['restore-from'] !== undefined) {
     const snapshot = await loadCheckpointAt(values['restore-from'], log);
@@ -132,6 +134,8 @@ export async function runCommand(argv: readonly string[]): Promise<number> {
     options.restoreFrom = snapshot;
   }
   const { module, path } = await loadModule(positionals, RUN_USAGE);
+  // Above one instance, the instances run in worker threads, each loading this module.
+  if (parallelism > 1) options.workers = { module: pathToFileURL(path).href, args: rest };
   const p = await buildPipeline(module, rest, options);
   const dir = p.options.checkpointDir;
   return runToEnd(p, path, typeof dir === 'string' ? dir : undefined, log);
@@ -204,7 +208,7 @@ export async function planCommand(argv: readonly string[]): Promise<number> {
     process.stdout.write(PLAN_USAGE);
     return 0;
   }
-  const parallelism = numericArg('parallelism', values.parallelism, 1, { integer: true, min: 1 });
+  const parallelism = numericArg('parallelism', values.parallelism, defaultParallelism(), { integer: true, min: 1, max: MAX_KEY_GROUPS });
   const { module } = await loadModule(positionals, PLAN_USAGE);
   const p = await buildPipeline(module, rest);
   process.stdout.write(p.explain(parallelism) + '\n');

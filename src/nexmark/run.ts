@@ -27,8 +27,10 @@ export interface NexmarkRunOptions {
   readonly checkpointDir?: string;
   /** Milliseconds between checkpoints (default 1000). */
   readonly checkpointInterval?: number;
-  /** Instances of every step (in this thread). */
+  /** Instances of every step: in worker threads, unless `threads` is false. */
   readonly parallelism?: number;
+  /** False: run the instances in this thread (default: worker threads when parallelism > 1). */
+  readonly threads?: boolean;
   /**
    * Stop the run, with a final checkpoint, once this many events were generated (to test
    * restores: a run with the same checkpoint directory goes on from there).
@@ -79,36 +81,59 @@ function finalTable(results: Stream<object>, key: (row: object) => string | numb
     );
 }
 
-/** Builds and runs one NEXMark query over generated events, and measures it. */
-export async function runNexmark(options: NexmarkRunOptions): Promise<NexmarkRunResult> {
-  const disorder = options.disorder ?? 0;
-  const p = new Pipeline({ batchSize: options.batchSize });
+/** What a NEXMark pipeline is built from (the pipeline module's argument, as JSON). */
+export type NexmarkSpec = Pick<NexmarkRunOptions, 'query' | 'events' | 'rate' | 'seed' | 'baseTime' | 'disorder' | 'out' | 'eventsOut' | 'stopAfter'>;
+
+/**
+ * Builds the NEXMark pipeline of `spec` on `p`: the event source, the query, its sink. `onStop`
+ * is what the stop-after sink calls (it runs in the thread that built the pipeline).
+ */
+export function buildNexmark(p: Pipeline, spec: NexmarkSpec, onStop: () => void = () => undefined): void {
+  const disorder = spec.disorder ?? 0;
   const events = p.source<NexmarkEvent>(
-    () =>
-      new NexmarkSource({
-        events: options.events,
-        rate: options.rate,
-        seed: options.seed,
-        baseTime: options.baseTime,
-        disorder,
-      }),
+    () => new NexmarkSource({ events: spec.events, rate: spec.rate, seed: spec.seed, baseTime: spec.baseTime, disorder }),
     // The watermark allows exactly for the disorder, so no event is late and results are unchanged.
     { id: 'nexmark', outOfOrderness: disorder, idleTimeout: 0 },
   );
-  if (options.eventsOut !== undefined) events.sink(new JsonlSink<NexmarkEvent>(options.eventsOut), { id: 'events-out' });
-  let running: RunningJob | null = null;
-  const stopAfter = options.stopAfter;
+  if (spec.eventsOut !== undefined) events.sink(new JsonlSink<NexmarkEvent>(spec.eventsOut), { id: 'events-out' });
+  const stopAfter = spec.stopAfter;
   if (stopAfter !== undefined) {
     let seen = 0;
-    events.sink(new CallbackSink(() => void (++seen === stopAfter && running?.stop())), { id: 'stop-after' });
+    events.sink(new CallbackSink(() => void (++seen === stopAfter && onStop())), { id: 'stop-after' });
   }
-  const results = options.query === 'none' ? events : QUERIES[options.query].build(events);
-  if (options.out === undefined) results.sink(new DiscardSink(), { id: 'out' });
+  const results = spec.query === 'none' ? events : QUERIES[spec.query].build(events);
+  if (spec.out === undefined) results.sink(new DiscardSink(), { id: 'out' });
   else {
-    const tableKey = options.query === 'none' ? undefined : QUERIES[options.query].tableKey;
-    (tableKey === undefined ? results : finalTable(results as Stream<object>, tableKey)).sink(new JsonlSink<object>(options.out), { id: 'out' });
+    const tableKey = spec.query === 'none' ? undefined : QUERIES[spec.query].tableKey;
+    (tableKey === undefined ? results : finalTable(results as Stream<object>, tableKey)).sink(new JsonlSink<object>(spec.out), { id: 'out' });
   }
-  running = p.start({ checkpointDir: options.checkpointDir, checkpointInterval: options.checkpointInterval, parallelism: options.parallelism });
+}
+
+/** The pipeline module of NEXMark runs in worker threads. */
+const MODULE = new URL(import.meta.url.endsWith('.ts') ? './module.ts' : './module.js', import.meta.url).href;
+
+/**
+ * Builds and runs one NEXMark query over generated events, and measures it. With `parallelism`
+ * above 1, the instances run in worker threads (`threads: false` keeps them in this thread).
+ */
+export async function runNexmark(options: NexmarkRunOptions): Promise<NexmarkRunResult> {
+  const spec: NexmarkSpec = {
+    query: options.query,
+    events: options.events,
+    rate: options.rate,
+    seed: options.seed,
+    baseTime: options.baseTime,
+    disorder: options.disorder,
+    out: options.out,
+    eventsOut: options.eventsOut,
+    stopAfter: options.stopAfter,
+  };
+  const p = new Pipeline({ batchSize: options.batchSize });
+  let running: RunningJob | null = null;
+  buildNexmark(p, spec, () => void running?.stop());
+  const parallelism = options.parallelism ?? 1;
+  const workers = parallelism > 1 && options.threads !== false ? { module: MODULE, args: [JSON.stringify(spec)] } : undefined;
+  running = p.start({ checkpointDir: options.checkpointDir, checkpointInterval: options.checkpointInterval, parallelism, workers });
   options.onStart?.(running);
   const result = await running.done;
   // Result rows: what reached the sink, or for an updating query every update of its table.

@@ -1,5 +1,5 @@
 import type { SourceStepOptions } from '../plan/graph.ts';
-import type { JobOptions } from './local-job.ts';
+import type { JobOptions } from './job.ts';
 
 /**
  * Validation of the options a user passes to a job and to its sources. Every check throws a

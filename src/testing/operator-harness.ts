@@ -3,8 +3,8 @@ import type { OutputTag } from '../api/output-tag.ts';
 import { Pipeline } from '../api/pipeline.ts';
 import type { Stream } from '../api/stream.ts';
 import { CollectSink } from '../connectors/memory/sink.ts';
-import type { StepMetrics } from '../runtime/local-job.ts';
-import type { LocalJob } from '../runtime/local-job.ts';
+import type { StepMetrics } from '../runtime/job.ts';
+import type { Job } from '../runtime/job.ts';
 import type { DeadLetter } from '../runtime/operator.ts';
 import type { Source } from '../runtime/source.ts';
 import type { SourceNode } from '../runtime/source-node.ts';
@@ -58,7 +58,7 @@ const manualSource: () => Source<unknown> = () => ({
  */
 export class OperatorHarness<I extends readonly unknown[], O> {
   readonly clock: VirtualClock;
-  private readonly job: LocalJob;
+  private readonly job: Job;
   private readonly inputs: SourceNode[];
   private readonly main = new CollectSink<O>();
   private readonly sides = new Map<string, CollectSink<unknown>>();

@@ -135,8 +135,18 @@ describe('spate nexmark CLI', () => {
     for (const q of QUERY_NAMES) expect(() => readFileSync(join(dir, `all.${q}.jsonl`))).not.toThrow();
   });
 
-  it('rejects an unknown query and parallelism other than 1 with a usage error', async () => {
+  it('rejects an unknown query and a bad parallelism with a usage error', async () => {
     await expect(run(process.execPath, [bin, 'nexmark', '--query', 'q6'])).rejects.toMatchObject({ code: 2 });
-    await expect(run(process.execPath, [bin, 'nexmark', '--query', 'q0', '--parallelism', '2'])).rejects.toMatchObject({ code: 2 });
+    await expect(run(process.execPath, [bin, 'nexmark', '--query', 'q0', '--parallelism', '0'])).rejects.toMatchObject({ code: 2 });
+  });
+
+  it('runs a query in worker threads with --parallelism', async () => {
+    const out = join(dir, 'cli-q7-p2.jsonl');
+    const eventsOut = join(dir, 'cli-q7-p2-events.jsonl');
+    const { stdout } = await run(process.execPath, [bin, 'nexmark', '--query', 'q7', '--events', '30000', '--rate', '1000', '--parallelism', '2', '--out', out, '--events-out', eventsOut]);
+    expect(stdout).toMatch(/^q7 +30,000 events/);
+    const events = readJsonl(eventsOut) as NexmarkEvent[];
+    expect(events).toHaveLength(30_000);
+    expect(canonical(readJsonl(out))).toEqual(canonical(oracle('q7', events)));
   });
 });

@@ -8,7 +8,9 @@ import { DEFAULT_MAX_PARALLELISM } from '../state/key-group.ts';
 import { type Clock, systemClock } from '../time/clock.ts';
 import { DEFAULT_BATCH_SIZE } from './batch.ts';
 import { DeadLetterLog } from './dead-letters.ts';
-import { attribute, Executor, type InstanceMetrics, withStep } from './executor.ts';
+import { attribute, type Executor, type InstanceMetrics, withStep } from './executor.ts';
+import { type Execution, InThreadExecution } from './execution.ts';
+import { WorkerExecution } from './worker-execution.ts';
 import type { RuntimeEnv, SavedSplit } from './env.ts';
 import type { OperatorMetrics } from './operator.ts';
 import type { OperatorNode } from './operator-node.ts';
@@ -51,6 +53,13 @@ export interface JobOptions {
    * that cannot be split runs as one.
    */
   parallelism?: number;
+  /**
+   * Run the instances in worker threads (one per instance index), each loading this pipeline
+   * module — the file whose default export is `definePipeline(...)` that built this pipeline —
+   * with these arguments; every worker's plan must match this one (checked). Local sinks
+   * (collect, callbacks) still run in this thread.
+   */
+  workers?: { readonly module: string | URL; readonly args?: readonly string[] };
   /** Resume from this snapshot instead of the newest checkpoint in `checkpointDir`. */
   restoreFrom?: JobSnapshot;
   /**
@@ -60,7 +69,7 @@ export interface JobOptions {
   allowDroppedState?: boolean;
 }
 
-/** Per-step counters and watermark, as reported by {@link LocalJob.metrics}. */
+/** Per-step counters and watermark, as reported by {@link Job.metrics}. */
 export interface StepMetrics extends OperatorMetrics {
   readonly step: string;
   readonly kind: string;
@@ -92,28 +101,27 @@ export interface StopOptions {
 }
 
 /**
- * Runs a pipeline in this thread: `parallelism` instances of every step (default 1), wired by
- * synchronous calls — along chains, and through exchanges between the instances — so a batch
- * travels the whole graph before the next one is polled. (To run instances on every core, run a
- * pipeline module in worker threads: `spate run --parallelism`.)
+ * A running pipeline: it plans the steps (`parallelism` instances, chains, exchanges), restores
+ * them from a checkpoint, runs them — all in this thread, or in worker threads when the job is
+ * given its pipeline module (`workers`) — and drives checkpoints, stops and the end of input.
  *
- * Checkpoints follow the protocol that also holds across threads and processes: the coordinator
+ * Checkpoints follow the protocol that holds across threads and processes: the coordinator
  * triggers, each source injects a barrier between two polls, steps snapshot as the barrier aligns
  * on their inputs, state files are written off the data path, the manifest commits the checkpoint,
  * and only then do sinks commit.
  */
-export class LocalJob {
+export class Job {
   readonly clock: Clock;
   readonly maxParallelism: number;
   readonly batchSize: number;
   readonly parallelism: number;
   /** The checkpoint the job resumed from, if any. */
   restoredFrom: JobSnapshot | null = null;
-  private executor: Executor | null = null;
+  readonly plan: PhysicalPlan;
+  private readonly execution: Execution;
   private readonly env: RuntimeEnv;
   private readonly storage: CheckpointStorage | null;
   private coordinator: CheckpointCoordinator | null = null;
-  private readonly plan: PhysicalPlan;
   private stopRequested = false;
   private opened = false;
   private interval: NodeJS.Timeout | null = null;
@@ -154,15 +162,41 @@ export class LocalJob {
       warned: new Set(),
     };
     this.plan = physicalPlan(graph, this.parallelism);
+    const workers = options.workers;
+    if (workers !== undefined) {
+      if (options.clock !== undefined) throw new Error('a job in worker threads runs on the wall clock: leave out the clock option');
+      this.execution = new WorkerExecution(graph, this.plan, this.env, {
+        module: workers.module.toString(),
+        args: workers.args ?? [],
+        storage: this.storage,
+        coordinator: () => this.coordinator!,
+        options: {
+          batchSize: this.batchSize,
+          maxParallelism: this.maxParallelism,
+          parallelism: this.parallelism,
+          errors: options.errors ?? 'dead-letter',
+          allowDroppedState: options.allowDroppedState ?? false,
+        },
+      });
+    } else this.execution = new InThreadExecution(graph, this.plan, this.env);
   }
 
-  /** Every step instance of this run (after `open`). */
+  /** The in-thread executor (tests and the harness); fails for a job in worker threads. */
+  private get local(): Executor {
+    if (!(this.execution instanceof InThreadExecution) || this.execution.executor === null) {
+      throw new Error('this job does not run in this thread (or is not open)');
+    }
+    return this.execution.executor;
+  }
+
+  /** Every source instance of an in-thread run (after `open`). */
   get sources(): readonly SourceNode[] {
-    return this.executor?.sources ?? [];
+    return this.local.sources;
   }
 
+  /** Every operator instance of an in-thread run (after `open`). */
   get operators(): readonly OperatorNode[] {
-    return this.executor?.operators ?? [];
+    return this.local.operators;
   }
 
   /**
@@ -194,39 +228,25 @@ export class LocalJob {
       fail: (error) => this.fail(error),
     });
     coordinator.attach({
-      inject: (barrier) => this.executor!.injectBarrier(barrier),
-      complete: (id) => this.executor!.complete(id),
-      abort: (id) => this.executor!.abort(id),
+      inject: (barrier) => this.execution.inject(barrier, coordinator.captures(barrier.id)),
+      complete: (id) => this.execution.complete(id),
+      abort: (id) => this.execution.abort(id),
     });
     return coordinator;
-  }
-
-  /** Builds the executor over every instance, restored from `restore`, with the splits each source instance reads. */
-  private build(restore: JobSnapshot | null, splits: ReadonlyMap<string, SavedSplit[][]>): void {
-    this.restoredFrom = restore;
-    if (restore !== null) checkRestorable(restore, this.graph, this.maxParallelism, this.options.allowDroppedState ?? false);
-    this.executor = new Executor({
-      graph: this.graph,
-      plan: this.plan,
-      env: this.env,
-      hosts: () => true,
-      channels: null,
-      restore,
-      splits: (step, instance) => splits.get(step)![instance] ?? [],
-    });
-    this.executor.build();
   }
 
   /** Opens operators synchronously and leaves sources unopened: for the test harness, which feeds sources directly. */
   openSync(): void {
     if (this.opened) return;
     this.opened = true;
+    if (!(this.execution instanceof InThreadExecution)) throw new Error('openSync: the job runs in worker threads');
     const restore = this.options.restoreFrom ?? null;
+    if (restore !== null) checkRestorable(restore, this.graph, this.maxParallelism, this.options.allowDroppedState ?? false);
+    this.restoredFrom = restore;
     const prepared = assignSplits(this.graph, this.plan, restore, this.storage !== null, this.clock);
     for (const [id, p] of prepared) if (p instanceof Promise) throw new Error(`openSync: source '${id}' lists its splits asynchronously`);
-    this.build(restore, prepared as ReadonlyMap<string, SavedSplit[][]>);
     this.coordinator = this.coordinatorFor((restore?.id ?? 0) + 1);
-    this.executor!.openSync();
+    this.execution.build(restore, prepared as ReadonlyMap<string, SavedSplit[][]>).openSync();
   }
 
   /** Opens every step, restoring state and source positions; called by `run`. */
@@ -234,17 +254,18 @@ export class LocalJob {
     if (this.opened) return;
     this.opened = true;
     const restore = await this.findRestore();
+    if (restore !== null) checkRestorable(restore, this.graph, this.maxParallelism, this.options.allowDroppedState ?? false);
+    this.restoredFrom = restore;
     const prepared = assignSplits(this.graph, this.plan, restore, this.storage !== null, this.clock);
     const splits = new Map<string, SavedSplit[][]>();
     for (const [id, p] of prepared) splits.set(id, await p);
-    this.build(restore, splits);
     this.coordinator = this.coordinatorFor(await CheckpointCoordinator.firstId(this.storage, restore?.id));
-    await this.executor!.open();
+    await this.execution.open(restore, splits);
   }
 
   private fail(error: unknown): void {
     this.failure ??= { error };
-    this.executor?.fail(error);
+    this.execution.fail(error);
   }
 
   /** Runs until every source ends (bounded input) or {@link stop} is called. */
@@ -252,7 +273,6 @@ export class LocalJob {
     const started = performance.now();
     try {
       await this.open();
-      const executor = this.executor!;
       const every = this.options.checkpointInterval ?? 1000;
       if (every > 0) {
         this.interval = setInterval(() => {
@@ -262,9 +282,12 @@ export class LocalJob {
       }
       // Every source has ended: one last checkpoint commits what the sinks still hold, then the
       // job ends.
-      executor.onEnded = () => this.finish(!this.stoppedWithCheckpoint);
-      if (this.stopRequested && !this.stoppedWithCheckpoint) executor.halt();
-      await executor.run();
+      this.execution.onEnded = () => this.finish(!this.stoppedWithCheckpoint);
+      if (this.stopRequested && !this.stoppedWithCheckpoint) {
+        this.execution.halt();
+        this.execution.finish();
+      }
+      await this.execution.run();
       if (this.failure !== null) throw this.failure.error;
     } catch (error) {
       // The job's own failure is what the caller needs to see, not a failure to close after it.
@@ -286,33 +309,33 @@ export class LocalJob {
     const ending = async (): Promise<void> => {
       while (this.coordinator!.busy) await new Promise((r) => setTimeout(r, 1));
       if (checkpoint) await this.coordinator!.trigger('checkpoint');
-      this.executor!.finish();
+      this.execution.finish();
     };
     ending().catch((error: unknown) => this.fail(error));
   }
 
   /**
-   * Stops the job. By default it first takes a final checkpoint (sources stop after injecting
-   * its barrier, sinks commit); `done` resolves once it is committed and every step is closed.
+   * Stops the job. By default it first takes a final checkpoint (nothing more is read, sources
+   * inject its barrier and stop, sinks commit); `done` resolves once it is committed and every
+   * step is closed.
    */
   stop(options: StopOptions = {}): void {
     if (this.stopRequested) return;
     this.stopRequested = true;
-    const executor = this.executor;
-    if (options.checkpoint !== false && this.coordinator !== null && executor !== null && !executor.quiet) {
-      // Nothing more is read: the final checkpoint cuts right after the batch in progress.
-      executor.pause();
+    if (!this.opened || this.coordinator === null) return; // run() halts at once
+    if (options.checkpoint !== false && !this.execution.quiet) {
+      this.execution.pause();
       this.stoppedWithCheckpoint = true;
       this.ending = true;
       const stopping = async (): Promise<void> => {
         while (this.coordinator!.busy) await new Promise((r) => setTimeout(r, 1));
         await this.coordinator!.trigger('checkpoint', { stop: true });
-        executor.finish();
+        this.execution.finish();
       };
       stopping().catch((error: unknown) => this.fail(error));
-    } else if (executor !== null) {
-      executor.halt();
-      executor.finish();
+    } else {
+      this.execution.halt();
+      this.execution.finish();
     }
   }
 
@@ -348,24 +371,24 @@ export class LocalJob {
 
   /** Dead letters reported by every step. */
   deadLetterCount(): number {
-    return (this.executor?.metrics() ?? []).reduce((n, m) => n + m.deadLetters, 0);
+    return this.execution.metrics().reduce((n, m) => n + m.deadLetters, 0);
   }
 
   /** Current counters of every step (summed over its instances), in plan order. */
   metrics(): StepMetrics[] {
-    return aggregateMetrics(this.graph, this.executor?.metrics() ?? []);
+    return aggregateMetrics(this.graph, this.execution.metrics());
   }
 
-  /** The runtime node of a step's instance (tests and the harness). */
+  /** The runtime node of a step's instance, in an in-thread run (tests and the harness). */
   node(stepId: string, instance = 0): SourceNode | OperatorNode {
-    const node = this.executor?.nodes.get(stepId)?.[instance];
+    const node = this.local.nodes.get(stepId)?.[instance];
     if (node === undefined) throw new Error(`no step '${stepId}' (instance ${instance})`);
     return node;
   }
 
-  /** Fires processing-time callbacks that are due. */
+  /** Fires processing-time callbacks that are due, in an in-thread run. */
   fireProcessingTime(now: number): void {
-    this.executor?.fireProcessingTime(now);
+    this.local.fireProcessingTime(now);
   }
 
   /**
@@ -377,7 +400,7 @@ export class LocalJob {
     let error: unknown = null;
     const before = this.coordinator.lastCaptured;
     this.coordinator.trigger('savepoint', { capture: true }).catch((e: unknown) => (error = e));
-    this.executor!.injectPendingBarrier();
+    this.local.injectPendingBarrier();
     if (error !== null) throw error;
     const result = this.coordinator.lastCaptured;
     if (result === null || result === before) throw new Error('snapshotNow: a step snapshots asynchronously');
@@ -390,7 +413,7 @@ export class LocalJob {
     if (this.interval !== null) clearInterval(this.interval);
     this.interval = null;
     this.coordinator?.shutdown();
-    await this.executor?.close();
+    await this.execution.close();
   }
 }
 
