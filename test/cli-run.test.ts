@@ -59,6 +59,8 @@ async function until(cond: () => boolean, what: string, ms = 20_000): Promise<vo
 }
 
 const checkpoints = (ck: string): string[] => (existsSync(ck) ? readdirSync(ck).filter((n) => /^(chk|savepoint)-/.test(n) && existsSync(join(ck, n, '_MANIFEST'))) : []);
+/** The id of the newest complete checkpoint (retention keeps only a few, so count ids, not directories). */
+const newest = (ck: string): number => Math.max(0, ...checkpoints(ck).map((n) => Number(n.split('-')[1])));
 
 describe('spate run', () => {
   it('--help lists every option', async () => {
@@ -83,7 +85,7 @@ describe('spate run', () => {
 
   it('runs a TypeScript pipeline module to the end of its bounded input', async () => {
     const out = join(dir, 'bounded.jsonl');
-    const { code, stderr } = await spate(['run', fixture, '--', out, '5000']);
+    const { code, stderr } = await spate(['run', fixture, '--parallelism', '1', '--', out, '5000']);
     expect(code).toBe(0);
     expect(stderr).toMatch(/counter\.ts finished/);
     const got = rows(out);
@@ -105,7 +107,7 @@ describe('spate run', () => {
   it('stops on SIGTERM with a final checkpoint, and a restart resumes exactly where it stopped', async () => {
     const out = join(dir, 'restart.jsonl');
     const ck = join(dir, 'restart-ck');
-    const args = [fixture, '--checkpoint-dir', ck, '--checkpoint-interval', '200', '--', out, 'unbounded', '3000'];
+    const args = [fixture, '--parallelism', '1', '--checkpoint-dir', ck, '--checkpoint-interval', '200', '--', out, 'unbounded', '3000'];
     let generated = 0;
     for (let round = 0; round < 3; round++) {
       const run = start(args);
@@ -127,11 +129,11 @@ describe('spate run', () => {
   it('after kill -9 a restart commits everything exactly once', async () => {
     const out = join(dir, 'killed.jsonl');
     const ck = join(dir, 'killed-ck');
-    const args = [fixture, '--checkpoint-dir', ck, '--checkpoint-interval', '100', '--', out, '30000', '20000'];
+    const args = [fixture, '--parallelism', '1', '--checkpoint-dir', ck, '--checkpoint-interval', '100', '--', out, '30000', '20000'];
     for (let kill = 0; kill < 3; kill++) {
       const run = start(args);
-      const seen = checkpoints(ck).length;
-      await until(() => checkpoints(ck).length > seen || run.child.exitCode !== null, 'a new checkpoint');
+      const seen = newest(ck);
+      await until(() => newest(ck) > seen || run.child.exitCode !== null, 'a new checkpoint');
       await new Promise((r) => setTimeout(r, 50 + kill * 70));
       run.child.kill('SIGKILL');
       await run.exit;
@@ -148,6 +150,34 @@ describe('spate run', () => {
   });
 });
 
+describe('spate run in worker threads', () => {
+  it('kill -9 and restarts at parallelism 2, then 3: every number once, and the total of every key right', async () => {
+    const out = join(dir, 'parallel.jsonl');
+    const ck = join(dir, 'parallel-ck');
+    const N = 40_000;
+    for (const [kill, parallelism] of [2, 2, 3].entries()) {
+      const run = start([fixture, '--parallelism', String(parallelism), '--checkpoint-dir', ck, '--checkpoint-interval', '100', '--', out, String(N), '20000']);
+      const seen = newest(ck);
+      await until(() => newest(ck) > seen + 1 || run.child.exitCode !== null, 'new checkpoints');
+      await new Promise((r) => setTimeout(r, 30 + kill * 50));
+      run.child.kill('SIGKILL');
+      await run.exit;
+      const partial = rows(out);
+      expect(new Set(partial.map((r) => r.i)).size).toBe(partial.length); // never a duplicate
+    }
+    const last = start([fixture, '--parallelism', '2', '--checkpoint-dir', ck, '--checkpoint-interval', '100', '--', out, String(N), '20000']);
+    expect(await last.exit).toBe(0);
+    const got = rows(out);
+    expect(got.map((r) => r.i).sort((a, b) => a - b)).toEqual(Array.from({ length: N }, (_, i) => i));
+    // Records of a key arrive from several instances in any order, but its last total is the sum.
+    const expected = new Array<number>(10).fill(0);
+    for (let i = 0; i < N; i++) expected[i % 10]! += i;
+    const final = new Array<number>(10).fill(0);
+    for (const r of got) final[r.key] = Math.max(final[r.key]!, r.total);
+    expect(final).toEqual(expected);
+  });
+});
+
 describe('spate savepoint and restores into a changed pipeline', () => {
   const out = join(dir, 'upgrade.jsonl');
   const ck = join(dir, 'upgrade-ck');
@@ -155,7 +185,7 @@ describe('spate savepoint and restores into a changed pipeline', () => {
 
   it('takes a savepoint of a running job', async () => {
     // No periodic checkpoints: the output holds exactly what the savepoint committed.
-    const run = start([fixture, '--checkpoint-dir', ck, '--checkpoint-interval', '0', '--', out, 'unbounded', '2000']);
+    const run = start([fixture, '--parallelism', '1', '--checkpoint-dir', ck, '--checkpoint-interval', '0', '--', out, 'unbounded', '2000']);
     await new Promise((r) => setTimeout(r, 1500));
     const { stdout, code } = await spate(['savepoint', ck]);
     expect(code).toBe(0);
@@ -198,11 +228,11 @@ describe('spate savepoint and restores into a changed pipeline', () => {
   });
 
   it('a changed pipeline starts from the savepoint: migrated state carries on, refused restores fail with the step ids', async () => {
-    const refused = await spate(['run', fixture, '--restore-from', savepoint, '--', out, '20', '1000', 'renamed']);
+    const refused = await spate(['run', fixture, '--parallelism', '1', '--restore-from', savepoint, '--', out, '20', '1000', 'renamed']);
     expect(refused.code).toBe(1);
     expect(refused.stderr).toMatch(/state for steps this pipeline does not have: totals/);
 
-    const notMigrated = await spate(['run', fixture, '--restore-from', savepoint, '--', out, '20', '1000', 'v2-no-migrate']);
+    const notMigrated = await spate(['run', fixture, '--parallelism', '1', '--restore-from', savepoint, '--', out, '20', '1000', 'v2-no-migrate']);
     expect(notMigrated.code).toBe(1);
     expect(notMigrated.stderr).toMatch(/step 'totals' failed: state 'state:total' was written with version 1/);
 
@@ -210,7 +240,7 @@ describe('spate savepoint and restores into a changed pipeline', () => {
     expect(atSavepoint).toBeGreaterThan(0);
     expectExactlyOnce(rows(out));
     // Version 2 of the state, migrated from version 1: totals carry on from the savepoint.
-    const upgraded = await spate(['run', fixture, '--restore-from', savepoint, '--checkpoint-dir', join(dir, 'upgraded-ck'), '--', out, '20000', '', 'v2']);
+    const upgraded = await spate(['run', fixture, '--parallelism', '1', '--restore-from', savepoint, '--checkpoint-dir', join(dir, 'upgraded-ck'), '--', out, '20000', '', 'v2']);
     expect(upgraded.code).toBe(0);
     expect(upgraded.stderr).toMatch(/starting from savepoint \d+/);
     const got = rows(out);

@@ -75,7 +75,7 @@ describe('pipeline basics', () => {
       [
         'task 0 ×1: numbers (source) → double (map) [the source cannot be split]',
         'task 1 ×2: counts (tumbling-window)',
-        '  ⇐ task 0 (hash)',
+        '  ⇐ task 0 (hash, pre-aggregated)',
         'task 2 ×1, main thread: out (sink) [runs in the main thread (local sink)]',
         '  ⇐ task 1 (gather)',
         'task 3 ×1, main thread: raw (sink) [runs in the main thread (local sink)]',

@@ -1,4 +1,4 @@
-import { DEAD_LETTER_STEP, type InputEdge, LogicalGraph, type SourceStepOptions, StepNode } from '../plan/graph.ts';
+import { type CombineSpec, DEAD_LETTER_STEP, type InputEdge, LogicalGraph, type SourceStepOptions, StepNode } from '../plan/graph.ts';
 import { explain } from '../plan/physical.ts';
 import { type JobOptions, type JobResult, Job, type StopOptions } from '../runtime/job.ts';
 import type { JobSnapshot } from '../checkpoint/snapshot.ts';
@@ -103,9 +103,10 @@ export class Pipeline {
     inputs: InputEdge[],
     create: () => Operator<unknown, unknown>,
     keyed: boolean,
+    combine?: CombineSpec,
   ): Stream<O> {
     const parallelism = checkParallelism(options?.parallelism);
-    const node = this.graph.add(new StepNode(this.graph.stepId(kind, options?.id), kind, inputs, { type: 'operator', create, keyed, parallelism }));
+    const node = this.graph.add(new StepNode(this.graph.stepId(kind, options?.id), kind, inputs, { type: 'operator', create, keyed, parallelism, combine }));
     return new Stream<O>(this, node);
   }
 

@@ -2,7 +2,8 @@ import type { Emitter } from '../operators/emitter.ts';
 import type { Operator } from '../runtime/operator.ts';
 import type { Key } from '../state/key-group.ts';
 import { type Aggregator, collectAll } from '../window/aggregators.ts';
-import type { WindowAssigner, WindowInfo } from '../window/assigners.ts';
+import { maxWindowTime, paneOf, type WindowAssigner, type WindowInfo } from '../window/assigners.ts';
+import type { CombineSpec } from '../plan/graph.ts';
 import { DROP_LATE, type LatePolicy } from '../window/late-policy.ts';
 import { SessionWindowOperator } from '../window/session-window-operator.ts';
 import { type WindowAccumulator, type WindowInput, SlicedWindowOperator } from '../window/sliced-window-operator.ts';
@@ -24,8 +25,9 @@ function addStep<O>(
   options: StepOptions | undefined,
   keyed: ReadonlyArray<KeyedStream<unknown, Key>>,
   create: () => Operator<unknown, unknown>,
+  combine?: CombineSpec,
 ): Stream<O> {
-  return first.stream.pipeline.addOperator<O>(kind, options, keyed.map((k) => k.edge()), create, true);
+  return first.stream.pipeline.addOperator<O>(kind, options, keyed.map((k) => k.edge()), create, true, combine);
 }
 
 function windowOperator(
@@ -77,7 +79,7 @@ export class WindowedStream<T, K extends Key> {
         ? project
         : (key: K, value: R, w: WindowInfo) => ({ key, start: w.start, end: w.end, value }) as O;
     const fn: WindowFunction<K, R, O> = (key, result, window, out) => out.emit(build(key, result, window));
-    return this.apply(agg, fn, typeof project === 'function' ? options : project);
+    return this.apply(agg, fn, typeof project === 'function' ? options : project, true);
   }
 
   /** Calls `fn` with every record of a key's window when it fires. */
@@ -85,10 +87,15 @@ export class WindowedStream<T, K extends Key> {
     fn: (key: K, elements: readonly T[], window: WindowInfo, out: Emitter<O>) => void,
     options?: StepOptions,
   ): Stream<O> {
-    return this.apply(collectAll<T>(), fn as WindowFunction<K, T[], O>, options);
+    return this.apply(collectAll<T>(), fn as WindowFunction<K, T[], O>, options, false);
   }
 
-  private apply<A, R, O>(agg: Aggregator<T, A, R>, fn: WindowFunction<K, R, O>, options: StepOptions | undefined): Stream<O> {
+  /**
+   * Adds the window step. An incremental aggregate over tumbling or sliding windows whose late
+   * records are dropped or update results (`combinable`) is pre-aggregated per batch before a
+   * keyed exchange, so parallel instances exchange partial aggregates rather than records.
+   */
+  private apply<A, R, O>(agg: Aggregator<T, A, R>, fn: WindowFunction<K, R, O>, options: StepOptions | undefined, combinable: boolean): Stream<O> {
     const keyed = this.keyed as unknown as KeyedStream<unknown, Key>;
     const input: WindowInput = {
       key: keyed.key,
@@ -98,8 +105,25 @@ export class WindowedStream<T, K extends Key> {
     const assigner = this.assigner;
     const late = this.late as LatePolicy<unknown>;
     const kindName = assigner.kind === 'session' ? 'session-window' : `${assigner.kind}-window`;
-    return addStep<O>(keyed, kindName, options, [keyed], () =>
-      windowOperator(assigner, [input], acc, fn as WindowFunction<Key, unknown, unknown>, late),
+    maxWindowTime(assigner); // refuses a hand-built assigner with bad lengths, before anything uses them
+    const keepsRecords = late.policy === 'side-output' || late.policy === 'dead-letter' || (late.policy === 'update' && late.beyond !== undefined && late.beyond.policy !== 'drop');
+    const combine: CombineSpec | undefined =
+      combinable && assigner.kind !== 'session' && !keepsRecords
+        ? {
+            key: keyed.key,
+            pane: paneOf(assigner),
+            create: agg.create as () => unknown,
+            add: agg.add as (acc: unknown, value: unknown) => unknown,
+            encode: agg.codec === undefined ? (a) => a : (a) => agg.codec!.encode(a as A),
+          }
+        : undefined;
+    return addStep<O>(
+      keyed,
+      kindName,
+      options,
+      [keyed],
+      () => windowOperator(assigner, [input], acc, fn as WindowFunction<Key, unknown, unknown>, late),
+      combine,
     );
   }
 }

@@ -48,9 +48,38 @@ export interface SourceStepOptions<T> extends WatermarkOptions {
   readonly parallelism?: number;
 }
 
+/**
+ * How records bound for a step can be pre-aggregated before they cross an exchange (two-phase
+ * aggregation): the sender folds the records of each batch into one partial per (key, pane), and
+ * the step merges partials instead of records. Windows with an incremental aggregate offer it.
+ */
+export interface CombineSpec {
+  readonly key: (value: unknown) => Key;
+  /** The pane (slice of time) a record's time falls in; a partial carries its pane's start as its time. */
+  readonly pane: (time: number) => number;
+  readonly create: () => unknown;
+  readonly add: (acc: unknown, value: unknown) => unknown;
+  /** An accumulator as it travels (the aggregate's codec, or itself). */
+  readonly encode: (acc: unknown) => unknown;
+}
+
+/** A pre-aggregated record: key, encoded accumulator, and how many records it folds. */
+export interface Partial {
+  readonly k: Key;
+  readonly a: unknown;
+  readonly n: number;
+}
+
 export type StepSpec =
   | { readonly type: 'source'; readonly create: () => Source<unknown>; readonly options: SourceStepOptions<unknown> }
-  | { readonly type: 'operator'; readonly create: () => Operator<unknown, unknown>; readonly keyed: boolean; readonly parallelism?: number | undefined }
+  | {
+      readonly type: 'operator';
+      readonly create: () => Operator<unknown, unknown>;
+      readonly keyed: boolean;
+      readonly parallelism?: number | undefined;
+      /** Offered pre-aggregation of the step's (single, keyed) input. */
+      readonly combine?: CombineSpec | undefined;
+    }
   | { readonly type: 'sink'; readonly create: () => Sink<unknown>; readonly parallelism?: number | undefined };
 
 export class StepNode {

@@ -1,5 +1,5 @@
 import type { Key } from '../state/key-group.ts';
-import { DEAD_LETTER_PORT, type LogicalGraph, MAIN_PORT, type StepNode } from './graph.ts';
+import { type CombineSpec, DEAD_LETTER_PORT, type LogicalGraph, MAIN_PORT, type StepNode } from './graph.ts';
 
 /**
  * The physical plan: what runs. Steps get a parallelism (carried along forward edges), are fused
@@ -164,6 +164,16 @@ export function physicalPlan(graph: LogicalGraph, parallelism: number): Physical
   return { parallelism, tasks, edges, taskOf: finalTaskOf, parallelismOf: par };
 }
 
+/**
+ * The pre-aggregation an edge applies: offered by its receiving step (a window with an incremental
+ * aggregate), used where records cross to other instances by key or are gathered.
+ */
+export function combineOf(edge: PhysicalEdge): CombineSpec | undefined {
+  if (edge.ship !== 'hash' && edge.ship !== 'gather') return undefined;
+  const spec = edge.to.spec;
+  return spec.type === 'operator' ? spec.combine : undefined;
+}
+
 /** A readable rendering of the physical plan: tasks, their instances, chained steps and exchanges. */
 export function explain(graph: LogicalGraph, parallelism: number): string {
   const plan = physicalPlan(graph, parallelism);
@@ -177,7 +187,8 @@ export function explain(graph: LogicalGraph, parallelism: number): string {
       if (e.ship === 'chain') continue;
       if (e.port === DEAD_LETTER_PORT) continue;
       const port = e.port === MAIN_PORT ? '' : ` [${e.port}]`;
-      lines.push(`  ⇐ task ${plan.taskOf.get(e.from.id)!.index}${port} (${e.ship})`);
+      const combined = combineOf(e) === undefined ? '' : ', pre-aggregated';
+      lines.push(`  ⇐ task ${plan.taskOf.get(e.from.id)!.index}${port} (${e.ship}${combined})`);
     }
     const dl = plan.edges.filter((x) => task.steps.includes(x.to) && x.port === DEAD_LETTER_PORT).length;
     if (dl > 0) lines.push(`  ⇐ dead letters of ${dl} step(s) (${dl === 1 ? 'one input' : 'gathered'})`);

@@ -1,3 +1,4 @@
+import type { CombineSpec, Partial } from '../plan/graph.ts';
 import type { Ship } from '../plan/physical.ts';
 import { checkKey, type Key, keyGroupOf } from '../state/key-group.ts';
 import type { Barrier } from './barrier.ts';
@@ -15,6 +16,8 @@ import { reportDeadLetter } from './operator-node.ts';
  */
 export interface RemoteWriter extends EdgeTarget {
   readonly blocked: boolean;
+  /** Sends what was written since the last flush (the loop flushes after every turn). */
+  flush(): void;
   /** Resolves once `blocked` has turned false (or right away if it is). */
   unblocked(): Promise<void>;
 }
@@ -25,6 +28,8 @@ export interface RemoteReader {
   readonly pending: boolean;
   /** Delivers up to `max` waiting messages to the target node; returns how many it delivered. */
   deliver(max: number): number;
+  /** Returns the credit of what was processed (the loop flushes after every turn). */
+  flush(): void;
 }
 
 /** Creates the channels of a job's exchanges that cross threads. */
@@ -42,17 +47,23 @@ export function instanceOfKeyGroup(kg: number, parallelism: number, maxParalleli
 
 /**
  * Routes each record of an output port to the instances of the next step — by key group (`hash`),
- * round-robin (`rebalance`) or to all (`broadcast`) — into one batch per target, handed over when
- * full and at the end of every incoming batch; watermarks, idleness, barriers and end go to every
- * target, after the records before them. A record whose key cannot be computed is a dead letter
- * of the receiving (keyed) step.
+ * round-robin (`rebalance`), to all (`broadcast`) or to the one instance (`gather`) — into one
+ * batch per target, handed over when full and at the end of every incoming batch; watermarks,
+ * idleness, barriers and end go to every target, after the records before them. A record whose
+ * key cannot be computed is a dead letter of the receiving (keyed) step.
+ *
+ * With a combiner (two-phase aggregation), records are not sent but folded, per target, into one
+ * partial aggregate per (pane, key) of the batch; the partials go out at the end of the batch,
+ * each with its pane's start as time, so they meet the same watermark the records would have.
  */
 export class Partitioner implements EdgeTarget {
   private readonly buffers: Array<Batch<unknown>>;
   private rr = 0;
+  /** Per target: pane → key → partial (combining only). */
+  private readonly partials: Array<Map<number, Map<Key, { acc: unknown; n: number }>>>;
 
   constructor(
-    private readonly ship: Exclude<Ship, 'chain' | 'forward' | 'gather'>,
+    private readonly ship: Exclude<Ship, 'chain' | 'forward'>,
     private readonly key: ((value: unknown) => Key) | undefined,
     /** One per receiver instance: a node's input channel, or a remote writer. */
     private readonly targets: ReadonlyArray<{ target: EdgeTarget; channel: number }>,
@@ -62,8 +73,10 @@ export class Partitioner implements EdgeTarget {
     /** Where that step's dead letters go from here (the sender's dead-letter port), and its counters. */
     private readonly deadLetterPort: Collector<unknown> | null,
     readonly metrics: OperatorMetrics,
+    private readonly combiner: CombineSpec | undefined,
   ) {
     this.buffers = targets.map(() => new Batch<unknown>(env.batchSize));
+    this.partials = targets.map(() => new Map());
   }
 
   /** The targets (for the executor's analysis of what feeds what). */
@@ -72,9 +85,17 @@ export class Partitioner implements EdgeTarget {
   }
 
   pushBatch(batch: Batch<unknown>): void {
+    if (this.combiner !== undefined) {
+      this.combine(batch, this.combiner);
+      return;
+    }
     const { values, times, length } = batch;
     const buffers = this.buffers;
     const n = buffers.length;
+    if (this.ship === 'gather') {
+      this.targets[0]!.target.pushBatch(batch, this.targets[0]!.channel);
+      return;
+    }
     if (this.ship === 'broadcast') {
       for (let t = 0; t < n; t++) this.targets[t]!.target.pushBatch(batch, this.targets[t]!.channel);
       return;
@@ -108,6 +129,51 @@ export class Partitioner implements EdgeTarget {
       }
     }
     this.handAll();
+  }
+
+  /** Folds the batch into partials per target, pane and key, then sends the partials. */
+  private combine(batch: Batch<unknown>, c: CombineSpec): void {
+    const { values, times, length } = batch;
+    const n = this.targets.length;
+    const maxP = this.env.maxParallelism;
+    const partials = this.partials;
+    let i = 0;
+    while (i < length) {
+      try {
+        for (; i < length; i++) {
+          const v = values[i];
+          const k = checkKey(c.key(v));
+          const t = n === 1 ? 0 : instanceOfKeyGroup(keyGroupOf(k, maxP), n, maxP);
+          const p = c.pane(times[i]!);
+          let byKey = partials[t]!.get(p);
+          if (byKey === undefined) {
+            byKey = new Map();
+            partials[t]!.set(p, byKey);
+          }
+          const e = byKey.get(k);
+          if (e === undefined) byKey.set(k, { acc: c.add(c.create(), v), n: 1 });
+          else {
+            e.acc = c.add(e.acc, v);
+            e.n++;
+          }
+        }
+      } catch (error) {
+        this.metrics.deadLetters++;
+        reportDeadLetter(this.env, this.receivingStep, this.deadLetterPort, values[i], error, times[i]!);
+        i++;
+      }
+    }
+    for (let t = 0; t < n; t++) {
+      const b = this.buffers[t]!;
+      for (const [p, byKey] of partials[t]!) {
+        for (const [k, e] of byKey) {
+          b.push({ k, a: c.encode(e.acc), n: e.n } satisfies Partial, p);
+          if (b.length === b.capacity) this.hand(t);
+        }
+      }
+      partials[t]!.clear();
+      this.hand(t);
+    }
   }
 
   private hand(t: number): void {

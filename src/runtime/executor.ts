@@ -1,7 +1,7 @@
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { instanceRestore, type JobSnapshot } from '../checkpoint/snapshot.ts';
 import { DEAD_LETTER_PORT, type LogicalGraph, type StepNode } from '../plan/graph.ts';
-import type { PhysicalEdge, PhysicalPlan, Task } from '../plan/physical.ts';
+import { combineOf, type PhysicalEdge, type PhysicalPlan, type Task } from '../plan/physical.ts';
 import { type Clock, systemClock } from '../time/clock.ts';
 import type { Barrier } from './barrier.ts';
 import type { Collector, EdgeTarget } from './collector.ts';
@@ -101,7 +101,8 @@ export class Executor {
           this.sources.push(node);
         } else {
           const operator = withStep(step.id, () => (spec.type === 'sink' ? new SinkOperator(spec.create()) : spec.create()));
-          node = new OperatorNode(id, operator, this.inputOfChannels(step), env, r);
+          const combined = step.inputs.map((_, input) => plan.edges.some((e) => e.to === step && e.input === input && combineOf(e) !== undefined));
+          node = new OperatorNode(id, operator, this.inputOfChannels(step), env, r, combined);
           this.operators.push(node);
         }
         list[i] = node;
@@ -164,26 +165,18 @@ export class Executor {
         this.writers.push(writer);
         return { target: writer, channel: this.channelOf(edge, s) };
       };
-      switch (edge.ship) {
-        case 'chain':
-        case 'forward': {
-          const t = targetOf(s);
-          port.connect(t.target, t.channel);
-          break;
-        }
-        case 'gather': {
-          const t = targetOf(0);
-          port.connect(t.target, t.channel);
-          break;
-        }
-        default: {
-          const targets = Array.from({ length: pt }, (_, r) => targetOf(r));
-          const metrics = newMetrics();
-          this.extraMetrics.push({ step: edge.to.id, metrics });
-          // The sender's dead-letter port (connected if the pipeline consumes dead letters).
-          const dl = portOf(sender, DEAD_LETTER_PORT, edge.from.id);
-          port.connect(new Partitioner(edge.ship, edge.key, targets, env, edge.to.id, dl, metrics), 0);
-        }
+      const combine = combineOf(edge);
+      if (edge.ship === 'chain' || edge.ship === 'forward' || (edge.ship === 'gather' && combine === undefined)) {
+        const t = targetOf(edge.ship === 'gather' ? 0 : s);
+        port.connect(t.target, t.channel);
+      } else {
+        // A partitioner: by key, round-robin, to all — or gathering partials to a step that pre-aggregates.
+        const targets = Array.from({ length: edge.ship === 'gather' ? 1 : pt }, (_, r) => targetOf(r));
+        const metrics = newMetrics();
+        this.extraMetrics.push({ step: edge.to.id, metrics });
+        // The sender's dead-letter port (connected if the pipeline consumes dead letters).
+        const dl = portOf(sender, DEAD_LETTER_PORT, edge.from.id);
+        port.connect(new Partitioner(edge.ship, edge.key, targets, env, edge.to.id, dl, metrics, combine), 0);
       }
     }
   }
@@ -316,6 +309,8 @@ export class Executor {
       const now = this.clock.now();
       this.fireProcessingTime(now);
       for (const node of this.sources) node.checkIdle(now);
+      for (const w of this.writers) w.flush();
+      for (const r of this.readers) r.flush();
       if (!this.endedReported && this.ended) {
         this.endedReported = true;
         this.onEnded();

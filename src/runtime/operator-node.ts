@@ -85,6 +85,8 @@ export class OperatorNode implements EdgeTarget, OperatorContext<unknown> {
     private readonly inputOfChannel: readonly number[],
     private readonly env: RuntimeEnv,
     private readonly restore: InstanceRestore | null,
+    /** Per logical input: whether it delivers partial aggregates (two-phase aggregation). */
+    private readonly combinedInputs: readonly boolean[] = [],
   ) {
     this.stepId = id.stepId;
     this.instance = id.instance;
@@ -132,6 +134,10 @@ export class OperatorNode implements EdgeTarget, OperatorContext<unknown> {
   deadLetter(record: unknown, error: unknown, time: number): void {
     this.metrics.deadLetters++;
     reportDeadLetter(this.env, this.stepId, this.deadLetterPort, record, error, time);
+  }
+
+  combined(input: number): boolean {
+    return this.combinedInputs[input] ?? false;
   }
 
   requestProcessingTime(time: number): void {

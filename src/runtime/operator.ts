@@ -85,6 +85,11 @@ export interface OperatorContext<OUT> {
    * `time`. Only the earliest pending request counts; ask again after each callback.
    */
   requestProcessingTime(time: number): void;
+  /**
+   * Whether input `input` delivers partial aggregates (`{ k, a, n }` records, time = their pane's
+   * start) instead of records: the step offered pre-aggregation and the input crosses an exchange.
+   */
+  combined(input: number): boolean;
   /** Logs a warning on the job's log, once per distinct `message`. */
   warnOnce(message: string): void;
 }

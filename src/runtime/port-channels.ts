@@ -1,4 +1,4 @@
-import type { MessagePort } from 'node:worker_threads';
+import { type MessagePort, receiveMessageOnPort } from 'node:worker_threads';
 import type { Barrier } from './barrier.ts';
 import { Batch } from './batch.ts';
 import { type BatchDecoder, type BatchEncoder, createChannelCodec } from './batch-codec.ts';
@@ -16,7 +16,7 @@ import type { ChannelEnd } from './worker-protocol.ts';
  */
 
 /** Batches in flight per channel. */
-export const CREDITS = 4;
+export const CREDITS = 16;
 
 /** A message on a data channel. */
 export type ChannelMessage =
@@ -31,10 +31,18 @@ interface Credit {
   readonly c: number;
 }
 
+/** What goes over a port in one postMessage: the channel messages of one turn of the sender's loop. */
+interface Packet {
+  readonly m: ChannelMessage[];
+}
+
 /** The sending end of a channel. */
 export class PortWriter implements RemoteWriter {
   private credits = CREDITS;
   private readonly queue: Array<{ message: ChannelMessage; transfer: ArrayBuffer[] }> = [];
+  /** Sendable (credited) messages not yet posted: one postMessage per turn carries them all. */
+  private outbox: ChannelMessage[] = [];
+  private outboxTransfer: ArrayBuffer[] = [];
   private readonly encoder: BatchEncoder;
   private waiters: Array<() => void> = [];
   /** Records sent (for metrics). */
@@ -50,6 +58,11 @@ export class PortWriter implements RemoteWriter {
   }
 
   get blocked(): boolean {
+    if (this.credits <= 0) {
+      // Take returned credit now: a busy thread runs its message handlers only when it yields.
+      for (let m = receiveMessageOnPort(this.port); m !== undefined; m = receiveMessageOnPort(this.port)) this.credits += (m.message as Credit).c;
+      if (this.credits > 0) this.drain();
+    }
     return this.queue.length > 0 || this.credits <= 0;
   }
 
@@ -95,13 +108,24 @@ export class PortWriter implements RemoteWriter {
         this.credits--;
       }
       q.shift();
-      this.port.postMessage(head.message, head.transfer);
+      this.outbox.push(head.message);
+      for (const t of head.transfer) this.outboxTransfer.push(t);
     }
     if (!this.blocked && this.waiters.length > 0) {
       const w = this.waiters;
       this.waiters = [];
       for (const r of w) r();
     }
+  }
+
+  /** Posts what is ready to go, as one message (called at the end of every turn of the loop). */
+  flush(): void {
+    if (this.outbox.length === 0) return;
+    const packet: Packet = { m: this.outbox };
+    const transfer = this.outboxTransfer;
+    this.outbox = [];
+    this.outboxTransfer = [];
+    this.port.postMessage(packet, transfer);
   }
 
   close(): void {
@@ -113,6 +137,8 @@ export class PortWriter implements RemoteWriter {
 export class PortReader implements RemoteReader {
   private readonly queue: ChannelMessage[] = [];
   private head = 0;
+  /** Credit earned by processed batches, returned at the end of the loop's turn. */
+  private owed = 0;
   private readonly decoder: BatchDecoder;
   private readonly batch: Batch<unknown>;
 
@@ -125,18 +151,29 @@ export class PortReader implements RemoteReader {
   ) {
     this.decoder = createChannelCodec().decoder;
     this.batch = new Batch<unknown>(batchSize);
-    port.on('message', (m: ChannelMessage) => {
-      this.queue.push(m);
+    port.on('message', (p: Packet) => {
+      for (const m of p.m) this.queue.push(m);
       wake();
     });
     port.unref();
   }
 
   get pending(): boolean {
+    if (this.head === this.queue.length) this.pull(1);
     return this.head < this.queue.length;
   }
 
+  /** Takes up to `max` arrived messages now (a busy thread runs its message handlers only when it yields). */
+  private pull(max: number): void {
+    for (let i = 0; i < max; i++) {
+      const p = receiveMessageOnPort(this.port);
+      if (p === undefined) return;
+      for (const m of (p.message as Packet).m) this.queue.push(m);
+    }
+  }
+
   deliver(max: number): number {
+    this.pull(max);
     let n = 0;
     let credits = 0;
     const target = this.target;
@@ -174,8 +211,15 @@ export class PortReader implements RemoteReader {
       this.queue.splice(0, this.head);
       this.head = 0;
     }
-    if (credits > 0) this.port.postMessage({ c: credits } satisfies Credit);
+    this.owed += credits;
     return n;
+  }
+
+  /** Returns the credit earned this turn (one message, however many batches were processed). */
+  flush(): void {
+    if (this.owed === 0) return;
+    this.port.postMessage({ c: this.owed } satisfies Credit);
+    this.owed = 0;
   }
 
   close(): void {

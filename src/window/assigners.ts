@@ -176,3 +176,13 @@ export function gcd(a: number, b: number): number {
   while (b !== 0) [a, b] = [b, a % b];
   return a;
 }
+
+/** The pane (slice) start of a time for tumbling or sliding windows: panes are gcd(size, slide) long. */
+export function paneOf(assigner: TumblingWindows | SlidingWindows): (time: number) => number {
+  const pane = gcd(assigner.size, assigner.slide);
+  const offset = assigner.offset;
+  return (t) => {
+    const r = (t - offset) % pane;
+    return t - (r < 0 ? r + pane : r);
+  };
+}

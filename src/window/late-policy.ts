@@ -49,10 +49,10 @@ export class LateHandler {
     }
   }
 
-  /** A late record that will not be part of any result. */
-  rejected(value: unknown, time: number): void {
+  /** A late record (or `count` records pre-aggregated in one value) that will not be part of any result. */
+  rejected(value: unknown, time: number, count = 1): void {
     const m = this.ctx.metrics;
-    m.lateRecords++;
+    m.lateRecords += count;
     switch (this.reject.policy) {
       case 'side-output':
         this.ctx.sideOutput(this.reject.tag!).emit(value, time);
@@ -61,7 +61,7 @@ export class LateHandler {
         this.ctx.deadLetter(value, new Error(`late record: time ${time} is behind the watermark and its window is closed`), time);
         break;
       default:
-        m.lateDropped++;
+        m.lateDropped += count;
         if (!this.warned) {
           this.warned = true;
           this.ctx.warnOnce(
@@ -72,8 +72,8 @@ export class LateHandler {
     }
   }
 
-  /** A late record that updated an already-fired window. */
-  updated(): void {
-    this.ctx.metrics.lateRecords++;
+  /** A late record (or `count` of them, pre-aggregated) that updated an already-fired window. */
+  updated(count = 1): void {
+    this.ctx.metrics.lateRecords += count;
   }
 }

@@ -3,6 +3,7 @@ import type { Operator, OperatorContext } from '../runtime/operator.ts';
 import { defaultCodec, type StateCodec } from '../state/codec.ts';
 import { checkKey, type Key } from '../state/key-group.ts';
 import { NamespacedTable } from '../state/namespaced-table.ts';
+import type { Partial } from '../plan/graph.ts';
 import { TimedEmitter } from '../operators/emitter.ts';
 import { gcd, maxWindowTime, type SlidingWindows, timeOutOfRange, type TumblingWindows, type WindowInfo } from './assigners.ts';
 import { LateHandler, type LatePolicy } from './late-policy.ts';
@@ -12,6 +13,8 @@ import type { WindowFunction } from './window-function.ts';
 export interface WindowInput {
   readonly key: (value: unknown) => Key;
   readonly add: (acc: unknown, value: unknown) => unknown;
+  /** How many records a value stands for (partial aggregates: their count; default 1). */
+  readonly weight?: (value: unknown) => number;
 }
 
 /** The accumulator side of a window operator (an {@link Aggregator} minus `add`). */
@@ -64,7 +67,7 @@ export class SlicedWindowOperator implements Operator<unknown, unknown> {
 
   constructor(
     private readonly assigner: TumblingWindows | SlidingWindows,
-    private readonly inputs: readonly WindowInput[],
+    private inputs: readonly WindowInput[],
     private readonly acc: WindowAccumulator,
     private readonly fn: WindowFunction<Key, unknown, unknown>,
     private readonly policy: LatePolicy<unknown>,
@@ -83,6 +86,8 @@ export class SlicedWindowOperator implements Operator<unknown, unknown> {
     this.lateness = this.late.allowedLateness;
     this.emitter = new TimedEmitter(ctx.output);
     this.panes = ctx.state.registerTable(new NamespacedTable<unknown>('panes', this.codec));
+    // Inputs that cross an exchange pre-aggregated deliver partials: merge them, count their records.
+    this.inputs = this.inputs.map((input, i) => (ctx.combined(i) ? combinedInput(this.acc, this.codec) : input));
     this.starts = this.panes.namespaces;
     // Windows that fired before a checkpoint never fire again: they end at or before the
     // restored watermark + 1.
@@ -110,7 +115,7 @@ export class SlicedWindowOperator implements Operator<unknown, unknown> {
 
   processBatch(batch: Batch<unknown>, input: number): void {
     const { values, times, length } = batch;
-    const { key: keyOf, add } = this.inputs[input]!;
+    const { key: keyOf, add, weight } = this.inputs[input]!;
     const create = this.acc.create;
     const pane = this.pane;
     const offset = this.offset;
@@ -130,18 +135,18 @@ export class SlicedWindowOperator implements Operator<unknown, unknown> {
           if (this.cFirstEnd - 1 <= wm) {
             // At least one window of this pane has fired.
             if (this.cLastEnd - 1 + lateness <= wm) {
-              this.late.rejected(v, t);
+              this.late.rejected(v, t, weight === undefined ? 1 : weight(v));
               continue;
             }
             if (!this.late.updates) {
               if (this.cLastEnd - 1 <= wm) {
-                this.late.rejected(v, t);
+                this.late.rejected(v, t, weight === undefined ? 1 : weight(v));
                 continue;
               }
             } else {
               const k = checkKey(keyOf(v));
               this.fold(p, k, v, add, create);
-              this.late.updated();
+              this.late.updated(weight === undefined ? 1 : weight(v));
               this.refire(p, k);
               continue;
             }
@@ -244,4 +249,14 @@ export class SlicedWindowOperator implements Operator<unknown, unknown> {
       this.emitResult(acc, key);
     }
   }
+}
+
+/** The input of a window whose records arrive as partial aggregates (two-phase aggregation). */
+function combinedInput(acc: WindowAccumulator, codec: StateCodec<unknown>): WindowInput {
+  const merge = acc.merge;
+  return {
+    key: (p) => (p as Partial).k,
+    add: (a, p) => merge(a, codec.decode((p as Partial).a)),
+    weight: (p) => (p as Partial).n,
+  };
 }

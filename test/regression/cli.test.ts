@@ -44,7 +44,7 @@ describe('bad option values are usage errors naming the option', () => {
     [[...q0, '--base-time', '1.7e18'], "--base-time must be a whole number from -8640000000000000 to 8640000000000000 (epoch ms), got '1.7e18'"],
     // Before: batchSize 0 reached the job, whose run loop then spun forever.
     [[...q0, '--batch-size', '0'], "--batch-size must be a whole number from 1 to 1048576, got '0'"],
-    [[...q0, '--parallelism', 'two'], "--parallelism must be a whole number >= 1, got 'two'"],
+    [[...q0, '--parallelism', 'two'], "--parallelism must be a whole number from 1 to 32768, got 'two'"],
     // Before: the JSONL sink failed to open once the job ran: ENOENT with a stack trace.
     [[...q0, '--out', '/nonexistent-spate-dir/q0.jsonl'], '--out /nonexistent-spate-dir/q0.jsonl: directory /nonexistent-spate-dir does not exist'],
     [[...q0, '--events-out', join(dir, 'missing', 'e.jsonl')], `--events-out ${join(dir, 'missing', 'e.jsonl')}: directory ${join(dir, 'missing')} does not exist`],
