@@ -66,7 +66,15 @@ export async function loadPipelineModule(url: string): Promise<PipelineModule> {
   if (!isPipelineModule(mod.default)) {
     throw new Error(`${new URL(url).pathname} must \`export default definePipeline((p, args) => { ... })\` (from 'spate')`);
   }
+  loaded.add(url);
   return mod.default;
+}
+
+const loaded = new Set<string>();
+
+/** Whether this thread loaded module `url` with {@link loadPipelineModule} (the loader workers use too). */
+export function loadedHere(url: string): boolean {
+  return loaded.has(url);
 }
 
 /** Builds a fresh pipeline from a module, with the module's options under `overrides`. */

@@ -73,6 +73,7 @@ export class KeyedStream<T, K extends Key> {
       ],
       undefined,
       { acc: { kind: 'value', options: codec === undefined ? {} : { codec } } } as StateSpec,
+      [agg, fn],
     );
   }
 
@@ -98,7 +99,7 @@ export class KeyedStream<T, K extends Key> {
    */
   dedupe(options: DedupeOptions & StepOptions): Stream<T> {
     const key = this.key as (value: unknown) => Key;
-    return this.stream.pipeline.addOperator<T>('dedupe', options, [this.edge()], () => new DedupeOperator(key, options), true);
+    return this.stream.pipeline.addOperator<T>('dedupe', options, [this.edge()], () => new DedupeOperator(key, options), { keyed: true });
   }
 
   /** Groups the keyed stream into windows. */
@@ -126,7 +127,7 @@ export class KeyedStream<T, K extends Key> {
    */
   join<R, O>(other: KeyedStream<R, K>, fn: (left: T, right: R) => O, options: RegularJoinOptions & StepOptions = {}): Stream<O> {
     const spec = regularJoinSpec<T, R, O>(fn, false, options);
-    return coProcess(this, other, 'join', spec.process as KeyedCoProcessSpec<T, R, K, O, StateSpec>, spec.state, options);
+    return coProcess(this, other, 'join', spec.process as KeyedCoProcessSpec<T, R, K, O, StateSpec>, spec.state, options, [fn]);
   }
 
   /**
@@ -140,7 +141,7 @@ export class KeyedStream<T, K extends Key> {
     options: RegularJoinOptions & StepOptions = {},
   ): Stream<O> {
     const spec = regularJoinSpec<T, R, O>(fn, true, options);
-    return coProcess(this, other, 'left-join', spec.process as KeyedCoProcessSpec<T, R, K, O, StateSpec>, spec.state, options);
+    return coProcess(this, other, 'left-join', spec.process as KeyedCoProcessSpec<T, R, K, O, StateSpec>, spec.state, options, [fn]);
   }
 
   /**
@@ -155,7 +156,7 @@ export class KeyedStream<T, K extends Key> {
     options?: StepOptions,
   ): Stream<O> {
     const spec = intervalJoinSpec<T, R, O>(bounds, fn);
-    return coProcess(this, other, 'interval-join', spec.process as KeyedCoProcessSpec<T, R, K, O, StateSpec>, spec.state, options);
+    return coProcess(this, other, 'interval-join', spec.process as KeyedCoProcessSpec<T, R, K, O, StateSpec>, spec.state, options, [fn]);
   }
 
   /** Window join: records of both sides with the same key in the same window. */
@@ -171,6 +172,8 @@ export class KeyedStream<T, K extends Key> {
     handlers: ReadonlyArray<(value: unknown, ctx: KeyedProcessOperator) => void>,
     onTimer: ((time: number, ctx: KeyedProcessOperator) => void) | undefined,
     state: StateSpec,
+    /** The user's functions or handler object (for the step's signature). */
+    code: readonly unknown[],
   ): Stream<O> {
     const keys = inputs.map((s) => s.key as (value: unknown) => Key);
     return this.stream.pipeline.addOperator<O>(
@@ -178,7 +181,7 @@ export class KeyedStream<T, K extends Key> {
       options,
       inputs.map((s) => s.edge()),
       () => new KeyedProcessOperator(keys, handlers, onTimer, state) as Operator<unknown, unknown>,
-      true,
+      { keyed: true, code },
     );
   }
 }
@@ -208,6 +211,7 @@ export class StatefulKeyedStream<T, K extends Key, S extends StateSpec> {
       [spec.onElement.bind(spec) as unknown as (value: unknown, ctx: KeyedProcessOperator) => void],
       onTimer === undefined ? undefined : (onTimer.bind(spec) as unknown as (time: number, ctx: KeyedProcessOperator) => void),
       this.spec,
+      [spec],
     );
   }
 }
@@ -244,7 +248,7 @@ export class ConnectedKeyedStreamsWithState<L, R, K extends Key, S extends State
   /** Runs a two-input keyed process function with the declared state and timers. */
   process<O>(spec: KeyedCoProcessSpec<L, R, K, O, S>, options?: StepOptions): Stream<O> {
     rejectInlineState(spec);
-    return coProcess(this.left, this.right, 'co-process', spec, this.spec, options);
+    return coProcess(this.left, this.right, 'co-process', spec, this.spec, options, [spec]);
   }
 }
 
@@ -256,6 +260,7 @@ function coProcess<L, R, K extends Key, O, S extends StateSpec>(
   spec: KeyedCoProcessSpec<L, R, K, O, S>,
   state: S,
   options: StepOptions | undefined,
+  code: readonly unknown[],
 ): Stream<O> {
   if (left.stream.pipeline !== right.stream.pipeline) throw new Error(`${kind}: streams belong to different pipelines`);
   const onTimer = spec.onTimer;
@@ -267,5 +272,6 @@ function coProcess<L, R, K extends Key, O, S extends StateSpec>(
     [spec.onLeft.bind(spec) as unknown as H, spec.onRight.bind(spec) as unknown as H],
     onTimer === undefined ? undefined : (onTimer.bind(spec) as unknown as (time: number, ctx: KeyedProcessOperator) => void),
     state,
+    code,
   );
 }

@@ -1,4 +1,4 @@
-import { type CombineSpec, DEAD_LETTER_STEP, type InputEdge, LogicalGraph, type SourceStepOptions, StepNode } from '../plan/graph.ts';
+import { codeOf, type CombineSpec, DEAD_LETTER_STEP, type InputEdge, LogicalGraph, type SourceStepOptions, StepNode } from '../plan/graph.ts';
 import { explain } from '../plan/physical.ts';
 import { type JobOptions, type JobResult, Job, type StopOptions } from '../runtime/job.ts';
 import type { JobSnapshot } from '../checkpoint/snapshot.ts';
@@ -59,11 +59,17 @@ export class Pipeline {
     const id = this.graph.stepId('source', options.id);
     validateSourceOptions(id, options);
     const node = this.graph.add(
-      new StepNode(id, 'source', [], {
-        type: 'source',
-        create: create as () => Source<unknown>,
-        options: options as SourceStepOptions<unknown>,
-      }),
+      new StepNode(
+        id,
+        'source',
+        [],
+        {
+          type: 'source',
+          create: create as () => Source<unknown>,
+          options: options as SourceStepOptions<unknown>,
+        },
+        codeOf([create, options.timestamp]),
+      ),
     );
     return new Stream<T>(this, node);
   }
@@ -102,18 +108,18 @@ export class Pipeline {
     options: StepOptions | undefined,
     inputs: InputEdge[],
     create: () => Operator<unknown, unknown>,
-    keyed: boolean,
-    combine?: CombineSpec,
+    traits: { readonly keyed?: boolean; readonly combine?: CombineSpec | undefined; readonly code?: readonly unknown[] } = {},
   ): Stream<O> {
     const parallelism = checkParallelism(options?.parallelism);
-    const node = this.graph.add(new StepNode(this.graph.stepId(kind, options?.id), kind, inputs, { type: 'operator', create, keyed, parallelism, combine }));
+    const spec = { type: 'operator', create, keyed: traits.keyed ?? false, parallelism, combine: traits.combine } as const;
+    const node = this.graph.add(new StepNode(this.graph.stepId(kind, options?.id), kind, inputs, spec, codeOf(traits.code ?? [])));
     return new Stream<O>(this, node);
   }
 
   /** Adds a sink step (used by the stream classes). */
   addSink(options: StepOptions | undefined, input: InputEdge, create: () => Sink<unknown>): void {
     const parallelism = checkParallelism(options?.parallelism);
-    this.graph.add(new StepNode(this.graph.stepId('sink', options?.id), 'sink', [input], { type: 'sink', create, parallelism }));
+    this.graph.add(new StepNode(this.graph.stepId('sink', options?.id), 'sink', [input], { type: 'sink', create, parallelism }, codeOf([create])));
   }
 
   /** Creates the job without running it (the test harness drives it directly). */

@@ -67,25 +67,25 @@ export class Stream<T> {
   }
 
   /** Adds a one-input step of `kind` reading this stream. */
-  protected then<U>(kind: string, options: StepOptions | undefined, create: () => Operator<T, U>): Stream<U> {
-    return this.pipeline.addOperator<U>(kind, options, [this.edge()], create as () => Operator<unknown, unknown>, false);
+  protected then<U>(kind: string, options: StepOptions | undefined, create: () => Operator<T, U>, fn: unknown): Stream<U> {
+    return this.pipeline.addOperator<U>(kind, options, [this.edge()], create as () => Operator<unknown, unknown>, { code: [fn] });
   }
 
   /** One output per record. */
   map<U>(fn: (value: T) => U, options?: StepOptions): Stream<U> {
-    return this.then('map', options, () => new MapOperator(fn));
+    return this.then('map', options, () => new MapOperator(fn), fn);
   }
 
   /** Keeps the records for which `predicate` holds. */
   filter<S extends T>(predicate: (value: T) => value is S, options?: StepOptions): Stream<S>;
   filter(predicate: (value: T) => boolean, options?: StepOptions): Stream<T>;
   filter(predicate: (value: T) => boolean, options?: StepOptions): Stream<T> {
-    return this.then('filter', options, () => new FilterOperator(predicate));
+    return this.then('filter', options, () => new FilterOperator(predicate), predicate);
   }
 
   /** Zero or more outputs per record, emitted with `out.emit`. */
   flatMap<U>(fn: (value: T, out: Emitter<U>) => void, options?: StepOptions): Stream<U> {
-    return this.then('flat-map', options, () => new FlatMapOperator(fn));
+    return this.then('flat-map', options, () => new FlatMapOperator(fn), fn);
   }
 
   /**
@@ -97,7 +97,7 @@ export class Stream<T> {
    * valid.sideOutput(invalid).sink(new ConsoleSink());
    */
   process<O>(fn: ProcessFunction<T, O>, options?: StepOptions): Stream<O> {
-    return this.then('process', options, () => new ProcessOperator(fn));
+    return this.then('process', options, () => new ProcessOperator(fn), fn);
   }
 
   /** The records this stream's step sent to side output `tag`. */
@@ -115,7 +115,6 @@ export class Stream<T> {
       undefined,
       [this, ...others].map((s) => s.edge()),
       () => new UnionOperator<T>() as Operator<unknown, unknown>,
-      false,
     );
   }
 

@@ -25,9 +25,10 @@ function addStep<O>(
   options: StepOptions | undefined,
   keyed: ReadonlyArray<KeyedStream<unknown, Key>>,
   create: () => Operator<unknown, unknown>,
+  code: readonly unknown[],
   combine?: CombineSpec,
 ): Stream<O> {
-  return first.stream.pipeline.addOperator<O>(kind, options, keyed.map((k) => k.edge()), create, true, combine);
+  return first.stream.pipeline.addOperator<O>(kind, options, keyed.map((k) => k.edge()), create, { keyed: true, combine, code });
 }
 
 function windowOperator(
@@ -123,6 +124,7 @@ export class WindowedStream<T, K extends Key> {
       options,
       [keyed],
       () => windowOperator(assigner, [input], acc, fn as WindowFunction<Key, unknown, unknown>, late),
+      [agg, fn],
       combine,
     );
   }
@@ -191,6 +193,6 @@ export class WindowJoin<L, R, K extends Key> {
     };
     const assigner = this.assigner;
     const late = this.late as LatePolicy<unknown>;
-    return addStep<O>(left, 'window-join', options, [left, right], () => windowOperator(assigner, inputs, acc, windowFn, late));
+    return addStep<O>(left, 'window-join', options, [left, right], () => windowOperator(assigner, inputs, acc, windowFn, late), [fn]);
   }
 }

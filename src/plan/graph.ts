@@ -94,6 +94,8 @@ export class StepNode {
     /** Inputs; the dead-letter step's are computed when the plan is finalized. */
     public inputs: readonly InputEdge[],
     readonly spec: StepSpec,
+    /** The source text of the step's user functions (key selectors, mappers, handlers). */
+    readonly code: string = '',
   ) {}
 
   get isSource(): boolean {
@@ -187,13 +189,45 @@ export class LogicalGraph {
   }
 
   /**
-   * A fingerprint of the plan's shape — step ids and kinds, edges and their partitioning — that
-   * workers check against the coordinator's, and that checkpoints record.
+   * Each step's signature: its kind, its inputs with their partitioning (and key selector), and the
+   * source text of its functions. Workers rebuild the pipeline and compare: a step built otherwise
+   * in another thread is named.
    */
-  fingerprint(): string {
-    const shape = this.nodes.map((n) => [n.id, n.kind, n.inputs.map((e) => [e.from.id, e.port, e.partitioning.type])]);
-    return hashString(JSON.stringify(shape));
+  signatures(): Map<string, StepSignature> {
+    const out = new Map<string, StepSignature>();
+    for (const n of this.nodes) {
+      const inputs = n.inputs.map((e) => [e.from.id, e.port, e.partitioning.type]);
+      const keys = n.inputs.map((e) => (e.partitioning.type === 'hash' ? e.partitioning.key.toString() : ''));
+      out.set(n.id, { structure: hashString(JSON.stringify([n.kind, inputs])), code: hashString(JSON.stringify([keys, n.code])) });
+    }
+    return out;
   }
+
+  /** A fingerprint of the plan's shape (step order, kinds, edges), recorded in checkpoints. */
+  fingerprint(): string {
+    return hashString(JSON.stringify([...this.signatures()].map(([id, s]) => [id, s.structure])));
+  }
+}
+
+/** What identifies a step across rebuilds: its shape, and the source text of its functions. */
+export interface StepSignature {
+  readonly structure: string;
+  readonly code: string;
+}
+
+/** The source text of user functions and of the methods of user objects, for step signatures. */
+export function codeOf(parts: readonly unknown[]): string {
+  const out: string[] = [];
+  for (const part of parts) {
+    if (typeof part === 'function') out.push(part.toString());
+    else if (typeof part === 'object' && part !== null) {
+      for (const key of Object.keys(part).sort()) {
+        const v = (part as Record<string, unknown>)[key];
+        if (typeof v === 'function') out.push(`${key}:${v.toString()}`);
+      }
+    }
+  }
+  return out.join('\n');
 }
 
 /** 64-bit FNV-1a of a string, as 16 hex digits. */

@@ -17,6 +17,7 @@ import type { RuntimeEnv, SavedSplit } from './env.ts';
 import type { Execution } from './execution.ts';
 import { Executor, type InstanceMetrics } from './executor.ts';
 import { portChannels } from './port-channels.ts';
+import { loadedHere } from '../api/define-pipeline.ts';
 import type { ChannelEnd, FromWorker, ToWorker, WorkerInit } from './worker-protocol.ts';
 
 /** Where a task instance runs: the main thread, or worker `n`. */
@@ -122,7 +123,8 @@ export class WorkerExecution implements Execution {
         args: this.setup.args,
         options: this.setup.options,
         index: w,
-        fingerprint: this.graph.fingerprint(),
+        signatures: [...this.graph.signatures()],
+        sameLoader: loadedHere(this.setup.module),
         restore: restore === null ? null : cut(restore, this.plan, hosted),
         splits: Object.fromEntries([...splits].map(([step, per]) => [step, per[w] ?? []])),
         storage,

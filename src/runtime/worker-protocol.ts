@@ -1,6 +1,7 @@
 import type { MessagePort } from 'node:worker_threads';
 import type { InstanceRef } from '../checkpoint/manifest.ts';
 import type { JobSnapshot } from '../checkpoint/snapshot.ts';
+import type { StepSignature } from '../plan/graph.ts';
 import type { Barrier } from './barrier.ts';
 import type { InstanceSnapshot, SavedSplit } from './env.ts';
 import type { InstanceMetrics } from './executor.ts';
@@ -34,8 +35,13 @@ export interface WorkerInit {
   };
   /** The worker hosts instance `index` of every task placed on workers (that has that many). */
   readonly index: number;
-  /** The coordinator's plan fingerprint; the worker's rebuild must match it. */
-  readonly fingerprint: string;
+  /** The coordinator's step signatures (in plan order); the worker's rebuild must match them. */
+  readonly signatures: ReadonlyArray<readonly [string, StepSignature]>;
+  /**
+   * Whether the coordinator loaded the module through the same loader as the worker, so that the
+   * source text of functions compares (a test runner may transpile the main thread's copy otherwise).
+   */
+  readonly sameLoader: boolean;
   /** The checkpoint to restore, cut to what this worker hosts. */
   readonly restore: JobSnapshot | null;
   /** The splits of the source instances this worker hosts, by step id. */

@@ -15,22 +15,19 @@ import type { InstanceSnapshot, RuntimeEnv } from './env.ts';
 import { Executor } from './executor.ts';
 import { portChannels } from './port-channels.ts';
 import type { FromWorker, ToWorker, WorkerInit } from './worker-protocol.ts';
+import type { StepSignature } from '../plan/graph.ts';
 
 const init = workerData as WorkerInit;
 const port = parentPort!;
 const post = (m: FromWorker): void => port.postMessage(m);
 
+const log0 = (line: string): void => post({ type: 'log', line });
+
 async function main(): Promise<void> {
   const module = await loadPipelineModule(init.module);
   const p = await buildPipeline(module, init.args);
   p.graph.finalize();
-  const fingerprint = p.graph.fingerprint();
-  if (fingerprint !== init.fingerprint) {
-    throw new Error(
-      `the pipeline module built another plan in worker ${init.index} (fingerprint ${fingerprint}, expected ${init.fingerprint}): ` +
-        'building must give the same steps, ids and edges every time (do not branch on the thread, the time or randomness)',
-    );
-  }
+  checkSamePlan([...p.graph.signatures()], init.signatures, init.index, init.sameLoader, log0);
   const plan = physicalPlan(p.graph, init.options.parallelism);
   const storage = init.storage === null ? null : new FileCheckpointStorage(init.storage);
   const barriers = new Map<number, { barrier: Barrier; capture: boolean }>();
@@ -107,6 +104,38 @@ async function main(): Promise<void> {
   clearInterval(reporting);
   await executor.close();
   post({ type: 'closed', metrics: executor.metrics() });
+}
+
+/**
+ * Refuses a worker whose rebuild of the pipeline differs from the coordinator's: a step missing,
+ * added, moved, or built with other functions or inputs — the signature of a step whose code
+ * depends on the thread (a value only the main thread sets, the time, randomness) differs.
+ */
+function checkSamePlan(
+  mine: ReadonlyArray<readonly [string, StepSignature]>,
+  theirs: ReadonlyArray<readonly [string, StepSignature]>,
+  index: number,
+  compareCode: boolean,
+  log: (line: string) => void,
+): void {
+  const expected = new Map(theirs);
+  const built = new Map(mine);
+  for (const [id] of theirs) {
+    if (!built.has(id)) throw new Error(`worker ${index} built the pipeline module without step '${id}': building must not depend on the thread`);
+  }
+  for (const [id, signature] of mine) {
+    const want = expected.get(id);
+    if (want === undefined) throw new Error(`worker ${index} built the pipeline module with a step '${id}' the main thread does not have: building must not depend on the thread`);
+    const why = 'a step must be built the same in every thread — not from a value set only in the main thread, the time or randomness';
+    if (want.structure !== signature.structure) throw new StepFailure(id, undefined, new Error(`built differently in worker ${index} (its inputs or partitioning differ): ${why}`));
+    if (want.code !== signature.code) {
+      const message = `built differently in worker ${index} (the code of its functions differs): ${why}`;
+      // Function text compares only if both threads loaded the module the same way.
+      if (compareCode) throw new StepFailure(id, undefined, new Error(message));
+      log(`spate: warning: step '${id}' may be ${message} (or the main thread's copy of the module was transpiled by another loader)`);
+    }
+  }
+  if (mine.map(([id]) => id).join() !== theirs.map(([id]) => id).join()) throw new Error(`worker ${index} built the steps of the pipeline module in another order`);
 }
 
 main().catch((error: unknown) => {
