@@ -92,9 +92,9 @@ export class WindowedStream<T, K extends Key> {
   }
 
   /**
-   * Adds the window step. An incremental aggregate over tumbling or sliding windows whose late
-   * records are dropped or update results (`combinable`) is pre-aggregated per batch before a
-   * keyed exchange, so parallel instances exchange partial aggregates rather than records.
+   * Adds the window step. An incremental aggregate (`combinable`) over tumbling or sliding windows
+   * whose late records are dropped is pre-aggregated per batch before a keyed exchange, so
+   * parallel instances exchange partial aggregates rather than records.
    */
   private apply<A, R, O>(agg: Aggregator<T, A, R>, fn: WindowFunction<K, R, O>, options: StepOptions | undefined, combinable: boolean): Stream<O> {
     const keyed = this.keyed as unknown as KeyedStream<unknown, Key>;
@@ -107,9 +107,10 @@ export class WindowedStream<T, K extends Key> {
     const late = this.late as LatePolicy<unknown>;
     const kindName = assigner.kind === 'session' ? 'session-window' : `${assigner.kind}-window`;
     maxWindowTime(assigner); // refuses a hand-built assigner with bad lengths, before anything uses them
-    const keepsRecords = late.policy === 'side-output' || late.policy === 'dead-letter' || (late.policy === 'update' && late.beyond !== undefined && late.beyond.policy !== 'drop');
+    // Pre-aggregated records cannot be sent to a side output or dead-lettered one by one, nor
+    // update a fired window once per late record: only windows that drop late records combine.
     const combine: CombineSpec | undefined =
-      combinable && assigner.kind !== 'session' && !keepsRecords
+      combinable && assigner.kind !== 'session' && late.policy === 'drop'
         ? {
             key: keyed.key,
             pane: paneOf(assigner),

@@ -133,6 +133,8 @@ function sourceOf(steps: readonly Step[], side: number): TestSource<Rec> {
 }
 
 const batchSizeOf = (sc: Scenario): number => [1, 2, 3, 5, 8, 1024][sc.records.length % 6]!;
+/** Instances of every step (in one thread): keyed exchanges, alignment and per-channel watermarks vary too. */
+const parallelismOf = (sc: Scenario): number => [1, 2, 3, 4][sc.records.length % 4]!;
 
 interface JoinRun<O> {
   readonly out: Array<Timed<O>>;
@@ -141,7 +143,7 @@ interface JoinRun<O> {
 }
 
 async function runPipeline<O>(sc: Scenario, build: Build<O>): Promise<JoinRun<O>> {
-  const p = new Pipeline({ batchSize: batchSizeOf(sc) });
+  const p = new Pipeline({ batchSize: batchSizeOf(sc), parallelism: parallelismOf(sc) });
   const out = build(p.source(sourceOf(sc.steps, 0), { idleTimeout: 0 }), p.source(sourceOf(sc.steps, 1), { idleTimeout: 0 })).collect();
   const res = await p.run();
   const m = res.metrics.find((x) => x.step === 'j')!;

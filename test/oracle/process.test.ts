@@ -153,7 +153,7 @@ describe('keyed process function with event-time timers', () => {
   it('matches the model (TestSource + Pipeline.run)', async () => {
     await fc.assert(
       fc.asyncProperty(eventScenario, async (sc) => {
-        const p = new Pipeline({ batchSize: [1, 3, 1024][sc.records.length % 3]! });
+        const p = new Pipeline({ batchSize: [1, 3, 1024][sc.records.length % 3]!, parallelism: [1, 2, 3][sc.records.length % 3]! });
         const src = new TestSource<Rec>();
         for (const s of sc.steps) {
           if (s.kind === 'rec') src.record(s.rec, s.rec.t);

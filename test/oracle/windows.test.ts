@@ -189,9 +189,11 @@ function pickMetrics(all: readonly StepMetrics[], aggs: readonly AggName[]): Run
 
 /** Batch size of pipeline runs: derived from the scenario so that batch boundaries vary. */
 const batchSizeOf = (sc: Scenario): number => [1, 2, 3, 5, 8, 1024][sc.records.length % 6]!;
+/** Instances of every step (in one thread): keyed exchanges, alignment and per-channel watermarks vary too. */
+const parallelismOf = (sc: Scenario): number => [1, 2, 3, 4][sc.records.length % 4]!;
 
 async function runPipeline(sc: Scenario, assigner: WindowAssigner, policy: LatePolicy<Rec>, aggs: readonly AggName[], tag?: OutputTag<Rec>): Promise<RunResult> {
-  const p = new Pipeline({ batchSize: batchSizeOf(sc) });
+  const p = new Pipeline({ batchSize: batchSizeOf(sc), parallelism: parallelismOf(sc) });
   const out = windowRows(p.source(sourceOf(sc.steps), { idleTimeout: 0 }), assigner, policy, aggs, tag).collect();
   const dead = p.deadLetters().collect();
   const result = await p.run();
