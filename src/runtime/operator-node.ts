@@ -142,6 +142,10 @@ export class OperatorNode implements EdgeTarget, OperatorContext<unknown> {
     warnOnce(this.env, `step '${this.stepId}': ${message}`);
   }
 
+  log(line: string): void {
+    this.env.log(`spate: step '${this.stepId}': ${line}`);
+  }
+
   /**
    * Opens the operator (its state is restored as it declares it), then checks that every restored
    * table was claimed. Returns a promise only if the operator opens asynchronously.
