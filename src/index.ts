@@ -68,4 +68,6 @@ export { JsonlSource, type JsonlSourceOptions, type FilePosition } from './conne
 export { CsvSource, type CsvSourceOptions, type CsvRow } from './connectors/file/csv-source.ts';
 export type { CsvType } from './connectors/file/csv.ts';
 export { JsonlSink, type JsonlSinkOptions } from './connectors/file/jsonl-sink.ts';
+export { PostgresSink, type PostgresCommittable } from './connectors/postgres/sink.ts';
+export type { PostgresSinkOptions, PostgresConnection, PostgresConnectionOptions, PostgresOp } from './connectors/postgres/config.ts';
 export type { LineReaderOptions } from './connectors/file/line-reader.ts';
