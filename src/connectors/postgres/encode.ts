@@ -9,8 +9,6 @@ export interface ColumnInfo {
   readonly name: string;
   /** The type with its modifier, as in DDL: `character varying(20)`, `numeric(10,2)`, `integer[]`. */
   readonly type: string;
-  /** The type without modifier, for casts (a cast to `varchar(20)` would truncate silently). */
-  readonly baseType: string;
   /** `pg_type.typname` of the type, of a domain's base type, or of an array's element type. */
   readonly typname: string;
   readonly isArray: boolean;

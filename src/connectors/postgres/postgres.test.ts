@@ -64,6 +64,25 @@ interface Reading {
 }
 
 describe('PostgresSink in a pipeline', () => {
+  it('runs the example of its TSDoc', async () => {
+    const latest = table('latest_readings');
+    const checkpoints = tempDir();
+    // As in the @example of PostgresSink, with the test's table and checkpoint directory.
+    const p = new Pipeline();
+    p.source(new GeneratorSource({ count: 1_000, make: (i) => ({ device: `d${i % 10}`, reading: i }) }), { id: 'readings' }).sink(
+      new PostgresSink<{ device: string; reading: number }>({
+        connection: process.env['SPATE_PG_URL'] ?? 'postgres://spate:spate@127.0.0.1:5432/spate',
+        table: latest,
+        create: { device: 'text', reading: 'bigint' },
+        key: ['device'],
+      }),
+      { id: 'latest' },
+    );
+    await p.run({ checkpointDir: checkpoints });
+    const rows = await sql<{ device: string; reading: string }>(`SELECT device, reading FROM ${latest} ORDER BY device`);
+    expect(rows.map((r) => [r.device, Number(r.reading)])).toEqual(Array.from({ length: 10 }, (_, d) => [`d${d}`, 990 + d]));
+  });
+
   it('appends exactly the input, through checkpoints', async () => {
     const t = table('readings');
     const n = 30_000;

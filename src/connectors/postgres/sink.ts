@@ -1,5 +1,7 @@
 import { createHash } from 'node:crypto';
+import { finished } from 'node:stream/promises';
 import { Client, type ClientConfig } from 'pg';
+import { from as copyFrom } from 'pg-copy-streams';
 import type { Batch } from '../../runtime/batch.ts';
 import type { Committable, Sink, SinkContext } from '../../runtime/sink.ts';
 import { clientConfig, ident, literal, parseTableName, type PostgresSinkOptions, validateOptions } from './config.ts';
@@ -17,16 +19,13 @@ export interface PostgresCommittable {
   readonly rows: number;
 }
 
-/** Rows encoded for one staging statement; they all belong to one epoch, with consecutive sequence numbers. */
+/** Rows encoded for one staging statement (a COPY); they all belong to one epoch. */
 interface Chunk {
   readonly id: number;
   readonly epoch: number;
-  readonly firstSeq: number;
   count: number;
-  /** Per column, the text form of each row's value (null: SQL NULL). */
-  readonly columns: Array<Array<string | null>>;
-  /** Per row, 'u' (upsert or append) or 'd' (delete); empty when the sink has no `op`. */
-  readonly ops: string[];
+  /** Each row as a line of COPY's text format: instance, epoch, sequence number, op, the columns. */
+  readonly lines: string[];
   /** The records and their times, to report a row the server refuses as a dead letter. */
   readonly records: unknown[];
   readonly times: number[];
@@ -104,7 +103,7 @@ class Session {
  * with a commit table instead of `PREPARE TRANSACTION` (off by default, and locked on most
  * managed servers).
  *
- * **How.** Rows are written continuously, in statements of `rowsPerFlush` rows, into a staging
+ * **How.** Rows are written continuously, with `COPY`, `rowsPerFlush` rows at a time, into a staging
  * table of the sink (`spate_stage_<table>_<hash of the sink id>`, beside the target, with the
  * target's column types), tagged with the instance, an **epoch** and a sequence number. The epoch
  * of a row is the id of the last pre-commit before it (the restored checkpoint's id after a
@@ -126,16 +125,17 @@ class Session {
  * **Records it cannot write** become dead letters of the sink: when `write` is called for what
  * can be checked without the server (a value of the wrong type or out of range, text too long
  * for its column or holding NUL, NULL in a NOT NULL or key column, JSON that cannot be
- * serialized, a failing `row` or `op` function); when the staging statement runs for what only the
- * server checks (an invalid enum label or address, a domain's constraint), isolating the row by
- * bisection — those dead letters are reported asynchronously, after the barrier that follows the
- * record. Rows the target refuses only at commit (a unique or foreign-key violation, a check
- * constraint, a trigger) are isolated the same way inside the commit transaction: the rest of the
- * checkpoint commits, each refused row is reported as a dead letter and counted in the commit
- * record's `rejected` column. These are reported once (a commit redone after a crash finds its
- * record and reports nothing again); more than `maxRejectsPerCommit` of them in one checkpoint
- * stops the commit instead (retried with backoff, logged, the job held by backpressure) until the
- * table is fixed: a mass rejection is a schema problem, not bad records.
+ * serialized, a failing `row` or `op` function); when its rows are staged for what only the server
+ * checks (an invalid enum label or address), isolating the row by bisection. Rows the target
+ * refuses only at commit (a unique or foreign-key violation, a check or domain constraint, a
+ * trigger) are isolated the same way inside the commit transaction: the rest of the checkpoint
+ * commits, and each refused row is a dead letter, counted in the commit record's `rejected`
+ * column. Dead letters found off the data path are reported when they are found (after the
+ * barrier that followed the record; on the job's log once the input has ended), at most once: a
+ * crash right after the commit loses the report, not the count. More than `maxRejectsPerCommit`
+ * refused rows in one checkpoint stop the commit instead (retried with backoff and logged, the
+ * job held back by backpressure) until the table is fixed: a mass rejection is a schema problem,
+ * not bad records, and dropping the rows silently would be worse.
  *
  * **Failures.** At `open`, an unreachable server is retried with backoff (logged when it starts
  * and when it ends); an error that retrying cannot fix (authentication, a missing table without
@@ -150,21 +150,23 @@ class Session {
  * (sink id, instance), and `open` fails if another session keeps it for 10 s.
  *
  * @example
- * // Per-device counts per minute, upserted by key, exactly once across failures.
- * counts.sink(
- *   new PostgresSink<{ device: string; start: number; n: number }>({
- *     connection: 'postgres://spate:spate@127.0.0.1:5432/spate',
- *     table: 'device_counts',
- *     create: { device: 'text', window_start: 'timestamptz', n: 'bigint' },
- *     columns: ['device', 'window_start', 'n'],
- *     row: (r) => [r.device, r.start, r.n],
- *     key: ['device', 'window_start'],
- *   }),
- *   { id: 'device-counts' },
- * );
+ * // The last reading of each device, upserted by key, exactly once across failures.
+ * const p = new Pipeline();
+ * p.source(new GeneratorSource({ count: 1_000, make: (i) => ({ device: `d${i % 10}`, reading: i }) }), { id: 'readings' })
+ *   .sink(
+ *     new PostgresSink<{ device: string; reading: number }>({
+ *       connection: process.env['SPATE_PG_URL'] ?? 'postgres://spate:spate@127.0.0.1:5432/spate',
+ *       table: 'latest_readings',
+ *       create: { device: 'text', reading: 'bigint' },
+ *       key: ['device'],
+ *     }),
+ *     { id: 'latest' },
+ *   );
+ * await p.run({ checkpointDir: 'checkpoints' });
+ * // latest_readings: (d0, 990), (d1, 991), …, (d9, 999)
  */
 export class PostgresSink<T> implements Sink<T, PostgresCommittable> {
-  readonly parallelism: number | undefined;
+  readonly parallelism?: number;
   private ctx!: SinkContext;
   private sinkId = '';
   private writer!: Session;
@@ -197,13 +199,12 @@ export class PostgresSink<T> implements Sink<T, PostgresCommittable> {
   private readonly sleeps = new Set<() => void>();
   private commits = 0;
   private commitFailures = 0;
-  /** Scratch row for encoding (a record is added only once every value is encoded). */
-  private scratch: Array<string | null> = [];
-  private scratchOp = 'u';
+  /** The line of the record being encoded (added only once every value is encoded). */
+  private line = '';
 
   constructor(private readonly options: PostgresSinkOptions<T>) {
     validateOptions(options);
-    this.parallelism = options.parallelism;
+    if (options.parallelism !== undefined) this.parallelism = options.parallelism;
     this.rowsPerFlush = options.rowsPerFlush ?? DEFAULT_ROWS_PER_FLUSH;
     this.maxBuffered = Math.max(options.maxBufferedRows ?? DEFAULT_MAX_BUFFERED, this.rowsPerFlush);
     this.maxRejects = options.maxRejectsPerCommit ?? DEFAULT_MAX_REJECTS;
@@ -395,7 +396,6 @@ export class PostgresSink<T> implements Sink<T, PostgresCommittable> {
     const commitName = options.commitTable === undefined ? { schema, name: 'spate_commits' } : parseTableName(options.commitTable);
     const commits = commitName.schema === undefined ? `${ident(schema)}.${ident(commitName.name)}` : `${ident(commitName.schema)}.${ident(commitName.name)}`;
     this.plan = buildPlan(`${ident(schema)}.${ident(name.name)}`, staging, commits, columns, options.key ?? null);
-    this.scratch = new Array<string | null>(columns.length).fill(null);
     await this.createSinkTables(client);
   }
 
@@ -451,7 +451,7 @@ export class PostgresSink<T> implements Sink<T, PostgresCommittable> {
 
   // ---- write path ----
 
-  /** Encodes a record into the scratch row; throws (a dead letter) if it cannot be written. */
+  /** Encodes a record as a staging line; throws (a dead letter) if it cannot be written. */
   private encode(record: T): void {
     const plan = this.plan;
     const { op, row } = this.options;
@@ -470,38 +470,25 @@ export class PostgresSink<T> implements Sink<T, PostgresCommittable> {
     } else if (record === null || typeof record !== 'object') {
       throw new EncodeError(`a record without \`row\` must be an object with the columns as fields, got ${record === null ? 'null' : typeof record}`);
     }
-    const scratch = this.scratch;
     const { columns, encoders, isKey } = plan;
+    let line = kind;
     for (let c = 0; c < columns.length; c++) {
       const v = values !== null ? values[c] : (record as Record<string, unknown>)[columns[c]!.name];
       if (v === null || v === undefined) {
         if (isKey[c]) throw new EncodeError(`key column ${columns[c]!.name} is ${v === null ? 'null' : 'missing'}`);
         if (kind === 'u' && columns[c]!.notNull) throw new EncodeError(`column ${columns[c]!.name} is NOT NULL but the value is ${v === null ? 'null' : 'missing'}`);
-        scratch[c] = null;
-      } else if (kind === 'd' && !isKey[c]) scratch[c] = null;
-      else scratch[c] = encoders[c]!(v);
+        line += '\t\\N';
+      } else if (kind === 'd' && !isKey[c]) line += '\t\\N';
+      else line += '\t' + copyText(encoders[c]!(v));
     }
-    this.scratchOp = kind;
+    this.line = line;
   }
 
-  /** Adds the encoded scratch row to the chunk being filled. */
+  /** Adds the encoded line to the chunk being filled. */
   private add(record: unknown, time: number): void {
     let chunk = this.current;
-    if (chunk === null) {
-      chunk = this.current = {
-        id: this.nextChunkId++,
-        epoch: this.epoch,
-        firstSeq: this.seq,
-        count: 0,
-        columns: this.plan.columns.map(() => []),
-        ops: [],
-        records: [],
-        times: [],
-      };
-    }
-    const scratch = this.scratch;
-    for (let c = 0; c < scratch.length; c++) chunk.columns[c]!.push(scratch[c]!);
-    if (this.options.op !== undefined) chunk.ops.push(this.scratchOp);
+    if (chunk === null) chunk = this.current = { id: this.nextChunkId++, epoch: this.epoch, count: 0, lines: [], records: [], times: [] };
+    chunk.lines.push(`${this.ctx.instance}\t${chunk.epoch}\t${this.seq}\t${this.line}\n`);
     chunk.records.push(record);
     chunk.times.push(time);
     chunk.count++;
@@ -545,8 +532,14 @@ export class PostgresSink<T> implements Sink<T, PostgresCommittable> {
   /** Stages rows [lo, hi) of a chunk; a row the server refuses is found by bisection and dead-lettered. */
   private async stageRange(chunk: Chunk, lo: number, hi: number): Promise<void> {
     try {
-      const query = { name: 'spate_stage', text: this.plan.stageSql, values: stageParams(chunk, lo, hi, this.ctx.instance) };
-      await this.retrying('writing', () => this.writer.run((client) => client.query(query)));
+      const text = (lo === 0 && hi === chunk.count ? chunk.lines : chunk.lines.slice(lo, hi)).join('');
+      await this.retrying('writing', () =>
+        this.writer.run(async (client) => {
+          const copy = client.query(copyFrom(this.plan.copySql));
+          copy.end(text);
+          await finished(copy);
+        }),
+      );
       this.staged.set(chunk.epoch, (this.staged.get(chunk.epoch) ?? 0) + (hi - lo));
     } catch (error) {
       if (classify(error) !== ErrorKind.row) throw error;
@@ -750,8 +743,8 @@ interface Plan {
   /** Kept as the staging table's comment: a changed column set recreates the table. */
   readonly signature: string;
   readonly stagingDdl: string;
-  /** Inserts a chunk: $1 instance, $2 epoch, $3 first sequence number, $4 ops, $5… one text[] per column. */
-  readonly stageSql: string;
+  /** Copies chunks into the staging table (COPY's text format). */
+  readonly copySql: string;
   /** A checkpoint's rows to apply ($1 instance, $2 epoch): for upserts the last per key. */
   readonly sourceSql: string;
   readonly sourceDedupedSql: string;
@@ -768,11 +761,7 @@ function buildPlan(target: string, staging: string, commits: string, columns: re
   const stagingDdl =
     `CREATE TABLE ${staging} (spate_instance integer NOT NULL, spate_epoch bigint NOT NULL, spate_seq bigint NOT NULL, spate_op "char" NOT NULL, ` +
     `${columns.map((c, i) => `${names[i]} ${c.type}`).join(', ')})`;
-  const unnestNames = columns.map((_, i) => `c${i}`).join(', ');
-  const stageSql =
-    `INSERT INTO ${staging} (spate_instance, spate_epoch, spate_seq, spate_op, ${list}) ` +
-    `SELECT $1, $2, $3::bigint + u.spate_ord - 1, coalesce(u.spate_op, 'u'), ${columns.map((c, i) => `u.c${i}::${c.baseType}`).join(', ')} ` +
-    `FROM unnest($4::text[], ${columns.map((_, i) => `$${i + 5}::text[]`).join(', ')}) WITH ORDINALITY AS u(spate_op, ${unnestNames}, spate_ord)`;
+  const copySql = `COPY ${staging} (spate_instance, spate_epoch, spate_seq, spate_op, ${list}) FROM STDIN`;
   const where = `spate_instance = $1 AND spate_epoch = $2`;
   let sourceSql: string;
   let sourceDedupedSql: string;
@@ -807,7 +796,7 @@ function buildPlan(target: string, staging: string, commits: string, columns: re
     key,
     signature: `spate staging v1 ${JSON.stringify(columns.map((c) => [c.name, c.type]))}`,
     stagingDdl,
-    stageSql,
+    copySql,
     sourceSql,
     sourceDedupedSql,
     applySql: apply(sourceSql, '$3', '$4'),
@@ -816,11 +805,12 @@ function buildPlan(target: string, staging: string, commits: string, columns: re
   };
 }
 
-function stageParams(chunk: Chunk, lo: number, hi: number, instance: number): unknown[] {
-  const whole = lo === 0 && hi === chunk.count;
-  const params: unknown[] = [instance, chunk.epoch, chunk.firstSeq + lo, whole ? chunk.ops : chunk.ops.slice(lo, hi)];
-  for (const col of chunk.columns) params.push(whole ? col : col.slice(lo, hi));
-  return params;
+const COPY_SPECIAL = /[\\\t\n\r]/;
+const COPY_ESCAPES: Record<string, string> = { '\\': '\\\\', '\t': '\\t', '\n': '\\n', '\r': '\\r' };
+
+/** A value in COPY's text format: backslash, tab, newline and carriage return escaped. */
+function copyText(text: string): string {
+  return COPY_SPECIAL.test(text) ? text.replace(/[\\\t\n\r]/g, (c) => COPY_ESCAPES[c]!) : text;
 }
 
 /** `spate_stage_<table>_<hash of the sink id>`, within PostgreSQL's 63 bytes. */
@@ -838,13 +828,11 @@ interface CatalogColumn {
 }
 
 async function readColumns(client: Client, oid: number): Promise<CatalogColumn[]> {
-  // Domains are resolved to their base type (their constraints are checked when rows reach the
-  // table); casts name the type by its catalog name, without modifier (`varchar(5)` in SQL would
-  // truncate), and the staging column's modifier checks lengths.
+  // Domains are resolved to their base type in the staging table (their constraints are checked
+  // when rows reach the table; a NOT NULL domain would refuse the NULLs of a delete's other columns).
   const r = await client.query<{
     name: string;
     type: string;
-    cast: string;
     typname: string;
     is_array: boolean;
     elem: string | null;
@@ -854,7 +842,6 @@ async function readColumns(client: Client, oid: number): Promise<CatalogColumn[]
   }>(
     `SELECT a.attname AS name,
             format_type(b.oid, CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END) AS type,
-            quote_ident(bn.nspname) || '.' || quote_ident(b.typname) AS cast,
             b.typname, b.typcategory = 'A' AND b.typelem <> 0 AS is_array, e.typname AS elem,
             a.attnotnull OR (t.typtype = 'd' AND t.typnotnull) AS not_null,
             (a.attgenerated <> '' OR a.attidentity <> '' OR coalesce(pg_get_expr(d.adbin, d.adrelid) LIKE 'nextval(%', false)) AS automatic,
@@ -862,7 +849,6 @@ async function readColumns(client: Client, oid: number): Promise<CatalogColumn[]
        FROM pg_attribute a
        JOIN pg_type t ON t.oid = a.atttypid
        JOIN pg_type b ON b.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
-       JOIN pg_namespace bn ON bn.oid = b.typnamespace
        LEFT JOIN pg_type e ON e.oid = b.typelem AND b.typcategory = 'A'
        LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
       WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
@@ -877,7 +863,6 @@ async function readColumns(client: Client, oid: number): Promise<CatalogColumn[]
       info: {
         name: row.name,
         type: row.type,
-        baseType: row.cast,
         typname,
         isArray: row.is_array,
         notNull: row.not_null,
