@@ -147,6 +147,75 @@ describe('PostgresSink in a pipeline', () => {
     expect(Number(commits[0]!.n)).toBeGreaterThan(5);
   });
 
+  it('writes values of the common types as PostgreSQL reads them back (COPY escaping included)', async () => {
+    const t = table('types');
+    await sql(
+      `CREATE TABLE ${t} (id integer PRIMARY KEY, big bigint, f real, d double precision, num numeric(12, 3), s text, vc varchar(8), ch char(3), ` +
+        `b boolean, j jsonb, js json, ts timestamptz, tsl timestamp, day date, u uuid, bytes bytea, tags text[], grid integer[], span interval, addr inet)`,
+    );
+    const tricky = 'tab\there, newline\nthere, back\\slash, "quote", \r, \\N, é, 😀';
+    const row = {
+      id: 1,
+      big: 9007199254740993n,
+      f: 1.5,
+      d: -0.1,
+      num: '123456789.125',
+      s: tricky,
+      vc: 'éééééééé',
+      ch: 'ab',
+      b: true,
+      j: { a: [1, 'two', null], s: tricky },
+      js: ['x', { y: 1 }],
+      ts: Date.UTC(2024, 1, 29, 12, 30, 45, 678),
+      tsl: new Date(Date.UTC(2024, 0, 2, 3, 4, 5)),
+      day: new Date(Date.UTC(2024, 11, 31)),
+      u: '123e4567-e89b-12d3-a456-426614174000',
+      bytes: Buffer.from([0, 1, 2, 255]),
+      tags: ['a', 'b,c', 'd"e', 'f\\g', null, '{}', tricky],
+      grid: [
+        [1, 2],
+        [3, 4],
+      ],
+      span: 90_000,
+      addr: '192.168.0.1/24',
+    };
+    const empty = { id: 2, s: '', tags: [], j: null };
+    const sink = new PostgresSink<Record<string, unknown>>({ connection: PG_URL, table: t });
+    const ctx = sinkContext();
+    await sink.open(ctx);
+    await sink.abort(undefined);
+    sink.write(batch([row, empty]));
+    await sink.commit([{ checkpointId: 1, instance: 0, data: (await sink.preCommit(1))! }]);
+    await sink.close();
+    expect(ctx.dead).toEqual([]);
+    const [back] = await sql(
+      `SELECT big::text, f, d, num::text, s, vc, ch, b, j, js, to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.MS') AS ts, tsl::text, day::text, u::text, ` +
+        `encode(bytes, 'hex') AS bytes, tags, grid, span::text, addr::text FROM ${t} WHERE id = 1`,
+    );
+    expect(back).toEqual({
+      big: '9007199254740993',
+      f: 1.5,
+      d: -0.1,
+      num: '123456789.125',
+      s: tricky,
+      vc: 'éééééééé',
+      ch: 'ab ',
+      b: true,
+      j: row.j,
+      js: row.js,
+      ts: '2024-02-29 12:30:45.678',
+      tsl: '2024-01-02 03:04:05',
+      day: '2024-12-31',
+      u: row.u,
+      bytes: '000102ff',
+      tags: row.tags,
+      grid: row.grid,
+      span: '00:01:30',
+      addr: '192.168.0.1/24',
+    });
+    expect(await sql(`SELECT s, tags, j FROM ${t} WHERE id = 2`)).toEqual([{ s: '', tags: [], j: null }]);
+  });
+
   it('turns records it cannot write into dead letters, and the job goes on', async () => {
     const t = table('typed');
     const records: unknown[] = [
@@ -328,6 +397,22 @@ describe('PostgresSink protocol', () => {
     await expect(new PostgresSink({ connection: PG_URL, table: t, key: ['id'] }).open(sinkContext())).rejects.toThrow(/needs a primary key or unique index on exactly these columns/);
     await expect(new PostgresSink({ connection: PG_URL, table: t, columns: ['id', 'nope'] }).open(sinkContext())).rejects.toThrow(/has no column nope/);
     await expect(new PostgresSink({ connection: PG_URL, table: `${schema.name}.missing` }).open(sinkContext())).rejects.toThrow(/does not exist/);
+    const generated = table('generated');
+    await sql(`CREATE TABLE ${generated} (id integer GENERATED ALWAYS AS IDENTITY, v text, n integer GENERATED ALWAYS AS (length(v)) STORED)`);
+    await expect(new PostgresSink({ connection: PG_URL, table: generated, columns: ['v', 'n'] }).open(sinkContext())).rejects.toThrow(/column n .* is generated/);
+    // By default the table fills its generated and identity columns.
+    const sink = new PostgresSink<{ v: string }>({ connection: PG_URL, table: generated });
+    const ctx = sinkContext();
+    await sink.open(ctx);
+    await sink.abort(undefined);
+    sink.write(batch([{ v: 'abc' }, { v: 'hello' }]));
+    await sink.commit([{ checkpointId: 1, instance: 0, data: (await sink.preCommit(1))! }]);
+    await sink.close();
+    expect(await sql(`SELECT v, n FROM ${generated} ORDER BY v`)).toEqual([
+      { v: 'abc', n: 3 },
+      { v: 'hello', n: 5 },
+    ]);
+    expect(await sql(`SELECT id FROM ${generated} ORDER BY id`)).toEqual([{ id: 1 }, { id: 2 }]);
     expect(() => new PostgresSink({ table: t, op: () => 'delete' })).toThrow(/needs `key`/);
   });
 
