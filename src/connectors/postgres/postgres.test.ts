@@ -374,6 +374,25 @@ describe('PostgresSink protocol', () => {
     await merged.close();
   });
 
+  it('a commit the table refuses wholesale stops, says why, and goes through once the table is fixed', async () => {
+    const t = table('refusing');
+    await sql(`CREATE TABLE ${t} (id integer, v text CONSTRAINT short CHECK (length(v) < 3))`);
+    const ctx = sinkContext();
+    const sink = await opened(t, ctx, { maxRejectsPerCommit: 2 });
+    sink.write(batch(rows(0, 20))); // v0..v9 pass the check, v10..v19 do not
+    const c1 = { checkpointId: 1, instance: 0, data: (await sink.preCommit(1))! };
+    await expect(sink.commit([c1])).rejects.toThrow(/refuses more than 2 rows of checkpoint 1 \(the first: .*violates check constraint "short"/);
+    await expect(sink.commit([c1])).rejects.toThrow(/refuses more than 2 rows/);
+    expect(ctx.lines.filter((l) => /commit of checkpoint 1 failed \(attempt \d+, the table refuses it/.test(l))).toHaveLength(2); // attempts 1 and 2
+    expect(await count(t)).toBe(0);
+    await sql(`ALTER TABLE ${t} DROP CONSTRAINT short`);
+    await sink.commit([c1]);
+    expect(await count(t)).toBe(20);
+    expect(ctx.lines.some((l) => /commit of checkpoint 1 succeeded after 2 failed attempt/.test(l))).toBe(true);
+    expect(ctx.dead).toEqual([]);
+    await sink.close();
+  });
+
   it('two sinks may share a table under different sink ids; one id is refused to a second live job', async () => {
     const t = table('shared');
     const x = await opened(t, sinkContext({ stepId: 'x' }));
