@@ -179,7 +179,7 @@ describe('PostgresSink in a pipeline', () => {
       span: 90_000,
       addr: '192.168.0.1/24',
     };
-    const empty = { id: 2, s: '', tags: [], j: null };
+    const empty = { id: 2, s: '', tags: [], j: null, unknown: 'a field without a column is ignored' };
     const sink = new PostgresSink<Record<string, unknown>>({ connection: PG_URL, table: t });
     const ctx = sinkContext();
     await sink.open(ctx);

@@ -584,8 +584,8 @@ export class PostgresSink<T> implements Sink<T, PostgresCommittable> {
         const staged = Number(count.rows[0]!.n);
         if (staged < rows) {
           throw new SinkError(
-            `checkpoint ${c.checkpointId} (instance ${c.instance}) pre-committed ${rows} rows but ${plan.staging} holds ${staged} of them; ` +
-              `were they deleted by hand? the commit cannot complete without them`,
+            `checkpoint ${c.checkpointId} (instance ${c.instance}) pre-committed ${rows} rows but ${plan.staging} holds ${staged} of them ` +
+              `(did the sink id or the table change since that checkpoint, or were they deleted by hand?); the commit cannot complete without them`,
           );
         }
         // More rows than staged: a staging statement was sent again after a broken connection; keep one per sequence number.
