@@ -41,5 +41,6 @@ export function crashPipeline(mode: string, table: string, count: number, rate: 
 
 if (process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const [mode, table, dir, count, rate] = process.argv.slice(2);
+  process.stdout.write('running\n'); // the parent times its kill from here, not from a slow start-up
   await crashPipeline(mode!, table!, Number(count), Number(rate)).run({ checkpointDir: dir!, checkpointInterval: 50, log: (l) => process.stderr.write(l + '\n') });
 }

@@ -453,13 +453,19 @@ describe('PostgresSink protocol', () => {
 describe('PostgresSink exactly once across SIGKILL', () => {
   const job = fileURLToPath(new URL('../../../test/support/postgres-job.ts', import.meta.url));
 
-  /** Runs the job as a child; kills it after `killAfter` ms if given. Resolves with its exit code or signal. */
+  /**
+   * Runs the job as a child; kills it `killAfter` ms after it starts running its pipeline, if
+   * given. Resolves with its exit code or signal.
+   */
   function runChild(args: string[], killAfter: number | undefined): Promise<{ code: number | null; signal: string | null; stderr: string }> {
     return new Promise((resolve) => {
-      const child = spawn(process.execPath, ['--import', 'tsx', job, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+      const child = spawn(process.execPath, ['--import', 'tsx', job, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
       let stderr = '';
+      let timer: NodeJS.Timeout | undefined;
       child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-      const timer = killAfter === undefined ? undefined : setTimeout(() => child.kill('SIGKILL'), killAfter);
+      child.stdout.on('data', (d: Buffer) => {
+        if (killAfter !== undefined && timer === undefined && d.toString().includes('running')) timer = setTimeout(() => child.kill('SIGKILL'), killAfter);
+      });
       child.on('exit', (code, signal) => {
         clearTimeout(timer);
         resolve({ code, signal, stderr });
@@ -477,8 +483,8 @@ describe('PostgresSink exactly once across SIGKILL', () => {
       let kills = 0;
       let log = '';
       for (let attempt = 0; attempt < 20; attempt++) {
-        // The first runs are killed at random moments (a whole run takes 8 s after start-up).
-        const killAfter = kills < 4 ? 1_000 + Math.floor(Math.random() * 1_500) : undefined;
+        // The first runs are killed at random moments (a whole run takes 8 s).
+        const killAfter = kills < 4 ? 300 + Math.floor(Math.random() * 1_500) : undefined;
         const r = await runChild([mode, t, dir, String(n), '5000'], killAfter);
         log += r.stderr;
         if (r.signal === 'SIGKILL') {
