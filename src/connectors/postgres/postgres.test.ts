@@ -277,7 +277,8 @@ describe('PostgresSink protocol', () => {
 
   it('keeps pre-committed rows invisible until the commit, shows them once, and a repeated commit adds nothing', async () => {
     const t = table('protocol');
-    const sink = await opened(t);
+    const ctx = sinkContext();
+    const sink = await opened(t, ctx);
     sink.write(batch(rows(0, 20)));
     const c1 = await sink.preCommit(1);
     expect(c1).toEqual({ epoch: 0, rows: 20 });
@@ -293,6 +294,18 @@ describe('PostgresSink protocol', () => {
     await sink.commit([{ checkpointId: 2, instance: 0, data: c2! }]);
     expect((await sql<{ id: number }>(`SELECT id FROM ${t} ORDER BY id`)).map((r) => r.id)).toEqual(rows(0, 25).map((r) => r.id));
     expect(sink.preCommit(3)).toBeUndefined(); // nothing written since
+    // Each checkpoint recorded once, and the repeated commits found their records (nothing to say).
+    expect(await sql(`SELECT checkpoint_id, rows FROM ${schema.name}.spate_commits WHERE sink_id = $1 ORDER BY checkpoint_id`, [`sink:${t}`])).toEqual([
+      { checkpoint_id: '1', rows: '20' },
+      { checkpoint_id: '2', rows: '5' },
+    ]);
+    expect(ctx.lines).toEqual([]);
+    // A commit record pruned (a day later) and the checkpoint restored from a savepoint: nothing
+    // staged, nothing applied again.
+    await sql(`DELETE FROM ${schema.name}.spate_commits WHERE sink_id = $1 AND checkpoint_id = 1`, [`sink:${t}`]);
+    await sink.commit([committable]);
+    expect(await count(t)).toBe(25);
+    expect(ctx.lines).toEqual([expect.stringMatching(/checkpoint 1 \(instance 0\) has no commit record and none of its 20 staged rows: taken as committed/)]);
     await sink.close();
     expect(await stagedRows(t)).toBe(0);
   });

@@ -111,7 +111,9 @@ class Session {
  * `preCommit(n)` waits until the epoch's rows are staged and returns `{ epoch, rows }`; memory and
  * checkpoints stay small. `commit` applies a checkpoint's staged rows to the target, records
  * `(sink id, instance, checkpoint id)` in the commit table (`spate_commits`) and deletes the staged
- * rows, all in one transaction; committing again finds the record and does nothing. `abort(after)`
+ * rows, all in one transaction; committing again finds the record and does nothing (records are
+ * pruned after a day; a savepoint restored later finds nothing staged for what it lists, since
+ * staged rows live exactly until their commit, and applies nothing twice). `abort(after)`
  * deletes staged rows of epochs from `after` on (checkpoints that never completed) — for this
  * instance and, after rescaling, for old instances `i` with `i mod parallelism` = this instance,
  * whose committables this instance also re-commits (the commit record names the instance that
@@ -582,6 +584,16 @@ export class PostgresSink<T> implements Sink<T, PostgresCommittable> {
         }
         const count = await client.query<{ n: string }>(`SELECT count(*) AS n FROM ${plan.staging} WHERE spate_instance = $1 AND spate_epoch = $2`, [c.instance, epoch]);
         const staged = Number(count.rows[0]!.n);
+        if (staged === 0 && rows > 0) {
+          // No record and nothing staged: committed before its record was pruned (records are kept
+          // a day; a savepoint restored later re-commits what it held). Keep the new record.
+          await client.query('COMMIT');
+          this.log(
+            `checkpoint ${c.checkpointId} (instance ${c.instance}) has no commit record and none of its ${rows} staged rows: ` +
+              `taken as committed before its record was pruned (a restore from an older savepoint)`,
+          );
+          return;
+        }
         if (staged < rows) {
           throw new SinkError(
             `checkpoint ${c.checkpointId} (instance ${c.instance}) pre-committed ${rows} rows but ${plan.staging} holds ${staged} of them ` +
@@ -607,6 +619,8 @@ export class PostgresSink<T> implements Sink<T, PostgresCommittable> {
             rejected.length,
           ]);
         }
+        // Records of old checkpoints are pruned after a day: they matter only to a restore from a
+        // checkpoint that still lists them, and such a commit finds nothing staged (see above).
         if (++this.commits % PRUNE_EVERY === 0) {
           await client.query(
             `DELETE FROM ${plan.commits} WHERE sink_id = $1 AND instance = $2 AND checkpoint_id < $3 AND committed_at < now() - interval '1 day'`,
