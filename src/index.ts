@@ -72,4 +72,6 @@ export type { CsvType } from './connectors/file/csv.ts';
 export { JsonlSink, type JsonlSinkOptions } from './connectors/file/jsonl-sink.ts';
 export { WriteAheadLog, WalCursor, type WriteAheadLogOptions } from './connectors/wal/write-ahead-log.ts';
 export { WalSource, type WalSourceOptions } from './connectors/wal/source.ts';
+export { PostgresSink, type PostgresCommittable } from './connectors/postgres/sink.ts';
+export type { PostgresSinkOptions, PostgresConnection, PostgresConnectionOptions, PostgresOp } from './connectors/postgres/config.ts';
 export type { LineReaderOptions } from './connectors/file/line-reader.ts';

@@ -244,9 +244,27 @@ console.log(JSON.stringify({ perUser: perUser.values, distinct: distinct.values,
 });
 
 describe('the installed spate command', () => {
-  it('runs from dist/ without tsx', async () => {
-    expect(existsSync(join(project, 'node_modules', 'tsx'))).toBe(false);
+  it('runs from dist/ (not the sources), and runs a TypeScript pipeline module of the project', async () => {
+    // tsx is a dependency (it loads users' TypeScript pipeline files), hoisted to the project: the
+    // command runs the compiled dist/, since its own package has no tsx of its own beside src/.
+    expect(existsSync(join(project, 'node_modules', 'spate', 'node_modules', 'tsx'))).toBe(false);
     const bin = join(project, 'node_modules', '.bin', process.platform === 'win32' ? 'spate.cmd' : 'spate');
+    writeFileSync(
+      join(project, 'doubled.ts'),
+      [
+        "import { definePipeline, JsonlSink } from 'spate';",
+        'export default definePipeline((p, args) => {',
+        '  const n: number = Number(args[0]);',
+        "  p.fromArray(Array.from({ length: n }, (_, i) => i)).map((i) => ({ i, twice: i * 2 })).sink(new JsonlSink('doubled.jsonl'));",
+        '});',
+        '',
+      ].join('\n'),
+    );
+    const run = await sh(bin, ['run', 'doubled.ts', '--parallelism', '2', '--', '100'], project, 60_000);
+    expect(run.stderr).toMatch(/doubled\.ts finished/);
+    const lines = readFileSync(join(project, 'doubled.jsonl'), 'utf8').trim().split('\n');
+    expect(lines).toHaveLength(100);
+    expect(JSON.parse(lines[99]!)).toEqual({ i: 99, twice: 198 });
     const help = await sh(bin, ['help'], project, 60_000);
     expect(help.stdout).toContain('Usage');
     // A query end to end: the compiled runtime, not only the argument parser.

@@ -77,6 +77,7 @@ export class OperatorNode implements EdgeTarget, OperatorContext<unknown> {
   private held: Held[] = [];
   private backend: KeyedStateBackend | null = null;
   private deadLetterPort: Collector<unknown> | null = null;
+  private deadLetterFlushQueued = false;
 
   constructor(
     id: NodeIdentity,
@@ -133,7 +134,17 @@ export class OperatorNode implements EdgeTarget, OperatorContext<unknown> {
 
   deadLetter(record: unknown, error: unknown, time: number): void {
     this.metrics.deadLetters++;
-    reportDeadLetter(this.env, this.stepId, this.deadLetterPort, record, error, time);
+    // After the end of input the port is closed (a sink's last commit reports late): log it.
+    reportDeadLetter(this.env, this.stepId, this.ended ? null : this.deadLetterPort, record, error, time);
+    // Reported off the data path (a sink's asynchronous pre-commit or commit), no call's flush
+    // follows: flush once the current synchronous work is done (a no-op if a call flushed it).
+    if (!this.ended && this.deadLetterPort !== null && !this.deadLetterFlushQueued) {
+      this.deadLetterFlushQueued = true;
+      queueMicrotask(() => {
+        this.deadLetterFlushQueued = false;
+        if (!this.ended) this.deadLetterPort!.flush();
+      });
+    }
   }
 
   combined(input: number): boolean {
@@ -146,6 +157,10 @@ export class OperatorNode implements EdgeTarget, OperatorContext<unknown> {
 
   warnOnce(message: string): void {
     warnOnce(this.env, `step '${this.stepId}': ${message}`);
+  }
+
+  log(line: string): void {
+    this.env.log(`spate: step '${this.stepId}': ${line}`);
   }
 
   /**

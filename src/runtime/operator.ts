@@ -92,6 +92,8 @@ export interface OperatorContext<OUT> {
   combined(input: number): boolean;
   /** Logs a warning on the job's log, once per distinct `message`. */
   warnOnce(message: string): void;
+  /** Logs a line on the job's log (prefixed with the step id), every time. */
+  log(line: string): void;
 }
 
 /**

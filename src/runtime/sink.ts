@@ -15,6 +15,11 @@ export interface SinkContext {
    * with the sink's step id and the rest of the batch is written.
    */
   deadLetter(record: unknown, error: unknown, time: number): void;
+  /**
+   * Logs a line on the job's log, prefixed with the step id (an outage and its end, say). Unlike
+   * warnings it is not deduplicated: the sink decides how often to speak.
+   */
+  log?(line: string): void;
 }
 
 /** What a sink pre-committed for one checkpoint, as stored in the checkpoint. */
