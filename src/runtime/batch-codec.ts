@@ -1,0 +1,912 @@
+import { Packr, Unpackr } from 'msgpackr';
+import type { Batch } from './batch.ts';
+
+/**
+ * The codec that moves record batches between worker threads: one encoder per sending end of a
+ * channel, one decoder per receiving end. A channel is one ordered stream of messages (one per
+ * exchange, sender instance and receiver instance); each message is one `ArrayBuffer` holding
+ * the event times and the values of a slice of a batch, made to be transferred with
+ * `postMessage(buffer, [buffer])`.
+ *
+ * **Encoding.** Records are grouped by kind:
+ * - plain objects (prototype `Object.prototype`) are grouped by *shape* — their own enumerable
+ *   keys in enumeration order — and each field is written as a column: a `Float64Array` slice for
+ *   numbers, UTF-8 bytes with a length per row for strings, a single value when every row holds
+ *   the same number or string (a `type: 'bid'` field costs nothing per record), and msgpack for
+ *   anything else (nested objects, arrays, Maps, Dates, booleans, `null`, `undefined`…);
+ * - every other record (numbers, strings, arrays, Maps, class instances…) goes to one column of
+ *   its own, written the same way (all numbers → `Float64Array`, all strings → UTF-8, else
+ *   msgpack).
+ * A shape's keys are sent once per channel and referenced by number afterwards; msgpack record
+ * structures likewise (msgpackr `sequential` mode). The decoder rebuilds objects with a function
+ * generated per shape (an object literal, so decoded records get V8's fast object layout).
+ *
+ * **State travels in-band.** The encoder and decoder of a channel share no memory: a message may
+ * define shapes and msgpack structures that later messages use, so the decoder must see every
+ * message of its channel, in order, exactly once (each message carries a sequence number, and a
+ * gap or reorder throws). After an encoding error the encoder forgets all shared state and marks
+ * its next message as a reset, so a message that was never sent cannot leave the two ends
+ * disagreeing.
+ *
+ * **What round-trips.** What msgpackr (`moreTypes`, `mapsAsObjects: false`) round-trips, as the
+ * state codec (`src/state/codec.ts`) does, with these rules, the same whichever encoding a batch
+ * takes:
+ * - plain objects keep their key order; a field set to `undefined` stays an own property with the
+ *   value `undefined` (as `structuredClone` does);
+ * - `-0` decodes as `0` (msgpack has no negative zero, and column data is normalised the same
+ *   way so a record's value never depends on which batch it travelled in); `NaN` and ±`Infinity`
+ *   are kept;
+ * - strings are UTF-8: a lone surrogate (not well-formed UTF-16) decodes as U+FFFD;
+ * - Maps, Sets, Dates, typed arrays, `ArrayBuffer`s, bigints, RegExps and Errors are kept;
+ *   null-prototype objects and class instances decode as plain objects with their own enumerable
+ *   fields (as `structuredClone` does); a `__proto__` own key decodes as `__proto_` (msgpackr's
+ *   guard against prototype pollution); holes in arrays decode as `undefined`;
+ * - shared references are not kept (an object reachable twice decodes as two copies) and cycles
+ *   are refused;
+ * - a function or a symbol anywhere in a record, a cycle, or a getter that throws makes
+ *   {@link BatchEncoder.encode} throw a {@link RecordEncodeError} naming the record's index.
+ *
+ * Decoded strings are copies (V8 would otherwise keep a whole message's text alive for one
+ * string kept in state); only strings shorter than 13 characters, which V8 copies anyway, are cut
+ * from one decoded block.
+ *
+ * @example
+ * ```ts
+ * import { Batch } from './batch.ts';
+ * import { BatchDecoder, BatchEncoder } from './batch-codec.ts';
+ *
+ * const encoder = new BatchEncoder(); // in the sending thread
+ * const decoder = new BatchDecoder(); // in the receiving thread
+ * const buffer = encoder.encode([{ auction: 1, price: 10 }, { auction: 2, price: 12 }], new Float64Array([5, 6]));
+ * // port.postMessage(buffer, [buffer]) … on the other side:
+ * const batch = new Batch<unknown>(1024);
+ * decoder.decode(buffer, batch);
+ * batch.toArray(); // [{ value: { auction: 1, price: 10 }, time: 5 }, { value: { auction: 2, price: 12 }, time: 6 }]
+ * ```
+ */
+
+/** Thrown by {@link BatchEncoder.encode} when a record cannot be encoded. */
+export class RecordEncodeError extends Error {
+  override readonly name = 'RecordEncodeError';
+  constructor(
+    /** Index of the record in the `values` array given to `encode` (not relative to `from`). */
+    readonly index: number,
+    /** The record itself. */
+    readonly record: unknown,
+    cause: unknown,
+  ) {
+    super(`record ${index} cannot be encoded for an exchange: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+  }
+}
+
+// ---- Message layout --------------------------------------------------------------------------
+// Little-endian Uint32 words, then data sections aligned for their typed-array views:
+//   word 0  magic | format version << 24 | flags << 16
+//   word 1  sequence number of the message on its channel (from 0, wraps at 2^32)
+//   word 2  record count n
+//   word 3  byte offset of the group descriptors (Uint32 words)
+//   word 4  byte offset of the msgpack section (0: none)
+//   word 5  byte length of the msgpack section
+//   word 6  byte offset of the group tags (one Uint8 per record; 0: every record in group 0)
+//   word 7  reserved (0)
+//   byte 32 times: n Float64
+//   then column data (Float64 columns 8-aligned, string lengths 4-aligned, string bytes),
+//   tags, descriptors, msgpack section.
+// Descriptors: group count, then per group: kind (0 value, 1 object), shape id, rows, columns,
+// and per column: column kind, a, b (meanings below).
+// The msgpack section is one array: [new shape definitions ([id, keys] pairs) or null, then the
+// constant values and msgpack columns referred to by index from descriptors].
+
+const MAGIC = 0x5342; // 'BS'
+const VERSION = 1;
+const FLAG_RESET = 1;
+const HEADER_BYTES = 32;
+
+/** Column kinds in descriptors. */
+const Col = {
+  /** Every row holds the same value: extras[a]. */
+  Const: 0,
+  /** Numbers: Float64 at byte offset a. */
+  F64: 1,
+  /** Strings, ASCII: Uint32 lengths at byte offset a, then the bytes at b. */
+  Ascii: 2,
+  /** Strings, UTF-8: Uint32 byte lengths at a, bytes at b. */
+  Utf8: 3,
+  /** Anything: the array extras[a] (msgpack). */
+  Any: 4,
+} as const;
+
+const GroupKind = { Value: 0, Object: 1 } as const;
+
+/**
+ * msgpack options shared by both ends. `sequential` lets a record structure defined in one
+ * message be referred to by later ones; `structuredClone` stays off (it tracks every object in a
+ * Map to keep shared references, which exchanged records do not need).
+ */
+function msgpackOptions(): ConstructorParameters<typeof Packr>[0] {
+  return {
+    useRecords: true,
+    sequential: true,
+    moreTypes: true,
+    mapsAsObjects: false,
+    structuredClone: false,
+    // msgpackr writes functions as undefined by default; a record holding one is an error.
+    writeFunction: () => {
+      throw new TypeError('a function cannot be sent to another thread');
+    },
+  } as ConstructorParameters<typeof Packr>[0];
+}
+
+/** A probe encoder (no channel state) used only to find which record failed. */
+let probePackr: Packr | undefined;
+
+/** Records of a batch grouped as one shape or as the value group. */
+const MAX_GROUPS = 64;
+/** Objects with more keys than this go to the value group (msgpack). */
+const MAX_FIELDS = 256;
+/** Shapes defined on one channel before it resets (bounds both ends' memory). */
+const MAX_SHAPES = 4096;
+/** V8 copies substrings shorter than this (`SlicedString::kMinLength`); longer ones share. */
+const SLICE_COPY_LIMIT = 13;
+
+/**
+ * Node's Buffer has unchecked per-encoding methods behind `write` and `toString` (msgpackr uses
+ * them too); they skip the encoding dispatch, which matters at one call per string.
+ */
+interface RawBuffer extends Uint8Array {
+  utf8Write(string: string, offset: number, length?: number): number;
+  latin1Slice(start: number, end: number): string;
+  utf8Slice(start: number, end: number): string;
+}
+function rawBuffer(ab: ArrayBuffer): RawBuffer {
+  return Buffer.from(ab) as unknown as RawBuffer;
+}
+for (const method of ['utf8Write', 'latin1Slice', 'utf8Slice']) {
+  if (typeof (Buffer.prototype as unknown as Record<string, unknown>)[method] !== 'function') {
+    throw new Error(`this Node.js has no Buffer.prototype.${method}; the exchange codec needs it`);
+  }
+}
+
+const ObjectProto = Object.prototype;
+const getProto = Object.getPrototypeOf;
+const EMPTY: unknown[] = [];
+
+// ---- Generated code --------------------------------------------------------------------------
+
+/** Per-source-text cache of generated functions, shared by every channel of the thread. */
+const generated = new Map<string, unknown>();
+function compile<F>(source: string): F {
+  let fn = generated.get(source) as F | undefined;
+  if (fn === undefined) {
+    if (generated.size >= 4096) generated.clear();
+    fn = new Function(source)() as F;
+    generated.set(source, fn);
+  }
+  return fn;
+}
+
+/**
+ * Writes a group's fields. Returns -1, or the first row whose field types differ from `kinds`
+ * (the caller re-derives the kinds and tries again). Field j of kind:
+ * - `n` number: written to `f[b[j] + r]` (normalising -0), `same[j]` = every row equal;
+ * - `s` string: `s[j][r]`, `same[j]` = every row equal;
+ * - `a` anything: `s[j][r]`, `same[j]` = 1 if every row held a number, 2 if every row a string.
+ */
+type GroupWriter = (
+  values: readonly unknown[],
+  idx: Int32Array,
+  rows: number,
+  f: Float64Array,
+  b: Int32Array,
+  s: unknown[][],
+  same: Uint8Array,
+) => number;
+
+/** Builds a record of a group from its columns: `f`/`b` numbers, `s` arrays, `c` constants. */
+type RowReader = (f: Float64Array, b: Int32Array, s: unknown[][], c: unknown[], r: number) => unknown;
+
+function writerFor(keys: readonly string[], kinds: string): GroupWriter {
+  const init: string[] = [];
+  const body: string[] = [];
+  const tail: string[] = [];
+  for (let j = 0; j < keys.length; j++) {
+    const k = JSON.stringify(keys[j]);
+    const kind = kinds[j];
+    body.push(`x = v[${k}];`);
+    if (kind === 'n') {
+      init.push(`const b${j} = b[${j}], c${j} = values[idx[0]][${k}]; let q${j} = 1;`);
+      body.push(`if (typeof x !== 'number') return r; f[b${j} + r] = x + 0; if (x !== c${j}) q${j} = 0;`);
+      tail.push(`same[${j}] = q${j};`);
+    } else if (kind === 's') {
+      init.push(`const s${j} = s[${j}], c${j} = values[idx[0]][${k}]; let q${j} = 1;`);
+      body.push(`if (typeof x !== 'string') return r; s${j}[r] = x; if (x !== c${j}) q${j} = 0;`);
+      tail.push(`same[${j}] = q${j};`);
+    } else {
+      // same[j] for a mixed field: 1 if every row held a number, 2 if every row a string (the
+      // next batch then tries the column encoding again).
+      init.push(`const s${j} = s[${j}]; let q${j} = 3;`);
+      body.push(`s${j}[r] = x; if (q${j} !== 0) q${j} &= typeof x === 'number' ? 1 : typeof x === 'string' ? 2 : 0;`);
+      tail.push(`same[${j}] = q${j};`);
+    }
+  }
+  return compile<GroupWriter>(
+    `'use strict'; return function write(values, idx, rows, f, b, s, same) {\n` +
+      `${init.join('\n')}\nlet x;\nfor (let r = 0; r < rows; r++) {\nconst v = values[idx[r]];\n${body.join('\n')}\n}\n` +
+      `${tail.join('\n')}\nreturn -1;\n};`,
+  );
+}
+
+const NO_WRITER: GroupWriter = () => {
+  throw new Error('unreachable: a shape is written before its field kinds are known');
+};
+
+function readerFor(keys: readonly string[] | null, kinds: string): RowReader {
+  const field = (j: number): string =>
+    kinds[j] === 'f' ? `f[b[${j}] + r]` : kinds[j] === 'c' ? `c[${j}]` : `s[${j}][r]`;
+  const expr =
+    keys === null ? field(0) : `{${keys.map((key, j) => `${JSON.stringify(key)}: ${field(j)}`).join(', ')}}`;
+  return compile<RowReader>(`'use strict'; return function read(f, b, s, c, r) { return ${expr}; };`);
+}
+
+// ---- Encoder ---------------------------------------------------------------------------------
+
+/** A record shape known to the encoder of one channel. */
+interface EncoderShape {
+  readonly id: number;
+  readonly keys: string[];
+  /** Field kinds used last (`n` number, `s` string, `a` anything) and their writer. */
+  kinds: string;
+  writer: GroupWriter;
+  /** Batch-local state: valid while `epoch` equals the encoder's. */
+  epoch: number;
+  group: number;
+  rows: number;
+  idx: Int32Array;
+  /** Per field: collected strings / values of the current batch. */
+  readonly cols: unknown[][];
+  readonly bases: Int32Array;
+  readonly same: Uint8Array;
+}
+
+/**
+ * Encodes batches for one channel. Not thread-safe; keep it in the sending thread, one per
+ * channel, and send every message it returns, in order, to the channel's {@link BatchDecoder}.
+ */
+export class BatchEncoder {
+  private packr!: Packr;
+  private shapes: EncoderShape[] = [];
+  private shapeByKeys = new Map<string, EncoderShape>();
+  private newShapes: EncoderShape[] = [];
+  private reset = false;
+  private seq = 0;
+  private epoch = 0;
+  /** The shape matched last (tried first for the next object). */
+  private last: EncoderShape | null = null;
+  /** Object groups of the current batch, in group order (group g + 1). */
+  private groups: EncoderShape[] = [];
+  private tags = new Uint8Array(1024);
+  private valueIdx = new Int32Array(1024);
+  private valueRows = 0;
+  private readonly keyScratch: string[] = [];
+
+  private ab = new ArrayBuffer(1 << 16);
+  private u8 = new Uint8Array(this.ab);
+  private u32 = new Uint32Array(this.ab);
+  private f64 = new Float64Array(this.ab);
+  private buf = rawBuffer(this.ab);
+  private pos = 0;
+  private readonly desc: number[] = [];
+  private readonly extras: unknown[] = [];
+  private readonly valueCol: unknown[] = [];
+
+  constructor() {
+    this.clear();
+  }
+
+  /**
+   * Encodes `values[from..to)` with their times into one transferable buffer. Throws a
+   * {@link RecordEncodeError} (with the index of the first record that cannot be encoded) and
+   * encodes nothing: leave that record out (say, to a dead-letter sink) and encode the rest again,
+   * e.g. `encode(values, times, from, e.index)` then `encode(values, times, e.index + 1, to)`.
+   * After an error the channel's shared state is dropped and the next message resets the decoder.
+   */
+  encode(values: readonly unknown[], times: Float64Array, from = 0, to = values.length): ArrayBuffer {
+    const n = to - from;
+    if (!(n >= 0) || from < 0 || to > values.length || to > times.length) {
+      throw new RangeError(`bad range [${from}, ${to}) of ${values.length} values and ${times.length} times`);
+    }
+    if (this.shapes.length >= MAX_SHAPES) this.clear();
+    try {
+      return this.write(values, times, from, to);
+    } catch (error) {
+      this.clear();
+      throw locate(error, values, from, to);
+    }
+  }
+
+  /** Forgets all state shared with the decoder; the next message tells the decoder to do the same. */
+  private clear(): void {
+    this.packr = new Packr(msgpackOptions());
+    this.shapes = [];
+    this.shapeByKeys.clear();
+    this.newShapes = [];
+    this.last = null;
+    this.groups = [];
+    this.reset = true;
+  }
+
+  private write(values: readonly unknown[], times: Float64Array, from: number, to: number): ArrayBuffer {
+    const n = to - from;
+    const epoch = ++this.epoch;
+    this.groups.length = 0;
+    this.valueRows = 0;
+    this.newShapes.length = 0;
+    if (this.tags.length < n) {
+      this.tags = new Uint8Array(n);
+      this.valueIdx = new Int32Array(n);
+    }
+    const tags = this.tags;
+    const valueIdx = this.valueIdx;
+
+    // Pass 1: sort records into groups (no value is read here, only keys).
+    for (let i = from; i < to; i++) {
+      const v = values[i];
+      let s: EncoderShape | null = null;
+      if (typeof v === 'object' && v !== null && getProto(v) === ObjectProto) {
+        s = this.last;
+        if (s === null || !sameKeys(v, s.keys)) s = this.findShape(v as object);
+        if (s !== null && s.epoch !== epoch) s = this.activate(s, epoch, n);
+      }
+      if (s === null) {
+        tags[i - from] = 0;
+        valueIdx[this.valueRows++] = i;
+      } else {
+        this.last = s;
+        tags[i - from] = s.group;
+        s.idx[s.rows++] = i;
+      }
+    }
+
+    // Header and times.
+    this.pos = HEADER_BYTES;
+    this.ensure(HEADER_BYTES + n * 8);
+    this.f64.set(times.subarray(from, to), HEADER_BYTES >> 3);
+    this.pos = HEADER_BYTES + n * 8;
+
+    // Pass 2: columns.
+    const desc = this.desc;
+    const extras = this.extras;
+    desc.length = 0;
+    extras.length = 0;
+    extras.push(null); // new shape definitions, filled below
+    const groups = this.groups;
+    desc.push(groups.length + 1);
+    this.writeValueGroup(values);
+    for (let g = 0; g < groups.length; g++) this.writeObjectGroup(values, groups[g]!);
+
+    // Tags, only if there is more than one group.
+    let tagsAt = 0;
+    if (groups.length > 0 && (this.valueRows > 0 || groups.length > 1)) {
+      tagsAt = this.pos;
+      this.ensure(tagsAt + n);
+      this.u8.set(tags.subarray(0, n), tagsAt);
+      this.pos = tagsAt + n;
+    }
+
+    // Shape definitions (sent once per channel epoch).
+    if (this.newShapes.length > 0) {
+      const defs: unknown[] = [];
+      for (const s of this.newShapes) defs.push(s.id, s.keys);
+      extras[0] = defs;
+    }
+
+    // Descriptors.
+    let at = (this.pos + 3) & ~3;
+    const descAt = at;
+    this.ensure(at + desc.length * 4);
+    const u32 = this.u32;
+    for (let k = 0; k < desc.length; k++) u32[(at >> 2) + k] = desc[k]!;
+    at += desc.length * 4;
+
+    // msgpack section.
+    let packAt = 0;
+    let packLength = 0;
+    if (extras.length > 1 || extras[0] !== null) {
+      const packed = this.packr.pack(extras);
+      packAt = at;
+      packLength = packed.length;
+      this.ensure(at + packLength);
+      this.u8.set(packed, at);
+      at += packLength;
+    }
+    // Drop references to this batch's values.
+    extras.length = 0;
+    this.valueCol.length = 0;
+    for (let g = 0; g < groups.length; g++) {
+      const s = groups[g]!;
+      for (let j = 0; j < s.cols.length; j++) {
+        const col = s.cols[j]!;
+        if (s.kinds[j] === 'n') col.length = 0; // retyped to numbers: the array is not used any more
+        else col.fill(undefined);
+      }
+    }
+
+    const h = this.u32;
+    h[0] = MAGIC | (VERSION << 24) | ((this.reset ? FLAG_RESET : 0) << 16);
+    h[1] = this.seq;
+    h[2] = n;
+    h[3] = descAt;
+    h[4] = packAt;
+    h[5] = packLength;
+    h[6] = tagsAt;
+    h[7] = 0;
+    const out = this.ab.slice(0, at);
+    this.reset = false;
+    this.seq = (this.seq + 1) >>> 0;
+    return out;
+  }
+
+  /** Finds or makes the shape of a plain object that did not match the last shape; null: value group. */
+  private findShape(v: object): EncoderShape | null {
+    // Shapes already used in this batch first (a mix of a few event types).
+    const groups = this.groups;
+    for (let g = groups.length - 1; g >= 0 && g >= groups.length - 8; g--) {
+      const s = groups[g]!;
+      if (s !== this.last && sameKeys(v, s.keys)) return s;
+    }
+    const keys = this.keyScratch;
+    keys.length = 0;
+    for (const k in v) {
+      if (keys.length === MAX_FIELDS || k === '__proto__') return null;
+      keys.push(k);
+    }
+    const id = JSON.stringify(keys); // unambiguous ([] and [''] differ)
+    let s = this.shapeByKeys.get(id);
+    if (s === undefined) {
+      const copy = keys.slice();
+      s = {
+        id: this.shapes.length,
+        keys: copy,
+        kinds: '', // learnt from the first batch
+        writer: NO_WRITER,
+        epoch: 0,
+        group: 0,
+        rows: 0,
+        idx: new Int32Array(16),
+        cols: copy.map(() => []),
+        bases: new Int32Array(copy.length),
+        same: new Uint8Array(copy.length),
+      };
+      this.shapes.push(s);
+      this.shapeByKeys.set(id, s);
+      this.newShapes.push(s);
+    }
+    return s;
+  }
+
+  /** Makes `s` a group of the current batch; null if the batch has too many groups. */
+  private activate(s: EncoderShape, epoch: number, n: number): EncoderShape | null {
+    if (this.groups.length >= MAX_GROUPS - 1) return null;
+    this.groups.push(s);
+    s.epoch = epoch;
+    s.group = this.groups.length;
+    s.rows = 0;
+    if (s.idx.length < n) s.idx = new Int32Array(Math.max(n, s.idx.length * 2));
+    return s;
+  }
+
+  private writeValueGroup(values: readonly unknown[]): void {
+    const rows = this.valueRows;
+    const idx = this.valueIdx;
+    const desc = this.desc;
+    desc.push(GroupKind.Value, 0, rows, 1);
+    if (rows === 0) {
+      desc.push(Col.Any, 0, 0);
+      return;
+    }
+    let numbers = true;
+    let strings = true;
+    for (let r = 0; r < rows && (numbers || strings); r++) {
+      const t = typeof values[idx[r]!];
+      if (t !== 'number') numbers = false;
+      if (t !== 'string') strings = false;
+    }
+    if (numbers) {
+      const at = this.reserveF64(rows);
+      const f = this.f64;
+      const base = at >> 3;
+      for (let r = 0; r < rows; r++) f[base + r] = (values[idx[r]!] as number) + 0;
+      desc.push(Col.F64, at, 0);
+      return;
+    }
+    const col = this.valueCol;
+    for (let r = 0; r < rows; r++) col[r] = values[idx[r]!];
+    col.length = rows;
+    if (strings) desc.push(this.writeStrings(col, rows), this.stringsLengthsAt, this.stringsBytesAt);
+    else desc.push(Col.Any, this.extras.push(col) - 1, 0);
+  }
+
+  private writeObjectGroup(values: readonly unknown[], s: EncoderShape): void {
+    const rows = s.rows;
+    const desc = this.desc;
+    const nf = s.keys.length;
+    desc.push(GroupKind.Object, s.id, rows, nf);
+    if (s.kinds === '') {
+      s.kinds = kindsOf(values, s);
+      s.writer = writerFor(s.keys, s.kinds);
+    }
+    let failed = this.runWriter(values, s);
+    if (failed >= 0) {
+      // The field types changed: derive them from this batch and write again.
+      s.kinds = kindsOf(values, s);
+      s.writer = writerFor(s.keys, s.kinds);
+      failed = this.runWriter(values, s);
+      if (failed >= 0) {
+        // Only a getter that changes type between reads gets here.
+        s.kinds = 'a'.repeat(nf);
+        s.writer = writerFor(s.keys, s.kinds);
+        this.runWriter(values, s);
+      }
+    }
+    // A mixed field that held only numbers or only strings this time is retyped for the next batch.
+    let retype = false;
+    for (let j = 0; j < nf; j++) if (s.kinds[j] === 'a' && s.same[j] !== 0) retype = true;
+    // Number columns were reserved back to back from `start`; pack away the constant ones.
+    let numbersAt = -1;
+    for (let j = 0; j < nf; j++) {
+      const kind = s.kinds[j];
+      if (kind === 'n') {
+        const from = s.bases[j]! << 3;
+        if (s.same[j] === 1) {
+          desc.push(Col.Const, this.extras.push(this.f64[from >> 3]) - 1, 0);
+        } else {
+          if (numbersAt < 0) numbersAt = from;
+          if (from !== numbersAt) this.u8.copyWithin(numbersAt, from, from + rows * 8);
+          desc.push(Col.F64, numbersAt, 0);
+          numbersAt += rows * 8;
+        }
+      } else {
+        desc.push(0, 0, 0); // filled below, once the number area is final
+      }
+    }
+    if (numbersAt >= 0) this.pos = numbersAt;
+    else this.pos = this.numbersStart;
+    // Strings and anything else.
+    const first = desc.length - nf * 3;
+    for (let j = 0; j < nf; j++) {
+      const kind = s.kinds[j];
+      if (kind === 'n') continue;
+      const col = s.cols[j]!;
+      col.length = rows;
+      const d = first + j * 3;
+      if (kind === 's') {
+        if (s.same[j] === 1) {
+          desc[d] = Col.Const;
+          desc[d + 1] = this.extras.push(col[0]) - 1;
+        } else {
+          desc[d] = this.writeStrings(col as string[], rows);
+          desc[d + 1] = this.stringsLengthsAt;
+          desc[d + 2] = this.stringsBytesAt;
+        }
+      } else {
+        desc[d] = Col.Any;
+        desc[d + 1] = this.extras.push(col) - 1;
+      }
+    }
+    if (retype) {
+      let kinds = '';
+      for (let j = 0; j < nf; j++) {
+        const k = s.kinds[j]!;
+        kinds += k !== 'a' ? k : s.same[j] === 1 ? 'n' : s.same[j] === 2 ? 's' : 'a';
+      }
+      s.kinds = kinds;
+      s.writer = writerFor(s.keys, kinds);
+    }
+  }
+
+  private numbersStart = 0;
+
+  private runWriter(values: readonly unknown[], s: EncoderShape): number {
+    const rows = s.rows;
+    let count = 0;
+    for (let j = 0; j < s.keys.length; j++) if (s.kinds[j] === 'n') count++;
+    const at = (this.pos + 7) & ~7;
+    this.numbersStart = at;
+    this.ensure(at + count * rows * 8);
+    let base = at >> 3;
+    for (let j = 0; j < s.keys.length; j++) {
+      if (s.kinds[j] === 'n') {
+        s.bases[j] = base;
+        base += rows;
+      }
+    }
+    return s.writer(values, s.idx, rows, this.f64, s.bases, s.cols, s.same);
+  }
+
+  /** Reserves `rows` Float64 slots, 8-aligned; returns their byte offset. */
+  private reserveF64(rows: number): number {
+    const at = (this.pos + 7) & ~7;
+    this.ensure(at + rows * 8);
+    this.pos = at + rows * 8;
+    return at;
+  }
+
+  /** Where the last {@link writeStrings} put its lengths and bytes. */
+  private stringsLengthsAt = 0;
+  private stringsBytesAt = 0;
+
+  /** Writes a string column; returns its column kind (offsets in the two fields above). */
+  private writeStrings(col: readonly unknown[], rows: number): number {
+    const lengthsAt = (this.pos + 3) & ~3;
+    const bytesAt = lengthsAt + rows * 4;
+    const strs = col as readonly string[];
+    const joined = strs.join('');
+    this.ensure(bytesAt + joined.length * 3);
+    const u32 = this.u32;
+    const l = lengthsAt >> 2;
+    let written = this.buf.utf8Write(joined, bytesAt);
+    let kind: number = Col.Ascii;
+    if (written === joined.length) {
+      for (let r = 0; r < rows; r++) u32[l + r] = strs[r]!.length;
+    } else {
+      // Not ASCII: each string's UTF-8 length is needed, so write them one by one.
+      kind = Col.Utf8;
+      const buf = this.buf;
+      let p = bytesAt;
+      for (let r = 0; r < rows; r++) {
+        const w = buf.utf8Write(strs[r]!, p);
+        u32[l + r] = w;
+        p += w;
+      }
+      written = p - bytesAt;
+    }
+    this.pos = bytesAt + written;
+    this.stringsLengthsAt = lengthsAt;
+    this.stringsBytesAt = bytesAt;
+    return kind;
+  }
+
+  /** Grows the scratch buffer to hold at least `end` bytes. */
+  private ensure(end: number): void {
+    if (end <= this.ab.byteLength) return;
+    let size = this.ab.byteLength * 2;
+    while (size < end) size *= 2;
+    const ab = new ArrayBuffer(size);
+    const u8 = new Uint8Array(ab);
+    u8.set(this.u8);
+    this.ab = ab;
+    this.u8 = u8;
+    this.u32 = new Uint32Array(ab);
+    this.f64 = new Float64Array(ab);
+    this.buf = rawBuffer(ab);
+  }
+}
+
+/** True if `v`'s own enumerable keys are exactly `keys`, in order (reads no value). */
+function sameKeys(v: object, keys: readonly string[]): boolean {
+  let j = 0;
+  const n = keys.length;
+  for (const k in v) {
+    if (j === n || k !== keys[j]) return false;
+    j++;
+  }
+  return j === n;
+}
+
+/** Field kinds of a group from this batch's values: n if all numbers, s if all strings, else a. */
+function kindsOf(values: readonly unknown[], s: EncoderShape): string {
+  let kinds = '';
+  for (let j = 0; j < s.keys.length; j++) {
+    const key = s.keys[j]!;
+    let numbers = true;
+    let strings = true;
+    for (let r = 0; r < s.rows && (numbers || strings); r++) {
+      const t = typeof (values[s.idx[r]!] as Record<string, unknown>)[key];
+      if (t !== 'number') numbers = false;
+      if (t !== 'string') strings = false;
+    }
+    kinds += numbers ? 'n' : strings ? 's' : 'a';
+  }
+  return kinds;
+}
+
+/** Turns an encoding failure into a {@link RecordEncodeError} for the first record that fails alone. */
+function locate(error: unknown, values: readonly unknown[], from: number, to: number): unknown {
+  probePackr ??= new Packr({ ...msgpackOptions(), sequential: false });
+  for (let i = from; i < to; i++) {
+    const v = values[i];
+    try {
+      if (typeof v === 'object' && v !== null && getProto(v) === ObjectProto) {
+        // Read every field as the columnar writer does (getters included).
+        for (const k in v) probePackr.pack((v as Record<string, unknown>)[k]);
+      } else {
+        probePackr.pack(v);
+      }
+    } catch (cause) {
+      return new RecordEncodeError(i, v, cause);
+    }
+  }
+  return error;
+}
+
+// ---- Decoder ---------------------------------------------------------------------------------
+
+interface DecoderShape {
+  readonly keys: string[] | null;
+  readonly readers: Map<string, RowReader>;
+}
+
+const VALUE_SHAPE: DecoderShape = { keys: null, readers: new Map() };
+
+/**
+ * Decodes the messages of one channel, in the order they were encoded. Not thread-safe; keep it
+ * in the receiving thread. Throws if a message is missing, repeated or out of order, or
+ * malformed; the channel cannot be used after that.
+ */
+export class BatchDecoder {
+  private unpackr!: Unpackr;
+  private shapes: DecoderShape[] = [];
+  private seq = 0;
+  // Per-group scratch, reused between messages.
+  private readonly groupReaders: RowReader[] = [];
+  private readonly groupB: Int32Array[] = [];
+  private readonly groupS: unknown[][][] = [];
+  private readonly groupC: unknown[][] = [];
+  private readonly cursors: Int32Array = new Int32Array(MAX_GROUPS);
+
+  constructor() {
+    this.clear();
+  }
+
+  private clear(): void {
+    this.unpackr = new Unpackr(msgpackOptions());
+    this.shapes = [];
+  }
+
+  /** Number of records in a message (to pick a batch with room before {@link decode}). */
+  count(buffer: ArrayBuffer): number {
+    return new Uint32Array(buffer, 0, HEADER_BYTES >> 2)[2]!;
+  }
+
+  /**
+   * Appends the records of `buffer` (the next message of the channel) to `into`, which must have
+   * room for {@link count} more records.
+   */
+  decode(buffer: ArrayBuffer, into: Batch<unknown>): void {
+    if (buffer.byteLength < HEADER_BYTES) throw new Error(`exchange message too short (${buffer.byteLength} bytes)`);
+    const h = new Uint32Array(buffer, 0, HEADER_BYTES >> 2);
+    const word0 = h[0]!;
+    if ((word0 & 0xffff) !== MAGIC || word0 >>> 24 !== VERSION) throw new Error('not an exchange message of this version');
+    if (h[1] !== this.seq) throw new Error(`exchange message ${h[1]} received, expected ${this.seq}: a message was lost or reordered`);
+    const n = h[2]!;
+    const o = into.length;
+    if (o + n > into.capacity) throw new RangeError(`batch has room for ${into.capacity - o} records, message holds ${n}`);
+    if (((word0 >>> 16) & 0xff & FLAG_RESET) !== 0) this.clear();
+    this.seq = (this.seq + 1) >>> 0;
+    if (n === 0 && h[4] === 0) return;
+
+    const extras = h[4] === 0 ? EMPTY : (this.unpackr.unpack(new Uint8Array(buffer, h[4], h[5])) as unknown[]);
+    const defs = extras[0] as unknown[] | null | undefined;
+    if (defs) {
+      for (let k = 0; k < defs.length; k += 2) {
+        this.shapes[defs[k] as number] = { keys: defs[k + 1] as string[], readers: new Map() };
+      }
+    }
+    into.times.set(new Float64Array(buffer, HEADER_BYTES, n), o);
+
+    const f = new Float64Array(buffer, 0, buffer.byteLength >>> 3);
+    const words = new Uint32Array(buffer, 0, buffer.byteLength >>> 2);
+    const buf = rawBuffer(buffer);
+    let d = h[3]! >>> 2;
+    const groupCount = words[d++]!;
+    let single = -1;
+    for (let g = 0; g < groupCount; g++) {
+      const kind = words[d++]!;
+      const shapeId = words[d++]!;
+      const rows = words[d++]!;
+      const cols = words[d++]!;
+      const shape = kind === GroupKind.Value ? VALUE_SHAPE : this.shapes[shapeId];
+      if (shape === undefined) throw new Error(`exchange message uses shape ${shapeId}, never defined on this channel`);
+      const b = (this.groupB[g] ??= new Int32Array(MAX_FIELDS));
+      const s = (this.groupS[g] ??= []);
+      const c = (this.groupC[g] ??= []);
+      let kinds = '';
+      for (let j = 0; j < cols; j++) {
+        const ck = words[d++]!;
+        const a = words[d++]!;
+        const bb = words[d++]!;
+        if (rows === 0) continue;
+        if (ck === Col.F64) {
+          kinds += 'f';
+          b[j] = a >>> 3;
+        } else if (ck === Col.Const) {
+          kinds += 'c';
+          c[j] = extras[a];
+        } else if (ck === Col.Any) {
+          kinds += 's';
+          s[j] = extras[a] as unknown[];
+        } else {
+          kinds += 's';
+          s[j] = readStrings(buf, words, a >>> 2, bb, rows, ck === Col.Ascii);
+        }
+      }
+      if (rows === 0) {
+        this.groupReaders[g] = undefined as unknown as RowReader;
+        continue;
+      }
+      let reader = shape.readers.get(kinds);
+      if (reader === undefined) {
+        reader = readerFor(shape.keys, kinds);
+        shape.readers.set(kinds, reader);
+      }
+      this.groupReaders[g] = reader;
+      single = single === -1 && rows === n ? g : -2;
+    }
+
+    const out = into.values;
+    if (single >= 0) {
+      const read = this.groupReaders[single]!;
+      const b = this.groupB[single]!;
+      const s = this.groupS[single]!;
+      const c = this.groupC[single]!;
+      for (let r = 0; r < n; r++) out[o + r] = read(f, b, s, c, r);
+    } else if (n > 0) {
+      const tags = new Uint8Array(buffer, h[6], n);
+      const cursors = this.cursors;
+      cursors.fill(0, 0, groupCount);
+      const readers = this.groupReaders;
+      const bs = this.groupB;
+      const ss = this.groupS;
+      const cs = this.groupC;
+      for (let i = 0; i < n; i++) {
+        const g = tags[i]!;
+        out[o + i] = readers[g]!(f, bs[g]!, ss[g]!, cs[g]!, cursors[g]!++);
+      }
+    }
+    into.length = o + n;
+    for (let g = 0; g < groupCount; g++) {
+      this.groupS[g]!.length = 0;
+      this.groupC[g]!.length = 0;
+    }
+  }
+}
+
+/** Decodes a string column into an array of copies (see the note on sliced strings above). */
+function readStrings(buf: RawBuffer, words: Uint32Array, lengthsWord: number, bytesAt: number, rows: number, ascii: boolean): string[] {
+  const out = new Array<string>(rows);
+  let p = bytesAt;
+  if (ascii) {
+    let block: string | undefined;
+    for (let r = 0; r < rows; r++) {
+      const length = words[lengthsWord + r]!;
+      if (length < SLICE_COPY_LIMIT) {
+        if (block === undefined) block = buf.latin1Slice(bytesAt, bytesAt + totalLength(words, lengthsWord, rows));
+        out[r] = block.slice(p - bytesAt, p - bytesAt + length);
+      } else {
+        out[r] = buf.latin1Slice(p, p + length);
+      }
+      p += length;
+    }
+  } else {
+    for (let r = 0; r < rows; r++) {
+      const length = words[lengthsWord + r]!;
+      out[r] = buf.utf8Slice(p, p + length);
+      p += length;
+    }
+  }
+  return out;
+}
+
+function totalLength(words: Uint32Array, at: number, rows: number): number {
+  let total = 0;
+  for (let r = 0; r < rows; r++) total += words[at + r]!;
+  return total;
+}
+
+/**
+ * An encoder and a decoder for one channel, both in this thread (tests, benchmarks). Across
+ * threads, make the {@link BatchEncoder} in the sender and the {@link BatchDecoder} in the receiver.
+ */
+export function createChannelCodec(): { encoder: BatchEncoder; decoder: BatchDecoder } {
+  return { encoder: new BatchEncoder(), decoder: new BatchDecoder() };
+}
