@@ -340,6 +340,20 @@ describe('batch codec', () => {
       [shape(new Date(1), [1]), shape(2n, new Map())],
     ];
     for (const b of batches) roundTrip(b, [b.length], channel);
+    // After a mixed batch, a field that holds numbers again goes back to a column: as compact as
+    // on a channel that never saw the mixed batch.
+    const numbers = Array.from({ length: 50 }, (_, i) => shape(i * 1.5, i));
+    const mixed = Array.from({ length: 50 }, (_, i) => shape(i % 2 ? i : null, i));
+    const times = new Float64Array(50);
+    const clean = new BatchEncoder();
+    clean.encode(numbers, times);
+    const cleanSize = clean.encode(numbers, times).byteLength;
+    const retyped = new BatchEncoder();
+    retyped.encode(numbers, times);
+    const mixedSize = retyped.encode(mixed, times).byteLength;
+    retyped.encode(numbers, times);
+    expect(retyped.encode(numbers, times).byteLength).toBe(cleanSize);
+    expect(mixedSize).not.toBe(cleanSize);
   });
 
   it('handles empty, large and wide batches, many groups and many shapes', () => {
@@ -386,14 +400,20 @@ describe('batch codec', () => {
     class Node {
       next: Node = this;
     }
-    const bad: Array<[string, () => unknown, RegExp]> = [
-      ['a function', () => () => 1, /function/],
-      ['a function in a field', () => ({ a: 1, b: 'x', f: () => 1 }), /function/],
-      ['a symbol in a field', () => ({ a: 1, b: 'x', f: Symbol('s') }), /symbol/],
-      ['a symbol', () => Symbol('s'), /symbol/],
-      ['a cycle', cyclic, /stack/],
-      ['a class instance with a cycle', () => new Node(), /stack/],
-      ['a nested function', () => [1, new Map([[1, { deep: () => 0 }]])], /function/],
+    // What cannot be encoded, the error it causes, and a record of the same structure that can be.
+    const bad: Array<[string, () => unknown, RegExp, () => unknown]> = [
+      ['a function', () => () => 1, /function/, () => 1],
+      ['a function in a field', () => ({ a: 1, b: 'x', f: () => 1 }), /function/, () => ({ a: 1, b: 'x', f: 2 })],
+      ['a symbol in a field', () => ({ a: 1, b: 'x', f: Symbol('s') }), /symbol/, () => ({ a: 1, b: 'x', f: 's' })],
+      ['a symbol', () => Symbol('s'), /symbol/, () => 's'],
+      ['a cycle', cyclic, /stack/, () => ({ a: 1, self: { a: 2, self: null } })],
+      ['a class instance with a cycle', () => new Node(), /stack/, () => ({ next: { next: null } })],
+      [
+        'a nested function',
+        () => [1, new Map([[1, { deep: () => 0, other: 1 }]])],
+        /function/,
+        () => [1, new Map([[1, { deep: 0, other: 1 }]])],
+      ],
       [
         'a getter that throws',
         () =>
@@ -404,9 +424,10 @@ describe('batch codec', () => {
             },
           }),
         /no c/,
+        () => ({ a: 1, b: 'x', c: 3 }),
       ],
     ];
-    for (const [what, make, message] of bad) {
+    for (const [what, make, message, repaired] of bad) {
       it(`is reported by index: ${what}`, () => {
         const { encoder, decoder } = createChannelCodec();
         const good = (i: number): unknown => ({ a: i, b: `r${i}`, c: i * 2 });
@@ -434,6 +455,11 @@ describe('batch codec', () => {
         const want = values.filter((_, i) => i !== 13);
         for (let i = 0; i < 19; i++) assertSame(into.values[i], want[i]);
         expect(Array.from(into.times.subarray(0, 19))).toEqual([...Array(20).keys()].filter((i) => i !== 13));
+        // Whatever the failed message would have defined (a shape, msgpack structures) is defined
+        // again when next used: the encoder forgot it, and told the decoder to.
+        const fixed = [repaired(), repaired(), good(99)];
+        decoder.decode(encoder.encode(fixed, new Float64Array(3)), into);
+        for (let i = 0; i < 3; i++) assertSame(into.values[19 + i], fixed[i]);
       });
     }
   });
