@@ -41,7 +41,10 @@ function expected(v: unknown): unknown {
   if (Array.isArray(v)) return Array.from(v, expected); // holes become undefined
   if (v instanceof Map) return new Map([...v].map(([k, x]) => [expected(k), expected(x)]));
   if (v instanceof Set) return new Set([...v].map(expected));
-  if (v instanceof Date || ArrayBuffer.isView(v) || v instanceof ArrayBuffer) return v;
+  if (v instanceof Date || ArrayBuffer.isView(v) || v instanceof ArrayBuffer || v instanceof RegExp || v instanceof Error) return v;
+  if (Object.getPrototypeOf(v) !== Object.prototype && typeof (v as { toJSON?: unknown }).toJSON === 'function') {
+    return expected((v as { toJSON(): unknown }).toJSON());
+  }
   const out: Record<string, unknown> = {};
   for (const k of Object.keys(v)) {
     Object.defineProperty(out, k === '__proto__' ? '__proto_' : k, {
@@ -72,6 +75,14 @@ function assertSame(actual: unknown, want: unknown, path = '$'): void {
   }
   if (typeof actual !== 'object' || actual === null) return fail('not an object');
   if (Object.getPrototypeOf(actual) !== Object.getPrototypeOf(want)) fail('different prototype');
+  if (want instanceof Error) {
+    if ((actual as Error).message !== want.message) fail('different message');
+    return;
+  }
+  if (want instanceof RegExp) {
+    if (String(actual) !== String(want)) fail('different pattern');
+    return;
+  }
   if (want instanceof Date) {
     if (!Object.is((actual as Date).getTime(), want.getTime())) fail('different date');
     return;
@@ -269,6 +280,8 @@ describe('batch codec', () => {
         y = 2;
       })(),
       JSON.parse('{"__proto__": {"polluted": true}, "ok": 1}'),
+      /x+/g,
+      new TypeError('t'),
     ];
     // Each special alone, as a field of a fixed shape (a column), and as a constant column.
     const asRecords = specials;
@@ -282,6 +295,21 @@ describe('batch codec', () => {
     for (const v of specials) roundTrip([{ c: v }, { c: v }, { c: v }], [3], channel);
     roundTrip(asConstant, [asConstant.length], channel);
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+  });
+
+  it('keeps Errors and RegExps, and encodes a class by its toJSON()', () => {
+    class Money {
+      constructor(readonly cents: number) {}
+      toJSON(): string {
+        return `${this.cents / 100} EUR`;
+      }
+    }
+    const { batch } = roundTrip([new RangeError('out of range'), /a+b/gi, new Money(1250)].map((v) => ({ v })), [3]);
+    const [error, regexp, money] = batch.values.slice(0, 3).map((r) => (r as { v: unknown }).v);
+    expect(error).toBeInstanceOf(RangeError);
+    expect((error as Error).message).toBe('out of range');
+    expect(regexp).toEqual(/a+b/gi);
+    expect(money).toBe('12.5 EUR');
   });
 
   it('normalises -0 the same way whichever encoding a record takes', () => {
