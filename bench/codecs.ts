@@ -16,7 +16,8 @@
  * - `msgpackr sequential`: one Packr/Unpackr pair per channel (`sequential`: structures defined
  *   once per channel);
  * - `columnar`: Spate's channel codec (`src/runtime/batch-codec.ts`).
- * Every codec is checked to round-trip the data before it is timed. Rounds interleave the codecs
+ * Every codec is checked to round-trip the data before it is timed. Each shape runs in a process
+ * of its own (what one shape leaves behind in V8 skews the next shape's figures). Rounds interleave the codecs
  * (so a burst of load on this shared machine hits all of them), each round times every codec on
  * 16 distinct batches, and the table gives the median over rounds, the spread (min–max over
  * rounds) and the ratio to structured clone computed within each round (median of the ratios).
@@ -24,12 +25,15 @@
  * Part 2, two threads: NEXMark bids encoded in the main thread, posted with the buffer transferred
  * over a MessageChannel to a Worker that decodes them into a Batch and touches every record,
  * with credits (at most 8 messages in flight). Steady-state throughput, and the busy time of each
- * thread per record (event-loop utilization), per codec.
+ * thread per record (event-loop utilization), per codec; codecs interleaved over `--reps`
+ * repetitions, the ratio to structured clone taken within each repetition.
  *
- * `npx tsx bench/codecs.ts [--rounds N] [--seconds S]` prints markdown tables.
+ * `npx tsx bench/codecs.ts [--rounds N] [--seconds S] [--reps R] [--shapes a,b] [--codecs a,b]`
+ * prints markdown tables.
  */
 import './no-native.ts';
 import { MessageChannel, Worker, isMainThread, parentPort, receiveMessageOnPort, workerData, type MessagePort } from 'node:worker_threads';
+import { spawnSync } from 'node:child_process';
 import { isDeepStrictEqual } from 'node:util';
 import { deserialize, serialize, setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
@@ -414,11 +418,29 @@ function arg(name: string, fallback: number): number {
 async function main(): Promise<void> {
   const rounds = arg('--rounds', 15);
   const seconds = arg('--seconds', 2);
+  if (process.argv.includes('--child')) {
+    // One shape in a fresh process: print its rows for the parent.
+    process.stdout.write(JSON.stringify(inThread(rounds)));
+    return;
+  }
   console.log(
     `Node ${process.version}, msgpackr native acceleration: ${isNativeAccelerationEnabled ? 'ON (not what we mean to measure)' : 'off'}; ` +
       `batches of ${BATCH}, ${POOL} distinct batches per shape, ${rounds} rounds\n`,
   );
-  const rows = inThread(rounds);
+  let rows: Row[] = [];
+  {
+    // Each shape in a process of its own: what one shape's run leaves behind in V8 (type feedback,
+    // maps, heap) changes the next shape's figures by up to 3× on this machine.
+    for (const shape of SHAPES.filter((s) => only('--shapes', s))) {
+      const args = process.argv.slice(2).filter((a, i, all) => a !== '--shapes' && all[i - 1] !== '--shapes');
+      const child = spawnSync(process.execPath, [...process.execArgv, process.argv[1]!, ...args, '--shapes', shape, '--child'], {
+        encoding: 'utf8',
+        maxBuffer: 1 << 24,
+      });
+      if (child.status !== 0) throw new Error(`benchmark of ${shape} failed: ${child.stderr}`);
+      rows = rows.concat(JSON.parse(child.stdout) as Row[]);
+    }
+  }
   console.log('| records | codec | encode ns/rec | decode ns/rec | total ns/rec | min–max over rounds | × structured clone | bytes/rec |');
   console.log('|---|---|---:|---:|---:|---:|---:|---:|');
   for (const r of rows) {
@@ -427,17 +449,35 @@ async function main(): Promise<void> {
     );
   }
 
-  console.log(`\nTwo threads, NEXMark bids, ${seconds} s per codec after 0.5 s warm-up, ${WINDOW} messages in flight:\n`);
+  const reps = arg('--reps', 3);
+  if (reps === 0) return;
+  const crossCodecs = ['structured clone', 'msgpackr records', 'msgpackr sequential', 'columnar'];
+  console.log(
+    `\nTwo threads, NEXMark bids: ${seconds} s per codec after 0.5 s warm-up, ${WINDOW} messages in flight, ` +
+      `${reps} repetitions (codecs interleaved); medians, min–max of records/s:\n`,
+  );
   const data = makeData('bids');
-  const results: CrossResult[] = [];
-  for (const codec of ['structured clone', 'msgpackr records', 'msgpackr sequential', 'columnar']) {
-    results.push(await crossThread(codec, seconds, data));
+  const runs = new Map<string, CrossResult[]>(crossCodecs.map((c) => [c, []]));
+  const ratios = new Map<string, number[]>(crossCodecs.map((c) => [c, []]));
+  for (let r = 0; r < reps; r++) {
+    const base = await crossThread(crossCodecs[0]!, seconds, data);
+    runs.get(crossCodecs[0]!)!.push(base);
+    ratios.get(crossCodecs[0]!)!.push(1);
+    for (const codec of crossCodecs.slice(1)) {
+      const result = await crossThread(codec, seconds, data);
+      runs.get(codec)!.push(result);
+      ratios.get(codec)!.push(result.recordsPerSecond / base.recordsPerSecond);
+    }
   }
-  console.log('| codec | records/s | end to end ns/rec | sender busy ns/rec | receiver busy ns/rec |');
-  console.log('|---|---:|---:|---:|---:|');
-  for (const r of results) {
+  console.log('| codec | records/s | min–max | × structured clone | end to end ns/rec | sender busy ns/rec | receiver busy ns/rec |');
+  console.log('|---|---:|---:|---:|---:|---:|---:|');
+  for (const codec of crossCodecs) {
+    const rs = runs.get(codec)!;
+    const rate = median(rs.map((x) => x.recordsPerSecond));
     console.log(
-      `| ${r.codec} | ${(r.recordsPerSecond / 1e6).toFixed(2)}M | ${(1e9 / r.recordsPerSecond).toFixed(0)} | ${r.senderNs.toFixed(0)} | ${r.receiverNs.toFixed(0)} |`,
+      `| ${codec} | ${(rate / 1e6).toFixed(2)}M | ${(Math.min(...rs.map((x) => x.recordsPerSecond)) / 1e6).toFixed(2)}–` +
+        `${(Math.max(...rs.map((x) => x.recordsPerSecond)) / 1e6).toFixed(2)}M | ${median(ratios.get(codec)!).toFixed(2)} | ` +
+        `${(1e9 / rate).toFixed(0)} | ${median(rs.map((x) => x.senderNs)).toFixed(0)} | ${median(rs.map((x) => x.receiverNs)).toFixed(0)} |`,
     );
   }
 }

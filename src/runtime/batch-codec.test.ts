@@ -416,6 +416,9 @@ describe('batch codec', () => {
     const m = encoder.encode([1], new Float64Array(1));
     expect(decoder.count(m)).toBe(1);
     expect(() => decoder.decode(m, into)).toThrow(RangeError);
+    const other = new Batch<unknown>(1);
+    decoder.decode(m, other); // the refused message was not taken
+    expect(other.toArray()).toEqual([{ value: 1, time: 0 }]);
     expect(() => encoder.encode([1, 2], new Float64Array(1))).toThrow(RangeError);
   });
 

@@ -768,7 +768,7 @@ export class BatchDecoder {
   private shapes: DecoderShape[] = [];
   private seq = 0;
   // Per-group scratch, reused between messages.
-  private readonly groupReaders: RowReader[] = [];
+  private readonly groupReaders: Array<RowReader | undefined> = [];
   private readonly groupB: Int32Array[] = [];
   private readonly groupS: unknown[][][] = [];
   private readonly groupC: unknown[][] = [];
@@ -790,7 +790,8 @@ export class BatchDecoder {
 
   /**
    * Appends the records of `buffer` (the next message of the channel) to `into`, which must have
-   * room for {@link count} more records.
+   * room for {@link count} more records: if it has not, this throws a `RangeError` before taking
+   * the message, which can then be decoded into another batch.
    */
   decode(buffer: ArrayBuffer, into: Batch<unknown>): void {
     if (buffer.byteLength < HEADER_BYTES) throw new Error(`exchange message too short (${buffer.byteLength} bytes)`);
@@ -851,7 +852,7 @@ export class BatchDecoder {
         }
       }
       if (rows === 0) {
-        this.groupReaders[g] = undefined as unknown as RowReader;
+        this.groupReaders[g] = undefined;
         continue;
       }
       let reader = shape.readers.get(kinds);
