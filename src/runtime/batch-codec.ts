@@ -102,8 +102,9 @@ export class RecordEncodeError extends Error {
 //   tags, descriptors, msgpack section.
 // Descriptors: group count, then per group: kind (0 value, 1 object), shape id, rows, columns,
 // and per column: column kind, a, b (meanings below).
-// The msgpack section is one array: [new shape definitions ([id, keys] pairs) or null, then the
-// constant values and msgpack columns referred to by index from descriptors].
+// The msgpack section, present only if needed, is one array: [new shape definitions ([id, keys]
+// pairs) or null, then the msgpack columns referred to by index from descriptors]. Records whose
+// fields are all numbers and strings need no msgpack once their shape is defined.
 
 const MAGIC = 0x5342; // 'BS'
 const VERSION = 1;
@@ -112,8 +113,8 @@ const HEADER_BYTES = 32;
 
 /** Column kinds in descriptors. */
 const Col = {
-  /** Every row holds the same value: extras[a]. */
-  Const: 0,
+  /** Every row holds the same number: Float64 at byte offset a. */
+  ConstF64: 0,
   /** Numbers: Float64 at byte offset a. */
   F64: 1,
   /** Strings, ASCII: Uint32 lengths at byte offset a, then the bytes at b. */
@@ -122,6 +123,8 @@ const Col = {
   Utf8: 3,
   /** Anything: the array extras[a] (msgpack). */
   Any: 4,
+  /** Every row holds the same string: UTF-8 at byte offset a, b bytes. */
+  ConstString: 5,
 } as const;
 
 const GroupKind = { Value: 0, Object: 1 } as const;
@@ -288,13 +291,15 @@ export class BatchEncoder {
   private shapes: EncoderShape[] = [];
   private shapeByKeys = new Map<string, EncoderShape>();
   private newShapes: EncoderShape[] = [];
+  private newShapeCount = 0;
   private reset = false;
   private seq = 0;
   private epoch = 0;
   /** The shape matched last (tried first for the next object). */
   private last: EncoderShape | null = null;
-  /** Object groups of the current batch, in group order (group g + 1). */
+  /** Object groups of the current batch, in group order (group g + 1): the first `groupCount`. */
   private groups: EncoderShape[] = [];
+  private groupCount = 0;
   private tags = new Uint8Array(1024);
   private valueIdx = new Int32Array(1024);
   private valueRows = 0;
@@ -312,8 +317,13 @@ export class BatchEncoder {
   /** Where the last {@link writeStrings} put its lengths and bytes. */
   private stringsLengthsAt = 0;
   private stringsBytesAt = 0;
+  // Descriptors and msgpack values of the message being written: the first `descCount` and
+  // `extraCount` entries (arrays are reused, never shortened: setting an array's length costs a
+  // runtime call, which matters for one-record messages).
   private readonly desc: number[] = [];
-  private readonly extras: unknown[] = [];
+  private descCount = 0;
+  private readonly extras: unknown[] = [null];
+  private extraCount = 1;
   private readonly valueCol: unknown[] = [];
 
   constructor() {
@@ -347,17 +357,19 @@ export class BatchEncoder {
     this.shapes = [];
     this.shapeByKeys.clear();
     this.newShapes = [];
+    this.newShapeCount = 0;
     this.last = null;
     this.groups = [];
+    this.groupCount = 0;
     this.reset = true;
   }
 
   private write(values: readonly unknown[], times: Float64Array, from: number, to: number): ArrayBuffer {
     const n = to - from;
     const epoch = ++this.epoch;
-    this.groups.length = 0;
+    this.groupCount = 0;
     this.valueRows = 0;
-    this.newShapes.length = 0;
+    this.newShapeCount = 0;
     if (this.tags.length < n) {
       this.tags = new Uint8Array(n);
       this.valueIdx = new Int32Array(n);
@@ -387,23 +399,23 @@ export class BatchEncoder {
     // Header and times.
     this.pos = HEADER_BYTES;
     this.ensure(HEADER_BYTES + n * 8);
-    this.f64.set(times.subarray(from, to), HEADER_BYTES >> 3);
+    const f64 = this.f64;
+    if (n > 64) f64.set(times.subarray(from, to), HEADER_BYTES >> 3);
+    else for (let i = 0; i < n; i++) f64[(HEADER_BYTES >> 3) + i] = times[from + i]!;
     this.pos = HEADER_BYTES + n * 8;
 
     // Pass 2: columns.
-    const desc = this.desc;
-    const extras = this.extras;
-    desc.length = 0;
-    extras.length = 0;
-    extras.push(null); // new shape definitions, filled below
     const groups = this.groups;
-    desc.push(groups.length + 1);
+    const groupCount = this.groupCount;
+    this.descCount = 0;
+    this.extraCount = 1; // extras[0]: new shape definitions, set below
+    this.emit1(groupCount + 1);
     this.writeValueGroup(values);
-    for (let g = 0; g < groups.length; g++) this.writeObjectGroup(values, groups[g]!);
+    for (let g = 0; g < groupCount; g++) this.writeObjectGroup(values, groups[g]!);
 
     // Tags, only if there is more than one group.
     let tagsAt = 0;
-    if (groups.length > 0 && (this.valueRows > 0 || groups.length > 1)) {
+    if (groupCount > 0 && (this.valueRows > 0 || groupCount > 1)) {
       tagsAt = this.pos;
       this.ensure(tagsAt + n);
       this.u8.set(tags.subarray(0, n), tagsAt);
@@ -411,25 +423,28 @@ export class BatchEncoder {
     }
 
     // Shape definitions (sent once per channel epoch).
-    if (this.newShapes.length > 0) {
+    const extras = this.extras;
+    if (this.newShapeCount > 0) {
       const defs: unknown[] = [];
-      for (const s of this.newShapes) defs.push(s.id, s.keys);
+      for (let k = 0; k < this.newShapeCount; k++) defs.push(this.newShapes[k]!.id, this.newShapes[k]!.keys);
       extras[0] = defs;
     }
 
     // Descriptors.
+    const desc = this.desc;
+    const descCount = this.descCount;
     let at = (this.pos + 3) & ~3;
     const descAt = at;
-    this.ensure(at + desc.length * 4);
+    this.ensure(at + descCount * 4);
     const u32 = this.u32;
-    for (let k = 0; k < desc.length; k++) u32[(at >> 2) + k] = desc[k]!;
-    at += desc.length * 4;
+    for (let k = 0; k < descCount; k++) u32[(at >> 2) + k] = desc[k]!;
+    at += descCount * 4;
 
     // msgpack section.
     let packAt = 0;
     let packLength = 0;
-    if (extras.length > 1 || extras[0] !== null) {
-      const packed = this.packr.pack(extras);
+    if (this.extraCount > 1 || extras[0] !== null) {
+      const packed = this.packr.pack(extras.slice(0, this.extraCount));
       packAt = at;
       packLength = packed.length;
       this.ensure(at + packLength);
@@ -437,14 +452,14 @@ export class BatchEncoder {
       at += packLength;
     }
     // Drop references to this batch's values.
-    extras.length = 0;
-    this.valueCol.length = 0;
-    for (let g = 0; g < groups.length; g++) {
+    extras.fill(null, 0, this.extraCount);
+    this.valueCol.fill(undefined);
+    for (let g = 0; g < groupCount; g++) {
       const s = groups[g]!;
       for (let j = 0; j < s.cols.length; j++) {
         const col = s.cols[j]!;
-        if (s.kinds[j] === 'n') col.length = 0; // retyped to numbers: the array is not used any more
-        else col.fill(undefined);
+        if (s.kinds[j] !== 'n') col.fill(undefined);
+        else if (col.length !== 0) col.length = 0; // retyped to numbers: the array is not used any more
       }
     }
 
@@ -469,7 +484,8 @@ export class BatchEncoder {
   private findShape(v: object): EncoderShape | null {
     // Shapes already used in this batch first (a mix of a few event types).
     const groups = this.groups;
-    for (let g = groups.length - 1; g >= 0 && g >= groups.length - 8; g--) {
+    const count = this.groupCount;
+    for (let g = count - 1; g >= 0 && g >= count - 8; g--) {
       const s = groups[g]!;
       if (s !== this.last && sameKeys(v, s.keys)) return s;
     }
@@ -483,7 +499,7 @@ export class BatchEncoder {
     let s = this.shapeByKeys.get(id);
     if (s === undefined) {
       // A shape that would find no room in this batch is not made (nor sent) now.
-      if (this.groups.length >= MAX_GROUPS - 1) return null;
+      if (this.groupCount >= MAX_GROUPS - 1) return null;
       const copy = keys.slice();
       s = {
         id: this.shapes.length,
@@ -500,17 +516,17 @@ export class BatchEncoder {
       };
       this.shapes.push(s);
       this.shapeByKeys.set(id, s);
-      this.newShapes.push(s);
+      this.newShapes[this.newShapeCount++] = s;
     }
     return s;
   }
 
   /** Makes `s` a group of the current batch; null if the batch has too many groups. */
   private activate(s: EncoderShape, epoch: number, n: number): EncoderShape | null {
-    if (this.groups.length >= MAX_GROUPS - 1) return null;
-    this.groups.push(s);
+    if (this.groupCount >= MAX_GROUPS - 1) return null;
+    this.groups[this.groupCount++] = s;
     s.epoch = epoch;
-    s.group = this.groups.length;
+    s.group = this.groupCount;
     s.rows = 0;
     if (s.idx.length < n) s.idx = new Int32Array(Math.max(n, s.idx.length * 2));
     return s;
@@ -519,10 +535,10 @@ export class BatchEncoder {
   private writeValueGroup(values: readonly unknown[]): void {
     const rows = this.valueRows;
     const idx = this.valueIdx;
-    const desc = this.desc;
-    desc.push(GroupKind.Value, 0, rows, 1);
+    this.emit1(GroupKind.Value);
+    this.emit3(0, rows, 1);
     if (rows === 0) {
-      desc.push(Col.Any, 0, 0);
+      this.emit3(Col.Any, 0, 0);
       return;
     }
     let numbers = true;
@@ -537,21 +553,22 @@ export class BatchEncoder {
       const f = this.f64;
       const base = at >> 3;
       for (let r = 0; r < rows; r++) f[base + r] = (values[idx[r]!] as number) + 0;
-      desc.push(Col.F64, at, 0);
+      this.emit3(Col.F64, at, 0);
       return;
     }
     const col = this.valueCol;
     for (let r = 0; r < rows; r++) col[r] = values[idx[r]!];
-    col.length = rows;
-    if (strings) desc.push(this.writeStrings(col, rows), this.stringsLengthsAt, this.stringsBytesAt);
-    else desc.push(Col.Any, this.extras.push(col) - 1, 0);
+    if (col.length !== rows) col.length = rows;
+    if (strings) this.emit3(this.writeStrings(col, rows), this.stringsLengthsAt, this.stringsBytesAt);
+    else this.emit3(Col.Any, this.addExtra(col), 0);
   }
 
   private writeObjectGroup(values: readonly unknown[], s: EncoderShape): void {
     const rows = s.rows;
     const desc = this.desc;
     const nf = s.keys.length;
-    desc.push(GroupKind.Object, s.id, rows, nf);
+    this.emit1(GroupKind.Object);
+    this.emit3(s.id, rows, nf);
     if (s.kinds === '') {
       s.kinds = kindsOf(values, s);
       s.writer = writerFor(s.keys, s.kinds);
@@ -578,32 +595,39 @@ export class BatchEncoder {
       const kind = s.kinds[j];
       if (kind === 'n') {
         const from = s.bases[j]! << 3;
+        if (numbersAt < 0) numbersAt = from;
         if (s.same[j] === 1) {
-          desc.push(Col.Const, this.extras.push(this.f64[from >> 3]) - 1, 0);
+          // One value for every row: keep the first.
+          if (from !== numbersAt) this.u8.copyWithin(numbersAt, from, from + 8);
+          this.emit3(Col.ConstF64, numbersAt, 0);
+          numbersAt += 8;
         } else {
-          if (numbersAt < 0) numbersAt = from;
           if (from !== numbersAt) this.u8.copyWithin(numbersAt, from, from + rows * 8);
-          desc.push(Col.F64, numbersAt, 0);
+          this.emit3(Col.F64, numbersAt, 0);
           numbersAt += rows * 8;
         }
       } else {
-        desc.push(0, 0, 0); // filled below, once the number area is final
+        this.emit3(0, 0, 0); // filled below, once the number area is final
       }
     }
     if (numbersAt >= 0) this.pos = numbersAt;
     else this.pos = this.numbersStart;
     // Strings and anything else.
-    const first = desc.length - nf * 3;
+    const first = this.descCount - nf * 3;
     for (let j = 0; j < nf; j++) {
       const kind = s.kinds[j];
       if (kind === 'n') continue;
       const col = s.cols[j]!;
-      col.length = rows;
+      if (col.length !== rows) col.length = rows;
       const d = first + j * 3;
       if (kind === 's') {
         if (s.same[j] === 1) {
-          desc[d] = Col.Const;
-          desc[d + 1] = this.extras.push(col[0]) - 1;
+          const value = col[0] as string;
+          this.ensure(this.pos + value.length * 3);
+          desc[d] = Col.ConstString;
+          desc[d + 1] = this.pos;
+          desc[d + 2] = this.buf.utf8Write(value, this.pos);
+          this.pos += desc[d + 2]!;
         } else {
           desc[d] = this.writeStrings(col as string[], rows);
           desc[d + 1] = this.stringsLengthsAt;
@@ -611,7 +635,7 @@ export class BatchEncoder {
         }
       } else {
         desc[d] = Col.Any;
-        desc[d + 1] = this.extras.push(col) - 1;
+        desc[d + 1] = this.addExtra(col);
       }
     }
     if (retype) {
@@ -623,6 +647,25 @@ export class BatchEncoder {
       s.kinds = kinds;
       s.writer = writerFor(s.keys, kinds);
     }
+  }
+
+  private emit1(a: number): void {
+    this.desc[this.descCount++] = a;
+  }
+
+  private emit3(a: number, b: number, c: number): void {
+    const desc = this.desc;
+    const k = this.descCount;
+    desc[k] = a;
+    desc[k + 1] = b;
+    desc[k + 2] = c;
+    this.descCount = k + 3;
+  }
+
+  /** Adds a value to the message's msgpack section; returns its index there. */
+  private addExtra(value: unknown): number {
+    this.extras[this.extraCount] = value;
+    return this.extraCount++;
   }
 
   private runWriter(values: readonly unknown[], s: EncoderShape): number {
@@ -753,10 +796,19 @@ function locate(error: unknown, values: readonly unknown[], from: number, to: nu
 
 interface DecoderShape {
   readonly keys: string[] | null;
+  /** Readers by column kinds ('f' number column, 's' array, 'c' constant). */
   readonly readers: Map<string, RowReader>;
+  /** The column kinds and reader of the last message, reused while they do not change. */
+  lastKinds: Uint8Array;
+  lastReader: RowReader | undefined;
 }
 
-const VALUE_SHAPE: DecoderShape = { keys: null, readers: new Map() };
+function decoderShape(keys: string[] | null): DecoderShape {
+  return { keys, readers: new Map(), lastKinds: new Uint8Array(keys === null ? 1 : keys.length), lastReader: undefined };
+}
+
+const KIND_CHARS = 'fsc';
+const EMPTY_F64 = new Float64Array(0);
 
 /**
  * Decodes the messages of one channel, in the order they were encoded. Not thread-safe; keep it
@@ -766,6 +818,7 @@ const VALUE_SHAPE: DecoderShape = { keys: null, readers: new Map() };
 export class BatchDecoder {
   private unpackr!: Unpackr;
   private shapes: DecoderShape[] = [];
+  private valueShape = decoderShape(null);
   private seq = 0;
   // Per-group scratch, reused between messages.
   private readonly groupReaders: Array<RowReader | undefined> = [];
@@ -773,11 +826,13 @@ export class BatchDecoder {
   private readonly groupS: unknown[][][] = [];
   private readonly groupC: unknown[][] = [];
   private readonly cursors: Int32Array = new Int32Array(MAX_GROUPS);
+  private readonly kinds = new Uint8Array(MAX_FIELDS);
 
   constructor() {
     this.clear();
   }
 
+  /** Drops the channel's definitions (the encoder did, after an error or when it had too many). */
   private clear(): void {
     this.unpackr = new Unpackr(msgpackOptions());
     this.shapes = [];
@@ -795,30 +850,32 @@ export class BatchDecoder {
    */
   decode(buffer: ArrayBuffer, into: Batch<unknown>): void {
     if (buffer.byteLength < HEADER_BYTES) throw new Error(`exchange message too short (${buffer.byteLength} bytes)`);
-    const h = new Uint32Array(buffer, 0, HEADER_BYTES >> 2);
-    const word0 = h[0]!;
+    const words = new Uint32Array(buffer, 0, buffer.byteLength >>> 2);
+    const word0 = words[0]!;
     if ((word0 & 0xffff) !== MAGIC || word0 >>> 24 !== VERSION) throw new Error('not an exchange message of this version');
-    if (h[1] !== this.seq) throw new Error(`exchange message ${h[1]} received, expected ${this.seq}: a message was lost or reordered`);
-    const n = h[2]!;
+    if (words[1] !== this.seq) throw new Error(`exchange message ${words[1]} received, expected ${this.seq}: a message was lost or reordered`);
+    const n = words[2]!;
     const o = into.length;
     if (o + n > into.capacity) throw new RangeError(`batch has room for ${into.capacity - o} records, message holds ${n}`);
     if (((word0 >>> 16) & 0xff & FLAG_RESET) !== 0) this.clear();
     this.seq = (this.seq + 1) >>> 0;
-    if (n === 0 && h[4] === 0) return;
+    const packAt = words[4]!;
+    if (n === 0 && packAt === 0) return;
 
-    const extras = h[4] === 0 ? EMPTY : (this.unpackr.unpack(new Uint8Array(buffer, h[4], h[5])) as unknown[]);
+    const extras = packAt === 0 ? EMPTY : (this.unpackr.unpack(new Uint8Array(buffer, packAt, words[5])) as unknown[]);
     const defs = extras[0] as unknown[] | null | undefined;
     if (defs) {
-      for (let k = 0; k < defs.length; k += 2) {
-        this.shapes[defs[k] as number] = { keys: defs[k + 1] as string[], readers: new Map() };
-      }
+      for (let k = 0; k < defs.length; k += 2) this.shapes[defs[k] as number] = decoderShape(defs[k + 1] as string[]);
     }
-    into.times.set(new Float64Array(buffer, HEADER_BYTES, n), o);
+    const f = n === 0 ? EMPTY_F64 : new Float64Array(buffer, 0, buffer.byteLength >>> 3);
+    const times = into.times;
+    const t = HEADER_BYTES >> 3;
+    if (n > 64) times.set(f.subarray(t, t + n), o);
+    else for (let i = 0; i < n; i++) times[o + i] = f[t + i]!;
 
-    const f = new Float64Array(buffer, 0, buffer.byteLength >>> 3);
-    const words = new Uint32Array(buffer, 0, buffer.byteLength >>> 2);
-    const buf = rawBuffer(buffer);
-    let d = h[3]! >>> 2;
+    let buf: RawBuffer | undefined;
+    const kinds = this.kinds;
+    let d = words[3]! >>> 2;
     const groupCount = words[d++]!;
     let single = -1;
     for (let g = 0; g < groupCount; g++) {
@@ -826,41 +883,56 @@ export class BatchDecoder {
       const shapeId = words[d++]!;
       const rows = words[d++]!;
       const cols = words[d++]!;
-      const shape = kind === GroupKind.Value ? VALUE_SHAPE : this.shapes[shapeId];
+      if (rows === 0) {
+        d += cols * 3;
+        this.groupReaders[g] = undefined;
+        continue;
+      }
+      const shape = kind === GroupKind.Value ? this.valueShape : this.shapes[shapeId];
       if (shape === undefined) throw new Error(`exchange message uses shape ${shapeId}, never defined on this channel`);
+      if (cols !== shape.lastKinds.length) throw new Error(`exchange message gives ${cols} columns to a shape of ${shape.lastKinds.length}`);
       const b = (this.groupB[g] ??= new Int32Array(MAX_FIELDS));
       const s = (this.groupS[g] ??= []);
       const c = (this.groupC[g] ??= []);
-      let kinds = '';
+      let changed = shape.lastReader === undefined;
       for (let j = 0; j < cols; j++) {
         const ck = words[d++]!;
         const a = words[d++]!;
         const bb = words[d++]!;
-        if (rows === 0) continue;
+        let k: number;
         if (ck === Col.F64) {
-          kinds += 'f';
+          k = 0;
           b[j] = a >>> 3;
-        } else if (ck === Col.Const) {
-          kinds += 'c';
-          c[j] = extras[a];
         } else if (ck === Col.Any) {
-          kinds += 's';
+          k = 1;
           s[j] = extras[a] as unknown[];
+        } else if (ck === Col.Ascii || ck === Col.Utf8) {
+          k = 1;
+          s[j] = readStrings((buf ??= rawBuffer(buffer)), words, a >>> 2, bb, rows, ck === Col.Ascii);
+        } else if (ck === Col.ConstF64) {
+          k = 2;
+          c[j] = f[a >>> 3];
+        } else if (ck === Col.ConstString) {
+          k = 2;
+          c[j] = (buf ??= rawBuffer(buffer)).utf8Slice(a, a + bb);
         } else {
-          kinds += 's';
-          s[j] = readStrings(buf, words, a >>> 2, bb, rows, ck === Col.Ascii);
+          throw new Error(`exchange message has a column of unknown kind ${ck}`);
         }
+        if (shape.lastKinds[j] !== k) changed = true;
+        kinds[j] = k;
       }
-      if (rows === 0) {
-        this.groupReaders[g] = undefined;
-        continue;
+      if (changed) {
+        let key = '';
+        for (let j = 0; j < cols; j++) key += KIND_CHARS[kinds[j]!];
+        let reader = shape.readers.get(key);
+        if (reader === undefined) {
+          reader = readerFor(shape.keys, key);
+          shape.readers.set(key, reader);
+        }
+        shape.lastKinds.set(kinds.subarray(0, cols));
+        shape.lastReader = reader;
       }
-      let reader = shape.readers.get(kinds);
-      if (reader === undefined) {
-        reader = readerFor(shape.keys, kinds);
-        shape.readers.set(kinds, reader);
-      }
-      this.groupReaders[g] = reader;
+      this.groupReaders[g] = shape.lastReader;
       single = single === -1 && rows === n ? g : -2;
     }
 
@@ -872,7 +944,7 @@ export class BatchDecoder {
       const c = this.groupC[single]!;
       for (let r = 0; r < n; r++) out[o + r] = read(f, b, s, c, r);
     } else if (n > 0) {
-      const tags = new Uint8Array(buffer, h[6], n);
+      const tags = new Uint8Array(buffer, words[6], n);
       const cursors = this.cursors;
       cursors.fill(0, 0, groupCount);
       const readers = this.groupReaders;
@@ -886,8 +958,8 @@ export class BatchDecoder {
     }
     into.length = o + n;
     for (let g = 0; g < groupCount; g++) {
-      this.groupS[g]!.length = 0;
-      this.groupC[g]!.length = 0;
+      this.groupS[g]?.fill(undefined as never);
+      this.groupC[g]?.fill(undefined);
     }
   }
 }
