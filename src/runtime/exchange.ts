@@ -34,8 +34,11 @@ export interface RemoteReader {
 
 /** Creates the channels of a job's exchanges that cross threads. */
 export interface ChannelFactory {
-  /** The writer of exchange edge `edge` from sender instance `sender` to receiver instance `receiver`. */
-  writer(edge: number, sender: number, receiver: number): RemoteWriter;
+  /**
+   * The writer of exchange edge `edge` from sender instance `sender` to receiver instance
+   * `receiver`; a record it cannot encode goes to `unencodable` (the sender's dead letters).
+   */
+  writer(edge: number, sender: number, receiver: number, unencodable: (record: unknown, error: unknown, time: number) => void): RemoteWriter;
   /** The reader of that channel, delivering into `target`'s input channel `channel`. */
   reader(edge: number, sender: number, receiver: number, target: EdgeTarget & { isBlocked(channel: number): boolean }, channel: number): RemoteReader;
 }

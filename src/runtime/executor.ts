@@ -161,7 +161,7 @@ export class Executor {
         const local = receivers[r];
         if (local !== undefined) return { target: local, channel: this.channelOf(edge, s) };
         if (channels === null) throw new Error(`instance ${r} of step '${edge.to.id}' runs nowhere`);
-        const writer = channels.writer(index, s, r);
+        const writer = channels.writer(index, s, r, (record, error, time) => sender.deadLetter(record, error, time));
         this.writers.push(writer);
         return { target: writer, channel: this.channelOf(edge, s) };
       };

@@ -1,7 +1,7 @@
 import { type MessagePort, receiveMessageOnPort } from 'node:worker_threads';
 import type { Barrier } from './barrier.ts';
 import { Batch } from './batch.ts';
-import { type BatchDecoder, type BatchEncoder, createChannelCodec } from './batch-codec.ts';
+import { BatchDecoder, BatchEncoder, RecordEncodeError } from './batch-codec.ts';
 import type { EdgeTarget } from './collector.ts';
 import type { ChannelFactory, RemoteReader, RemoteWriter } from './exchange.ts';
 import type { ChannelEnd } from './worker-protocol.ts';
@@ -48,8 +48,12 @@ export class PortWriter implements RemoteWriter {
   /** Records sent (for metrics). */
   sent = 0;
 
-  constructor(private readonly port: MessagePort) {
-    this.encoder = createChannelCodec().encoder;
+  constructor(
+    private readonly port: MessagePort,
+    /** Where a record that cannot be encoded goes (the sending step's dead letters). */
+    private readonly unencodable: (record: unknown, error: unknown, time: number) => void,
+  ) {
+    this.encoder = new BatchEncoder();
     port.on('message', (m: Credit) => {
       this.credits += m.c;
       this.drain();
@@ -72,9 +76,23 @@ export class PortWriter implements RemoteWriter {
   }
 
   pushBatch(batch: Batch<unknown>): void {
-    if (batch.length === 0) return;
-    const buf = this.encoder.encode(batch.values, batch.times, 0, batch.length);
-    this.sent += batch.length;
+    this.encode(batch, 0, batch.length);
+  }
+
+  /** Sends records [from, to): a record that cannot be encoded is a dead letter, the others go. */
+  private encode(batch: Batch<unknown>, from: number, to: number): void {
+    if (from >= to) return;
+    let buf: ArrayBuffer;
+    try {
+      buf = this.encoder.encode(batch.values, batch.times, from, to);
+    } catch (error) {
+      if (!(error instanceof RecordEncodeError)) throw error;
+      this.unencodable(error.record, new Error(`cannot be sent to another thread: ${(error.cause as Error)?.message ?? error.message}`), batch.times[error.index]!);
+      this.encode(batch, from, error.index);
+      this.encode(batch, error.index + 1, to);
+      return;
+    }
+    this.sent += to - from;
     this.send({ t: 'b', buf }, [buf]);
   }
 
@@ -149,7 +167,7 @@ export class PortReader implements RemoteReader {
     batchSize: number,
     wake: () => void,
   ) {
-    this.decoder = createChannelCodec().decoder;
+    this.decoder = new BatchDecoder();
     this.batch = new Batch<unknown>(batchSize);
     port.on('message', (p: Packet) => {
       for (const m of p.m) this.queue.push(m);
@@ -235,7 +253,7 @@ export function portChannels(writers: readonly ChannelEnd[], readers: readonly C
     return end.port;
   };
   return {
-    writer: (edge, s, r) => new PortWriter(find(writers, edge, s, r)),
+    writer: (edge, s, r, unencodable) => new PortWriter(find(writers, edge, s, r), unencodable),
     reader: (edge, s, r, target, channel) => new PortReader(find(readers, edge, s, r), target, channel, batchSize, wake),
   };
 }
