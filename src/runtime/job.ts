@@ -81,8 +81,10 @@ export interface StepMetrics extends OperatorMetrics {
 
 /** The outcome of a finished run. */
 export interface JobResult {
-  /** Wall-clock duration of the run in milliseconds. */
+  /** Wall-clock duration of the run in milliseconds, from the moment every step was open. */
   readonly durationMs: number;
+  /** How long opening took (restoring state, starting workers, opening steps), in ms; not in `durationMs`. */
+  readonly openMs: number;
   readonly metrics: readonly StepMetrics[];
   /** Dead letters reported by every step. */
   readonly deadLetters: number;
@@ -270,9 +272,11 @@ export class Job {
 
   /** Runs until every source ends (bounded input) or {@link stop} is called. */
   async run(): Promise<JobResult> {
-    const started = performance.now();
+    const opening = performance.now();
+    let started = opening;
     try {
       await this.open();
+      started = performance.now();
       const every = this.options.checkpointInterval ?? 1000;
       if (every > 0) {
         this.interval = setInterval(() => {
@@ -297,6 +301,7 @@ export class Job {
     await this.close();
     return {
       durationMs: performance.now() - started,
+      openMs: started - opening,
       metrics: this.metrics(),
       deadLetters: this.deadLetterCount(),
       checkpoints: this.checkpoints(),
