@@ -74,4 +74,8 @@ export { WriteAheadLog, WalCursor, type WriteAheadLogOptions } from './connector
 export { WalSource, type WalSourceOptions } from './connectors/wal/source.ts';
 export { PostgresSink, type PostgresCommittable } from './connectors/postgres/sink.ts';
 export type { PostgresSinkOptions, PostgresConnection, PostgresConnectionOptions, PostgresOp } from './connectors/postgres/config.ts';
+export type { TableSinkOptions, RowOp } from './connectors/table-sink.ts';
+export { DuckDBSink, type DuckDBCommittable } from './connectors/duckdb/sink.ts';
+export type { DuckDBSinkOptions } from './connectors/duckdb/config.ts';
+export { DuckDBDatabase, type DuckDBOpenOptions, type DuckDBQueryResult } from './connectors/duckdb/database.ts';
 export type { LineReaderOptions } from './connectors/file/line-reader.ts';
