@@ -3,6 +3,7 @@
  * append, upsert and deletes, type mapping, dead letters, parallel instances sharing one file,
  * queries while the job runs, and recovery (commit after a crash is a no-op).
  */
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -361,4 +362,148 @@ describe('DuckDBSink commits exactly once', () => {
     await b.close();
     await a.close();
   });
+});
+
+describe('DuckDBSink with parallel instances', () => {
+  it('two instances share one file, each with its own staging table; a restore at parallelism 1 re-commits both', async () => {
+    const path = dbFile();
+    const checkpoints = tempDir();
+    const n = 20_000;
+    const build = (count: number): Pipeline => {
+      const p = new Pipeline();
+      p.source(new GeneratorSource<{ id: number }>({ count, make: (i) => ({ id: i }), ratePerSecond: 10_000 }), { id: 'numbers' }).sink(
+        () => new DuckDBSink<{ id: number }>({ path, table: 'ids', create: { id: 'BIGINT' }, parallelism: 2 }),
+        { id: 'duck' },
+      );
+      return p;
+    };
+    // Parallelism 2: two sink instances (a local sink in the thread that built the pipeline).
+    const first = build(n).start({ checkpointDir: checkpoints, checkpointInterval: 30, parallelism: 2 });
+    while ((await first.job.checkpoints()).filter((c) => c.status === 'completed').length < 5) await new Promise((r) => setTimeout(r, 20));
+    const stages = await query<{ name: string }>(path, `SELECT table_name AS name FROM duckdb_tables() WHERE starts_with(table_name, 'spate_stage_') ORDER BY 1`);
+    expect(stages.map((s) => s.name.slice(-2))).toEqual(['_0', '_1']);
+    // Stopped without a final checkpoint: what the last checkpoints pre-committed waits in staging.
+    first.stop({ checkpoint: false });
+    await first.done;
+    const committed = Number((await query<{ n: bigint }>(path, 'SELECT count(*) AS n FROM ids'))[0]!.n);
+    expect(committed).toBeGreaterThan(0);
+    expect(committed).toBeLessThan(n);
+    // Restored at parallelism 1: instance 0 re-commits instance 1's committables too, then drops its staging table.
+    const result = await build(n).run({ checkpointDir: checkpoints, checkpointInterval: 30, parallelism: 1 });
+    expect(result.deadLetters).toBe(0);
+    const [stats] = await query<{ n: bigint; d: bigint; hi: bigint }>(path, 'SELECT count(*) AS n, count(DISTINCT id) AS d, max(id) AS hi FROM ids');
+    expect(stats).toEqual({ n: BigInt(n), d: BigInt(n), hi: BigInt(n - 1) });
+    expect(await staged(path)).toBe(0);
+    const left = await query<{ name: string }>(path, `SELECT table_name AS name FROM duckdb_tables() WHERE starts_with(table_name, 'spate_stage_')`);
+    expect(left.map((s) => s.name.slice(-2))).toEqual(['_0']);
+  });
+
+  it('a sink object given for several instances is refused with a hint to pass a factory', async () => {
+    const p = new Pipeline();
+    p.source(new GeneratorSource({ count: 10, make: (id) => ({ id }) })).sink(new DuckDBSink<{ id: number }>({ path: dbFile(), table: 't', create: { id: 'INTEGER' }, parallelism: 2 }));
+    await expect(p.run({ parallelism: 2 })).rejects.toThrow(/give parallel sinks as a factory/);
+  });
+});
+
+describe('DuckDB results while the job runs', () => {
+  it('queries from the same process see whole checkpoints, never staged rows, and grow as checkpoints commit', async () => {
+    const path = dbFile();
+    const p = new Pipeline();
+    p.source(new GeneratorSource<{ id: number; k: number }>({ make: (i) => ({ id: i, k: i % 7 }), ratePerSecond: 20_000 }), { id: 'numbers' }).sink(
+      new DuckDBSink<{ id: number; k: number }>({ path, table: 'live', create: { id: 'BIGINT', k: 'INTEGER' } }),
+      { id: 'duck' },
+    );
+    const running = p.start({ checkpointInterval: 40 });
+    while (running.job.checkpoints().length === 0) await new Promise((resolve) => setTimeout(resolve, 10));
+    const seen: number[] = [];
+    const deadline = Date.now() + 20_000;
+    while (seen.filter((n) => n > 0).length < 8 && Date.now() < deadline) {
+      // One read-only transaction: the rows and the commit records agree at every moment.
+      const [r] = await DuckDBDatabase.query<{ n: bigint; committed: bigint | null; staged: bigint }>(
+        path,
+        `SELECT (SELECT count(*) FROM live) AS n, (SELECT sum(rows) FROM spate_commits) AS committed,
+                (SELECT count(*) FROM duckdb_tables() WHERE starts_with(table_name, 'spate_stage_')) AS staged`,
+      );
+      expect(r!.n).toBe(r!.committed ?? 0n);
+      seen.push(Number(r!.n));
+      await new Promise((resolve) => setTimeout(resolve, 15));
+    }
+    running.stop();
+    await running.done;
+    expect(seen.filter((n) => n > 0).length).toBeGreaterThanOrEqual(8);
+    for (let i = 1; i < seen.length; i++) expect(seen[i]).toBeGreaterThanOrEqual(seen[i - 1]!);
+    // Writes are refused; so is more than one statement.
+    const db = await DuckDBDatabase.open(path);
+    await expect(db.query('DELETE FROM live')).rejects.toThrow(/read-only/);
+    await expect(db.query('SELECT 1; DROP TABLE live')).rejects.toThrow(/one SQL statement/);
+    expect((await db.queryJson('SELECT count(*) AS n FROM live')).columns).toEqual([{ name: 'n', type: 'BIGINT' }]);
+    await db.close();
+  });
+
+  it('another process cannot open the file while the job holds it (DuckDB allows one writing process)', async () => {
+    const path = dbFile();
+    const db = await DuckDBDatabase.open(path);
+    const script = `import('@duckdb/node-api').then(async ({ DuckDBInstance }) => { try { await DuckDBInstance.create(${JSON.stringify(path)}, { access_mode: 'READ_ONLY' }); console.log('opened'); } catch (e) { console.log(e.message); } })`;
+    const { execFileSync } = await import('node:child_process');
+    const out = execFileSync(process.execPath, ['-e', script], { cwd: join(import.meta.dirname, '..', '..', '..'), encoding: 'utf8' });
+    expect(out).toMatch(/Could not set lock on file/);
+    await db.close();
+  });
+});
+
+describe('DuckDBSink exactly once across SIGKILL', () => {
+  const bin = join(import.meta.dirname, '..', '..', '..', 'bin', 'spate.js');
+  const fixture = join(import.meta.dirname, '..', '..', '..', 'test', 'fixtures', 'duckdb-job.ts');
+
+  /** Runs `spate run` on the fixture in worker threads; kills it `killAfter` ms after it started, if given. */
+  function runChild(args: string[], killAfter: number | undefined): Promise<{ code: number | null; signal: string | null; stderr: string }> {
+    return new Promise((resolve) => {
+      const child = spawn(process.execPath, [bin, 'run', fixture, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+      let stderr = '';
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      const timer = killAfter === undefined ? undefined : setTimeout(() => child.kill('SIGKILL'), killAfter);
+      child.on('exit', (code, signal) => {
+        clearTimeout(timer);
+        resolve({ code, signal, stderr });
+      });
+    });
+  }
+
+  it('spate run with two worker threads and two sink instances, killed at random moments and restarted: the tables equal a failure-free run', async () => {
+    const n = 30_000;
+    const path = dbFile();
+    const checkpoints = tempDir();
+    let kills = 0;
+    let log = '';
+    for (let attempt = 0; attempt < 20; attempt++) {
+      // Start-up (tsx, two workers) takes about a second; a whole run about five more.
+      const killAfter = kills < 3 ? 1_300 + Math.floor(Math.random() * 1_500) : undefined;
+      const r = await runChild(['--checkpoint-dir', checkpoints, '--checkpoint-interval', '50', '--parallelism', '2', '--', path, String(n), '6000', '2'], killAfter);
+      log += r.stderr;
+      if (r.signal === 'SIGKILL') {
+        kills++;
+        continue;
+      }
+      expect(r.code, r.stderr).toBe(0);
+      break;
+    }
+    expect(kills).toBeGreaterThanOrEqual(2); // the crashes did happen (a resumed run may end before its kill)
+    expect(log).toMatch(/resuming from checkpoint/);
+    const { record, isDelete } = await import('../../../test/fixtures/duckdb-job.ts');
+    // Every record once in `events`.
+    const events = await query<{ id: bigint; k: number; v: bigint }>(path, 'SELECT id, k, v FROM events ORDER BY id');
+    expect(events.length).toBe(n);
+    events.forEach((e, i) => expect({ id: Number(e.id), k: e.k, v: Number(e.v) }).toEqual(record(i)));
+    // The newest record of each key in `latest` (each key always reaches the same sink instance).
+    const expected = new Map<number, number>();
+    for (let i = 0; i < n; i++) {
+      const r = record(i);
+      if (isDelete(r)) expected.delete(r.k);
+      else expected.set(r.k, r.id);
+    }
+    expect(expected.size).toBeLessThan(97); // some keys end deleted
+    const latest = await query<{ k: number; id: bigint }>(path, 'SELECT k, id FROM latest ORDER BY k');
+    expect(latest.map((r) => [r.k, Number(r.id)])).toEqual([...expected].sort((a, b) => a[0] - b[0]));
+    expect(await staged(path)).toBe(0);
+  }, 120_000);
 });

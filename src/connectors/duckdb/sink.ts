@@ -105,6 +105,7 @@ export class DuckDBSink<T> implements Sink<T, DuckDBCommittable> {
   readonly local = true;
   readonly parallelism: number;
   private ctx!: SinkContext;
+  private opened = false;
   private sinkId = '';
   private db: DuckDBDatabase | null = null;
   private writer: DuckDBConnection | null = null;
@@ -157,6 +158,13 @@ export class DuckDBSink<T> implements Sink<T, DuckDBCommittable> {
 
   /** Opens the file (shared), creates the table if asked, reads its columns, creates the staging and commit tables. */
   async open(ctx: SinkContext): Promise<void> {
+    if (this.opened) {
+      throw new SinkError(
+        `this DuckDBSink object is opened a second time (instance ${ctx.instance} of ${ctx.parallelism}): give parallel sinks as a factory, ` +
+          `.sink(() => new DuckDBSink(...)), so that each instance has its own`,
+      );
+    }
+    this.opened = true;
     this.ctx = ctx;
     this.sinkId = this.options.sinkId ?? `${ctx.stepId}:${this.options.table}`;
     this.epoch = ctx.restoredCheckpoint ?? 0;
