@@ -5,3 +5,14 @@ export { VirtualClock } from '../time/clock.ts';
 export { TestSource } from './test-source.ts';
 export { CollectSink } from '../connectors/memory/sink.ts';
 export { OperatorHarness, type HarnessOptions, type Timed } from './operator-harness.ts';
+export {
+  sinkConformance,
+  sourceConformance,
+  runConformance,
+  ConformanceError,
+  type ConformanceCheck,
+  type ConformanceResult,
+  type ConformanceOptions,
+  type SinkHarness,
+  type SourceHarness,
+} from './conformance.ts';
