@@ -13,8 +13,10 @@ import { type CombineSpec, DEAD_LETTER_PORT, type LogicalGraph, MAIN_PORT, type 
  * - `broadcast`: every record to every instance;
  * - `gather`: everything to the single instance of a step of parallelism 1.
  *
- * Placement: `local` sinks (collect, callbacks) run in the thread that built the pipeline
- * (`main`); everything else runs in the workers (or, for a job in one thread, in that thread).
+ * Placement: `local` sinks (collect, callbacks) and sources (push endpoints) run in the thread
+ * that built the pipeline (`main`); everything else runs in the workers (or, for a job in one
+ * thread, in that thread). What follows a local source does not inherit its single instance: it
+ * runs at the job's parallelism, fed round-robin.
  */
 
 export type Ship = 'chain' | 'forward' | 'hash' | 'rebalance' | 'broadcast' | 'gather';
@@ -63,7 +65,9 @@ interface Traits {
 function traits(step: StepNode): Traits {
   const spec = step.spec;
   if (spec.type === 'source') {
-    const max = spec.create().maxParallelism ?? Infinity;
+    const source = spec.create();
+    if (source.local) return { max: 1, why: 'runs in the main thread (local source)', local: true, requested: undefined };
+    const max = source.maxParallelism ?? Infinity;
     return { max, why: max === 1 ? 'the source cannot be split' : max < Infinity ? `the source has ${max} split(s) at most` : undefined, local: false, requested: spec.options.parallelism };
   }
   if (spec.type === 'sink') {
@@ -96,7 +100,7 @@ export function physicalPlan(graph: LogicalGraph, parallelism: number): Physical
     } else if (node.inputs.some((e) => e.partitioning.type === 'global')) {
       p = 1;
       why = 'a global (non-keyed) step';
-    } else if (single !== undefined && single.partitioning.type === 'forward') {
+    } else if (single !== undefined && single.partitioning.type === 'forward' && !local.get(single.from.id)) {
       p = par.get(single.from.id)!;
       why = notes.get(single.from.id);
     } else p = parallelism;

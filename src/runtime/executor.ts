@@ -66,6 +66,8 @@ export class Executor {
   private readonly extraMetrics: Array<{ step: string; metrics: OperatorMetrics }> = [];
   private readonly gates = new Map<SourceNode | RemoteReader, Gate>();
   private pendingBarrier: Barrier | null = null;
+  /** The checkpoint running here: injected, neither complete nor aborted yet. */
+  private inFlight: Barrier | null = null;
   private wake: (() => void) | null = null;
   private woken = false;
   private finished = false;
@@ -102,7 +104,9 @@ export class Executor {
         } else {
           const operator = withStep(step.id, () => (spec.type === 'sink' ? new SinkOperator(spec.create()) : spec.create()));
           const combined = step.inputs.map((_, input) => plan.edges.some((e) => e.to === step && e.input === input && combineOf(e) !== undefined));
-          node = new OperatorNode(id, operator, this.inputOfChannels(step), env, r, combined);
+          const operatorNode = new OperatorNode(id, operator, this.inputOfChannels(step), env, r, combined);
+          operatorNode.onEnded = () => this.endedDuringCheckpoint(operatorNode);
+          node = operatorNode;
           this.operators.push(node);
         }
         list[i] = node;
@@ -235,13 +239,25 @@ export class Executor {
     const barrier = this.pendingBarrier;
     if (barrier === null) return;
     this.pendingBarrier = null;
+    this.inFlight = barrier;
     for (const node of this.sources) withStep(node.stepId, () => node.injectBarrier(barrier));
     // Ended steps receive no barrier: they have no input left, so their state is final.
     for (const node of this.operators) if (node.ended) withStep(node.stepId, () => node.snapshot(barrier));
   }
 
+  /**
+   * A step here ended while checkpoint `inFlight` runs, without its barrier: every input channel
+   * ended first (their sources had ended before they were asked to inject it). All its input
+   * precedes that checkpoint then, so its final state is its part of it.
+   */
+  private endedDuringCheckpoint(node: OperatorNode): void {
+    const barrier = this.inFlight;
+    if (barrier !== null && node.lastSnapshotId < barrier.id) withStep(node.stepId, () => node.snapshot(barrier));
+  }
+
   /** Checkpoint `id` is complete: steps commit, sources confirm. */
   complete(id: number): void {
+    if (this.inFlight !== null && this.inFlight.id <= id) this.inFlight = null;
     const track = (step: string, p: void | Promise<void>): void => {
       if (!(p instanceof Promise)) return;
       const tracked = attribute(step, p).catch((error: unknown) => this.fail(error));
@@ -254,6 +270,7 @@ export class Executor {
 
   /** Checkpoint `id` failed. */
   abort(id: number): void {
+    if (this.inFlight !== null && this.inFlight.id <= id) this.inFlight = null;
     for (const node of this.operators) node.operator.notifyCheckpointAborted?.(id);
   }
 

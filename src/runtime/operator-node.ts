@@ -62,6 +62,13 @@ export class OperatorNode implements EdgeTarget, OperatorContext<unknown> {
   nextProcessingTime = Infinity;
   /** How long the last checkpoint snapshot held processing up (ms). */
   lastSnapshotPause = 0;
+  /** The last checkpoint this instance took its part of. */
+  lastSnapshotId = 0;
+  /**
+   * Called once every input channel has ended, before the end is forwarded: the executor
+   * snapshots a running checkpoint whose barrier never came.
+   */
+  onEnded: () => void = () => undefined;
   readonly restoredOperatorState: readonly unknown[];
   readonly restoredCheckpoint: number | undefined;
   readonly stepId: string;
@@ -240,6 +247,7 @@ export class OperatorNode implements EdgeTarget, OperatorContext<unknown> {
       }
       this.flush();
       this.ended = true;
+      this.onEnded(); // before the end goes downstream: what a snapshot emits precedes it
       for (const port of this.portList) port.end();
     }
   }
@@ -327,6 +335,7 @@ export class OperatorNode implements EdgeTarget, OperatorContext<unknown> {
       throw this.failure(error);
     }
     this.lastSnapshotPause = performance.now() - started;
+    this.lastSnapshotId = barrier.id;
     this.env.snapshots.add(barrier.id, this.stepId, this.instance, { watermark: this.watermark, keyed, operator }, this.lastSnapshotPause);
   }
 
