@@ -52,6 +52,30 @@ export interface PhysicalPlan {
   readonly parallelismOf: ReadonlyMap<string, number>;
 }
 
+/** One input channel of a step instance: which edge and which instance of the upstream step feed it. */
+export interface InputChannel {
+  readonly edge: PhysicalEdge;
+  /** The upstream step and its instance. */
+  readonly step: string;
+  readonly instance: number;
+  /** Which input of the receiving step. */
+  readonly input: number;
+}
+
+/**
+ * The input channels of instance `instance` of step `step`, in channel order: per incoming edge,
+ * one channel from the same instance (chain, forward) or one per upstream instance (the others).
+ */
+export function inputChannels(plan: PhysicalPlan, step: string, instance: number): InputChannel[] {
+  const out: InputChannel[] = [];
+  for (const edge of plan.edges) {
+    if (edge.to.id !== step) continue;
+    if (edge.ship === 'chain' || edge.ship === 'forward') out.push({ edge, step: edge.from.id, instance, input: edge.input });
+    else for (let s = 0; s < plan.parallelismOf.get(edge.from.id)!; s++) out.push({ edge, step: edge.from.id, instance: s, input: edge.input });
+  }
+  return out;
+}
+
 /** What the planner needs to know about a step beyond the graph. */
 interface Traits {
   /** Upper bound on instances, and why. */

@@ -62,6 +62,8 @@ export class OperatorNode implements EdgeTarget, OperatorContext<unknown> {
   nextProcessingTime = Infinity;
   /** How long the last checkpoint snapshot held processing up (ms). */
   lastSnapshotPause = 0;
+  /** Time its input from other threads waited because downstream could not take more (ms). */
+  backpressureMs = 0;
   /** The last checkpoint this instance took its part of. */
   lastSnapshotId = 0;
   /**
@@ -228,6 +230,11 @@ export class OperatorNode implements EdgeTarget, OperatorContext<unknown> {
     if (this.channelIdle[channel] === idle) return;
     this.channelIdle[channel] = idle;
     this.combine();
+  }
+
+  /** Every input channel's watermark, idleness and end (for the dashboard). */
+  inputStates(): Array<{ watermark: number; idle: boolean; ended: boolean }> {
+    return this.channelWatermarks.map((watermark, c) => ({ watermark, idle: this.channelIdle[c]!, ended: this.channelEnded[c]! }));
   }
 
   pushEnd(channel: number): void {
