@@ -77,6 +77,10 @@ export interface StepMetrics extends OperatorMetrics {
   readonly idle: boolean;
   /** How long this step's last checkpoint snapshot held up processing (ms). */
   readonly checkpointPauseMs: number;
+  /** Time its instances waited for downstream, summed (ms); a rate of 1 per instance is fully backpressured. */
+  readonly backpressureMs: number;
+  /** Instances of the step. */
+  readonly instances: number;
 }
 
 /** The outcome of a finished run. */
@@ -441,6 +445,8 @@ export function aggregateMetrics(graph: LogicalGraph, instances: readonly Instan
       watermark: live.length === 0 ? -Infinity : Math.min(...live.map((m) => m.watermark)),
       idle: live.length > 0 && live.every((m) => m.idle),
       checkpointPauseMs: live.length === 0 ? 0 : Math.max(...live.map((m) => m.checkpointPauseMs)),
+      backpressureMs: live.reduce((n, m) => n + m.backpressureMs, 0),
+      instances: live.length,
     });
   }
   return out;

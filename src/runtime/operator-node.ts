@@ -62,6 +62,15 @@ export class OperatorNode implements EdgeTarget, OperatorContext<unknown> {
   nextProcessingTime = Infinity;
   /** How long the last checkpoint snapshot held processing up (ms). */
   lastSnapshotPause = 0;
+  /** Time its input from other threads waited because downstream could not take more (ms). */
+  backpressureMs = 0;
+  /** The last checkpoint this instance took its part of. */
+  lastSnapshotId = 0;
+  /**
+   * Called once every input channel has ended, before the end is forwarded: the executor
+   * snapshots a running checkpoint whose barrier never came.
+   */
+  onEnded: () => void = () => undefined;
   readonly restoredOperatorState: readonly unknown[];
   readonly restoredCheckpoint: number | undefined;
   readonly stepId: string;
@@ -223,6 +232,11 @@ export class OperatorNode implements EdgeTarget, OperatorContext<unknown> {
     this.combine();
   }
 
+  /** Every input channel's watermark, idleness and end (for the dashboard). */
+  inputStates(): Array<{ watermark: number; idle: boolean; ended: boolean }> {
+    return this.channelWatermarks.map((watermark, c) => ({ watermark, idle: this.channelIdle[c]!, ended: this.channelEnded[c]! }));
+  }
+
   pushEnd(channel: number): void {
     if (this.channelBlocked[channel]) {
       this.held.push({ kind: 'end', channel });
@@ -240,6 +254,7 @@ export class OperatorNode implements EdgeTarget, OperatorContext<unknown> {
       }
       this.flush();
       this.ended = true;
+      this.onEnded(); // before the end goes downstream: what a snapshot emits precedes it
       for (const port of this.portList) port.end();
     }
   }
@@ -327,6 +342,7 @@ export class OperatorNode implements EdgeTarget, OperatorContext<unknown> {
       throw this.failure(error);
     }
     this.lastSnapshotPause = performance.now() - started;
+    this.lastSnapshotId = barrier.id;
     this.env.snapshots.add(barrier.id, this.stepId, this.instance, { watermark: this.watermark, keyed, operator }, this.lastSnapshotPause);
   }
 

@@ -79,6 +79,8 @@ export class SourceNode {
   readonly parallelism: number;
   /** How long the last checkpoint snapshot held processing up (ms). */
   lastSnapshotPause = 0;
+  /** Time spent unable to read because downstream could not take more (ms). */
+  backpressureMs = 0;
   private readonly timestamp: ((value: unknown) => number) | undefined;
   private readonly derived: boolean;
   private readonly bound: number;
@@ -349,6 +351,17 @@ export class SourceNode {
   private *activeTracks(): Iterable<SplitTrack> {
     if (this.own.used || this.tracks.size === 0) yield this.own;
     for (const t of this.tracks.values()) if (!t.finished) yield t;
+  }
+
+  /** Every split in use, with its watermark (for the dashboard: which split holds time back). */
+  splitStates(): Array<{ id: string; watermark: number; idle: boolean; finished: boolean }> {
+    const out: Array<{ id: string; watermark: number; idle: boolean; finished: boolean }> = [];
+    const add = (t: SplitTrack): void => {
+      out.push({ id: t.id, watermark: this.derived ? t.maxTime - this.bound - 1 : t.explicit, idle: t.idle, finished: t.finished });
+    };
+    if (this.own.used) add(this.own);
+    for (const t of this.tracks.values()) add(t);
+    return out;
   }
 
   /** The watermark over the splits: the minimum over active, non-idle ones. */

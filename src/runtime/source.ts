@@ -88,6 +88,12 @@ export interface Source<T> {
   readonly replayable?: boolean;
   /** At most this many parallel readers; 1 for a source whose input cannot be divided. */
   readonly maxParallelism?: number;
+  /**
+   * Whether the source must run in the thread that built the pipeline (one instance), because
+   * its input arrives there: push endpoints listening on a port, with their write-ahead logs.
+   * A parallel job reads it there and sends what follows to the workers.
+   */
+  readonly local?: boolean;
   /** The splits of the input, with their starting positions, on a fresh start. */
   splits(ctx: SourceContext): readonly Split[] | Promise<readonly Split[]>;
   /** A reader for one parallel instance. */

@@ -100,7 +100,7 @@ export class WorkerExecution implements Execution {
         }
       }
     });
-    // The local sinks run here.
+    // The local sources and sinks run here.
     const local = new Executor({
       graph: this.graph,
       plan: this.plan,
@@ -108,7 +108,7 @@ export class WorkerExecution implements Execution {
       hosts: (task) => task.placement === 'main',
       channels: portChannels(mainWriters, mainReaders, this.env.batchSize, () => local.wakeUp()),
       restore,
-      splits: () => [],
+      splits: (step, instance) => splits.get(step)?.[instance] ?? [],
     });
     local.build();
     local.onEnded = () => this.endedOne();
@@ -224,10 +224,12 @@ export class WorkerExecution implements Execution {
 
   pause(): void {
     this.post({ type: 'pause' });
+    this.local?.pause();
   }
 
   halt(): void {
     this.post({ type: 'halt' });
+    this.local?.halt();
   }
 
   /** Whether every thread has reported that its instances ended. */
