@@ -12,6 +12,7 @@ import { MAX_BATCH_SIZE, MAX_KEY_GROUPS } from '../runtime/options.ts';
 import { defaultParallelism } from '../runtime/worker-execution.ts';
 import { numericArg, onStopSignal, UsageError } from './args.ts';
 import { sendControl, serveControl } from './control.ts';
+import { DuckDBDatabase } from '../connectors/duckdb/database.ts';
 
 export const RUN_USAGE = `spate run <pipeline.ts|pipeline.js> [options] [-- args...]
 
@@ -160,6 +161,7 @@ async function runToEnd(p: Pipeline, path: string, checkpointDir: string | undef
     checkpointDir === undefined
       ? null
       : await serveControl(checkpointDir, async (request) => {
+          if (request.command === 'query') return DuckDBDatabase.queryOpen(request.sql, request.database);
           if (request.command === 'savepoint') {
             const record = await job.savepoint();
             return { id: record.id, path: resolve(checkpointDir, `savepoint-${String(record.id).padStart(10, '0')}`), bytes: record.bytes };

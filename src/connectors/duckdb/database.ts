@@ -135,6 +135,30 @@ export class DuckDBDatabase {
     return [...open.keys()];
   }
 
+  /**
+   * Runs one read-only statement on a database file this thread has open — a running job's —
+   * and answers JSON-safe rows: what the job answers other processes, which cannot open the file
+   * while it runs. `path` may be left out when exactly one file is open.
+   */
+  static async queryOpen(sql: string, path?: string): Promise<DuckDBQueryResult & { readonly database: string }> {
+    const files = DuckDBDatabase.openFiles();
+    let file: string | undefined;
+    if (path === undefined) {
+      if (files.length !== 1) throw new Error(files.length === 0 ? 'the job has no DuckDB database open' : `the job has ${files.length} DuckDB databases open; name one: ${files.join(', ')}`);
+      file = files[0];
+    } else {
+      const key = canonical(path);
+      file = files.find((f) => f === key);
+      if (file === undefined) throw new Error(`the job has no DuckDB database ${key} open${files.length > 0 ? ` (it has ${files.join(', ')})` : ''}`);
+    }
+    const db = await DuckDBDatabase.open(file!);
+    try {
+      return { database: db.path, ...(await db.queryJson(sql)) };
+    } finally {
+      await db.close();
+    }
+  }
+
   /** The file's canonical path. */
   get path(): string {
     return this.entry.path;
@@ -240,7 +264,7 @@ export class DuckDBDatabase {
  * thread of the same process would get an instance of its own on the same file and corrupt it.
  * A marker left by a dead process is taken over (DuckDB's lock then says whether the file is free).
  */
-function claimInProcess(path: string): string {
+function claimInProcess(path: string): string | null {
   const marker = `${path}.spate-owner`;
   const me = `${process.pid} ${threadId}`;
   for (let attempt = 0; attempt < 2; attempt++) {
@@ -250,7 +274,8 @@ function claimInProcess(path: string): string {
       closeSync(fd);
       return marker;
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') return marker;
+      // Cannot write beside the file (read-only directory, say): go without a marker.
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') return null;
     }
     let owner = '';
     try {
@@ -262,9 +287,20 @@ function claimInProcess(path: string): string {
     if (pid === process.pid && thread !== threadId) {
       throw new Error(`DuckDB database ${path} is open in another thread of this process (thread ${thread}); a file is opened once per process — query it through that thread`);
     }
-    // Another process's marker: DuckDB's lock decides (a live process holds it, a dead one does not).
+    // Another live process's marker: DuckDB's own lock refuses us (or, if that process has let go
+    // of the file without removing its marker, lets us in); a dead process's marker is stale.
+    if (pid !== process.pid && alive(pid!)) return null;
     rmSync(marker, { force: true });
   }
-  return marker;
+  return null;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 

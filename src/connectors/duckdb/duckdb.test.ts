@@ -4,7 +4,7 @@
  * queries while the job runs, and recovery (commit after a crash is a no-op).
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -440,6 +440,22 @@ describe('DuckDB results while the job runs', () => {
     await db.close();
   });
 
+  it('another thread of the process cannot open the file a first thread holds (two instances of one file would corrupt it)', async () => {
+    const path = dbFile();
+    const { Worker } = await import('node:worker_threads');
+    const attempt = (): Promise<string> =>
+      new Promise((resolve, reject) => {
+        const worker = new Worker(new URL('../../../test/fixtures/duckdb-open-worker.mjs', import.meta.url), { workerData: path });
+        worker.once('message', (m: string) => void worker.terminate().then(() => resolve(m)));
+        worker.once('error', reject);
+      });
+    const db = await DuckDBDatabase.open(path);
+    expect(await attempt()).toMatch(/is open in another thread of this process/);
+    await db.close();
+    // Closed here, the file is free for the other thread.
+    expect(await attempt()).toBe('opened');
+  });
+
   it('another process cannot open the file while the job holds it (DuckDB allows one writing process)', async () => {
     const path = dbFile();
     const db = await DuckDBDatabase.open(path);
@@ -451,18 +467,83 @@ describe('DuckDB results while the job runs', () => {
   });
 });
 
+describe('DuckDB results of a running `spate run` job, from another process', () => {
+  it('answers read-only queries over the job control socket while it runs (the file itself is locked)', async () => {
+    const bin = join(import.meta.dirname, '..', '..', '..', 'bin', 'spate.js');
+    const fixture = join(import.meta.dirname, '..', '..', '..', 'test', 'fixtures', 'duckdb-job.ts');
+    const path = dbFile();
+    const checkpoints = tempDir();
+    const child = spawn(process.execPath, [bin, 'run', fixture, '--checkpoint-dir', checkpoints, '--checkpoint-interval', '50', '--parallelism', '1', '--', path, '10000000', '5000', '1'], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    try {
+      const { sendControl } = await import('../../cli/control.ts');
+      const counts: number[] = [];
+      const deadline = Date.now() + 30_000;
+      while (counts.filter((n) => n > 0).length < 3 && Date.now() < deadline) {
+        try {
+          const answer = (await sendControl(checkpoints, { command: 'query', sql: 'SELECT count(*) AS n FROM events', database: path }, 5_000)) as {
+            database: string;
+            columns: unknown[];
+            rows: Array<{ n: number | string }>;
+          };
+          expect(answer.columns).toEqual([{ name: 'n', type: 'BIGINT' }]);
+          counts.push(Number(answer.rows[0]!.n));
+        } catch (error) {
+          // Not up yet (no socket, or the table is not created yet).
+          if (!/no running job|does not exist|no DuckDB database/.test((error as Error).message)) throw error;
+        }
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      expect(counts.filter((n) => n > 0).length, stderr).toBeGreaterThanOrEqual(3);
+      for (let i = 1; i < counts.length; i++) expect(counts[i]).toBeGreaterThanOrEqual(counts[i - 1]!);
+      // Two files, or a write: refused with a clear error.
+      await expect(sendControl(checkpoints, { command: 'query', sql: 'DELETE FROM events', database: path }, 5_000)).rejects.toThrow(/read-only/);
+      await expect(sendControl(checkpoints, { command: 'query', sql: 'SELECT 1', database: join(tempDir(), 'other.duckdb') }, 5_000)).rejects.toThrow(/has no DuckDB database/);
+    } finally {
+      child.kill('SIGTERM');
+    }
+    expect(await exited, stderr).toBe(0);
+  }, 60_000);
+});
+
 describe('DuckDBSink exactly once across SIGKILL', () => {
   const bin = join(import.meta.dirname, '..', '..', '..', 'bin', 'spate.js');
   const fixture = join(import.meta.dirname, '..', '..', '..', 'test', 'fixtures', 'duckdb-job.ts');
 
-  /** Runs `spate run` on the fixture in worker threads; kills it `killAfter` ms after it started, if given. */
-  function runChild(args: string[], killAfter: number | undefined): Promise<{ code: number | null; signal: string | null; stderr: string }> {
+  /** The id of the newest complete checkpoint in `dir` (0 if none). */
+  const newest = (dir: string): number => {
+    if (!existsSync(dir)) return 0;
+    const ids = readdirSync(dir)
+      .filter((n) => /^chk-\d+$/.test(n) && existsSync(join(dir, n, '_MANIFEST')))
+      .map((n) => Number(n.slice(4)));
+    return Math.max(0, ...ids);
+  };
+
+  /**
+   * Runs `spate run` on the fixture in worker threads; if `kill`, kills it with SIGKILL at a random
+   * moment (up to `kill` ms) after it completed a checkpoint of its own, so that every killed run
+   * leaves something to resume from, however slow the machine.
+   */
+  function runChild(args: string[], checkpoints: string, kill: number | undefined): Promise<{ code: number | null; signal: string | null; stderr: string }> {
     return new Promise((resolve) => {
+      const before = newest(checkpoints);
       const child = spawn(process.execPath, [bin, 'run', fixture, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
       let stderr = '';
       child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-      const timer = killAfter === undefined ? undefined : setTimeout(() => child.kill('SIGKILL'), killAfter);
+      let timer: NodeJS.Timeout | undefined;
+      const watch =
+        kill === undefined
+          ? undefined
+          : setInterval(() => {
+              if (timer !== undefined || newest(checkpoints) <= before) return;
+              timer = setTimeout(() => child.kill('SIGKILL'), Math.floor(Math.random() * kill));
+            }, 10);
       child.on('exit', (code, signal) => {
+        clearInterval(watch);
         clearTimeout(timer);
         resolve({ code, signal, stderr });
       });
@@ -476,9 +557,11 @@ describe('DuckDBSink exactly once across SIGKILL', () => {
     let kills = 0;
     let log = '';
     for (let attempt = 0; attempt < 20; attempt++) {
-      // Start-up (tsx, two workers) takes about a second; a whole run about five more.
-      const killAfter = kills < 3 ? 1_300 + Math.floor(Math.random() * 1_500) : undefined;
-      const r = await runChild(['--checkpoint-dir', checkpoints, '--checkpoint-interval', '50', '--parallelism', '2', '--', path, String(n), '6000', '2'], killAfter);
+      const r = await runChild(
+        ['--checkpoint-dir', checkpoints, '--checkpoint-interval', '50', '--parallelism', '2', '--', path, String(n), '6000', '2'],
+        checkpoints,
+        kills < 3 ? 1_500 : undefined,
+      );
       log += r.stderr;
       if (r.signal === 'SIGKILL') {
         kills++;
