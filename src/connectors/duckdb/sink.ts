@@ -54,7 +54,7 @@ interface Plan {
  * against its column's type) and appends them, with DuckDB's appender, to a staging table of the
  * sink instance (`spate_stage_<table>_<hash of the sink id>_<instance>`, beside the target, with
  * its column types), tagged with an **epoch** — the id of the last pre-commit before the row (the
- * restored checkpoint's after a restart, 0 on a fresh start) — and a sequence number. Appended rows
+ * restored checkpoint's after a restart, 0 on a fresh start) — and a sequence number within it. Appended rows
  * are flushed every `rowsPerFlush` rows and at `preCommit(n)`, which returns `{ epoch, rows }`:
  * a flush is a DuckDB commit, so pre-committed rows are durable, and invisible in the target.
  * `commit` applies a checkpoint's staged rows to the target, records `(sink id, instance,
@@ -130,6 +130,7 @@ export class DuckDBSink<T> implements Sink<T, DuckDBCommittable> {
   private epochBig = 0n;
   /** Rows accepted since the last pre-commit. */
   private epochRows = 0;
+  /** The sequence number of the next row within its epoch. */
   private seq = 0;
   private commits = 0;
   private commitFailures = 0;
@@ -212,6 +213,7 @@ export class DuckDBSink<T> implements Sink<T, DuckDBCommittable> {
     this.epoch = checkpointId;
     this.epochBig = BigInt(checkpointId);
     this.epochRows = 0;
+    this.seq = 0;
     return result;
   }
 
@@ -345,7 +347,7 @@ export class DuckDBSink<T> implements Sink<T, DuckDBCommittable> {
       isKey: columns.map((col) => key?.includes(col.name) ?? false),
       key,
       hasOp: options.op !== undefined,
-      signature: `spate staging v1 ${JSON.stringify([options.op !== undefined, columns.map((col) => [col.name, col.type])])}`,
+      signature: `spate staging v2 ${JSON.stringify([options.op !== undefined, columns.map((col) => [col.name, col.type])])}`,
       checks: constraints.filter((k) => k.type === 'CHECK' && k.expression !== null).map((k) => ({ expression: k.expression!, text: k.text })),
       uniques: constraints.filter((k) => k.type === 'PRIMARY KEY' || k.type === 'UNIQUE').map((k) => k.cols),
     };
@@ -393,7 +395,7 @@ export class DuckDBSink<T> implements Sink<T, DuckDBCommittable> {
       await c.run(`DROP TABLE ${staging}`);
     }
     const cols = plan.columns.map((col) => `${ident(col.name)} ${col.type}`).join(', ');
-    await c.run(`CREATE TABLE ${staging} (spate_epoch BIGINT NOT NULL, spate_seq BIGINT NOT NULL, ${plan.hasOp ? 'spate_delete BOOLEAN NOT NULL, ' : ''}${cols})`);
+    await c.run(`CREATE TABLE ${staging} (spate_epoch BIGINT NOT NULL, spate_seq INTEGER NOT NULL, ${plan.hasOp ? 'spate_delete BOOLEAN NOT NULL, ' : ''}${cols})`);
     await c.run(`COMMENT ON TABLE ${staging} IS ${literal(plan.signature)}`);
   }
 
@@ -443,7 +445,7 @@ export class DuckDBSink<T> implements Sink<T, DuckDBCommittable> {
       else writers[c]!(vector, r, v);
     }
     vectors[0]!.setItem(r, this.epochBig);
-    vectors[1]!.setItem(r, BigInt(this.seq));
+    vectors[1]!.setItem(r, this.seq);
     if (plan.hasOp) vectors[2]!.setItem(r, del);
     this.seq++;
     this.epochRows++;
@@ -588,7 +590,7 @@ export class DuckDBSink<T> implements Sink<T, DuckDBCommittable> {
     const applied = plan.hasOp ? `(SELECT * FROM (${source}) WHERE NOT spate_delete)` : `(${source})`;
     for (const check of plan.checks) {
       try {
-        const bad = await rows<{ seq: bigint }>(conn, `SELECT spate_seq AS seq FROM ${applied} WHERE (${check.expression}) IS FALSE ORDER BY spate_seq LIMIT ${limit}`);
+        const bad = await rows<{ seq: number }>(conn, `SELECT spate_seq AS seq FROM ${applied} WHERE (${check.expression}) IS FALSE ORDER BY spate_seq LIMIT ${limit}`);
         for (const b of bad) if (!refused.has(String(b.seq))) refused.set(String(b.seq), `${check.text} is false`);
       } catch {
         // The expression names a column the sink does not write: the table judges it at apply.
@@ -602,7 +604,7 @@ export class DuckDBSink<T> implements Sink<T, DuckDBCommittable> {
       const cols = unique.map(ident);
       const same = (a: string, b: string): string => cols.map((k) => `${a}.${k} = ${b}.${k}`).join(' AND ');
       const otherKey = plan.key === null ? '' : ` AND NOT (${plan.key.map(ident).map((k) => `t.${k} = s.${k}`).join(' AND ')})`;
-      const bad = await rows<{ seq: bigint; existing: boolean }>(
+      const bad = await rows<{ seq: number; existing: boolean }>(
         conn,
         `SELECT s.spate_seq AS seq, EXISTS (SELECT 1 FROM ${plan.target} t WHERE ${same('t', 's')}${otherKey}) AS existing FROM ${applied} s ` +
           `WHERE ${cols.map((k) => `s.${k} IS NOT NULL`).join(' AND ')} AND (EXISTS (SELECT 1 FROM ${plan.target} t WHERE ${same('t', 's')}${otherKey}) ` +
