@@ -54,6 +54,27 @@ export interface JobOptions {
    * renamed states); without it such a restore is refused with the list of step ids.
    */
   allowDroppedState?: boolean;
+  /**
+   * Test hooks, for `spate/testing`'s crash injection ({@link JobTestHooks}); not for
+   * production use.
+   */
+  testHooks?: JobTestHooks;
+}
+
+/**
+ * Hooks through which the test kit (`runWithCrashes` in `spate/testing`) drives a job: it
+ * counts polls, advances a virtual clock, triggers checkpoints and kills the job at chosen
+ * points. They run from the job's loop only — once per iteration, never per record — and cost
+ * nothing when absent.
+ */
+export interface JobTestHooks {
+  /**
+   * Called at the top of every iteration of the run loop: between two polls of the sources,
+   * before a pending checkpoint barrier is injected. It may trigger a checkpoint
+   * ({@link LocalJob.checkpoint}) or kill the job ({@link LocalJob.kill}); an exception fails
+   * the job.
+   */
+  betweenPolls?(job: LocalJob): void;
 }
 
 /** Per-step counters and watermark, as reported by {@link LocalJob.metrics}. */
@@ -113,6 +134,8 @@ export class LocalJob {
   private coordinator: CheckpointCoordinator | null = null;
   private stopRequested = false;
   private failure: { error: unknown } | null = null;
+  /** Set by {@link kill}: the job is dead and does nothing more. */
+  private killed: { error: unknown } | null = null;
   private wake: (() => void) | null = null;
   /** Set by a wake-up that may have come before the loop went to sleep. */
   private woken = false;
@@ -291,13 +314,19 @@ export class LocalJob {
 
   /** What the coordinator drives. */
   private target(): { inject(b: Barrier): void; complete(id: number): void; abort(id: number): void } {
+    // A killed job hears nothing more: a checkpoint whose writes were in flight when the process
+    // died never tells its sinks to commit.
     return {
       inject: (barrier) => {
+        if (this.killed !== null) return;
         this.pendingBarrier = barrier;
         this.wakeUp();
       },
-      complete: (id) => this.notifyComplete(id),
+      complete: (id) => {
+        if (this.killed === null) this.notifyComplete(id);
+      },
       abort: (id) => {
+        if (this.killed !== null) return;
         for (const node of this.operators) node.operator.notifyCheckpointAborted?.(id);
       },
     };
@@ -335,6 +364,7 @@ export class LocalJob {
     let lastYield = performance.now();
     try {
       await this.open();
+      if (this.killed !== null) throw this.killed.error;
       const every = this.options.checkpointInterval ?? 1000;
       if (every > 0) {
         this.interval = setInterval(() => {
@@ -343,7 +373,12 @@ export class LocalJob {
         }, every);
       }
       let final: Promise<unknown> | null = null;
-      while (!this.failure) {
+      const hooks = this.options.testHooks;
+      while (this.failure === null && this.killed === null) {
+        if (hooks?.betweenPolls !== undefined) {
+          hooks.betweenPolls(this);
+          if (this.killed !== null) break;
+        }
         this.injectPendingBarrier();
         let progressed = false;
         let live = 0;
@@ -373,10 +408,15 @@ export class LocalJob {
           lastYield = performance.now();
         }
       }
+      // (The loop's condition makes TypeScript narrow these to null; a hook or a wake-up set them.)
+      const killed = this.killed as { error: unknown } | null;
+      if (killed !== null) throw killed.error;
       if (this.failure !== null) throw this.failure.error;
       await Promise.all(this.completions);
       if (this.failure !== null) throw (this.failure as { error: unknown }).error;
     } catch (error) {
+      // A killed job closes nothing: a process that dies flushes nothing either.
+      if (this.killed !== null) throw this.killed.error;
       // The job's own failure is what the caller needs to see, not a failure to close after it.
       await this.close().catch(() => undefined);
       throw error;
@@ -422,6 +462,43 @@ export class LocalJob {
       this.finalDone = true;
     }
     this.wakeUp();
+  }
+
+  /**
+   * Takes a checkpoint now, as the periodic timer would (with a checkpoint directory it is
+   * written there and counts for recovery and retention); resolves with its record once it is
+   * complete, rejects if it fails.
+   */
+  async checkpoint(): Promise<CheckpointRecord> {
+    await this.takeCheckpoint('checkpoint', false);
+    return this.checkpoints().filter((c) => c.kind === 'checkpoint').pop()!;
+  }
+
+  /** Whether a checkpoint (or savepoint) is in progress. */
+  get checkpointing(): boolean {
+    return this.coordinator?.busy ?? false;
+  }
+
+  /**
+   * Test hook: simulates the process dying at this instant (`kill -9`). The run loop stops at
+   * its next step — no final checkpoint, no sink commit, no `close` of any step, no flush — and
+   * `run()` rejects with `reason` (if it is past `open`; a job killed while opening never
+   * settles, as a dead process never answers). A checkpoint in flight never completes. Work
+   * already under way in promises (a storage write, a sink commit) cannot be recalled: the test
+   * kit fences its storage and sinks so that they drop whatever a killed job still does.
+   * Used by `runWithCrashes` in `spate/testing`.
+   */
+  kill(reason: Error): void {
+    if (this.killed !== null) return;
+    this.killed = { error: reason };
+    if (this.interval !== null) clearInterval(this.interval);
+    this.interval = null;
+    this.wakeUp();
+  }
+
+  /** Whether {@link kill} was called. */
+  get dead(): boolean {
+    return this.killed !== null;
   }
 
   /**
@@ -530,7 +607,7 @@ export class LocalJob {
   private failed(): Promise<void> {
     return new Promise((resolve) => {
       const check = (): void => {
-        if (this.failure !== null || this.stopRequested) resolve();
+        if (this.failure !== null || this.killed !== null || this.stopRequested) resolve();
         else setTimeout(check, 50).unref();
       };
       check();
@@ -547,7 +624,7 @@ export class LocalJob {
       deadline = now;
     }
     const delay = deadline === Infinity ? 1000 : Math.max(0, Math.min(1000, deadline - now));
-    if (this.woken || this.failure !== null || this.pendingBarrier !== null) {
+    if (this.woken || this.failure !== null || this.killed !== null || this.pendingBarrier !== null) {
       this.woken = false;
       return;
     }
