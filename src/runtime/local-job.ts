@@ -269,6 +269,7 @@ export class LocalJob {
     for (const node of this.operators) {
       if (withStepSync(node.stepId, () => node.open()) instanceof Promise) throw new Error(`openSync: step '${node.stepId}' opens asynchronously`);
     }
+    this.announceRestoredWatermarks();
     this.coordinator = new CheckpointCoordinator({
       storage: null,
       fingerprint: this.graph.fingerprint(),
@@ -309,7 +310,20 @@ export class LocalJob {
       if (r instanceof Promise) opening.push(withStep(node.stepId, r));
     }
     await Promise.all(opening);
+    this.announceRestoredWatermarks();
     for (const node of this.sources) await withStep(node.stepId, Promise.resolve(node.reader.open(node.splits)));
+  }
+
+  /**
+   * After a restore, every step sends its restored watermark downstream before any input flows:
+   * the watermark of a step with several inputs is the minimum over them, and its input channels
+   * start from scratch, so without this it would stay behind until every input had advanced past
+   * its old watermark — and judge late records differently than the run that was interrupted.
+   */
+  private announceRestoredWatermarks(): void {
+    if (this.restoredFrom === null) return;
+    for (const node of this.sources) withStepSync(node.stepId, () => node.announceWatermark());
+    for (const node of this.operators) withStepSync(node.stepId, () => node.announceWatermark());
   }
 
   /** What the coordinator drives. */

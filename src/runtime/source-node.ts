@@ -257,6 +257,15 @@ export class SourceNode {
     if (barrier.stop) this.stopped = true;
   }
 
+  /**
+   * Recovery: sends the restored watermark downstream again, before any input, so that a step
+   * with several inputs gets back what each input had reached (its channels start from scratch).
+   */
+  announceWatermark(): void {
+    if (this.currentWatermark === MIN_WATERMARK) return;
+    for (const port of this.ports.values()) port.watermark(this.currentWatermark);
+  }
+
   /** Sends the final watermark and end-of-input (bounded input exhausted). */
   finish(): void {
     if (this.ended) return;
