@@ -61,7 +61,7 @@ export class NexmarkSource implements Source<NexmarkEvent> {
 
 class NexmarkReader implements SourceReader<NexmarkEvent> {
   private splits: NexmarkSplit[] = [];
-  private turn = 0;
+  private registered = false;
 
   constructor(
     private readonly generator: NexmarkGenerator,
@@ -75,12 +75,16 @@ class NexmarkReader implements SourceReader<NexmarkEvent> {
   }
 
   poll(out: SourceOutput<NexmarkEvent>, max: number): SourceStatus {
+    if (!this.registered) {
+      // Every split holds the watermark back from the start, not only once it is first polled.
+      this.registered = true;
+      for (const s of this.splits) s.register(out);
+    }
     let waiting = false;
-    // One split per poll, in turn: a batch holds events of one split.
-    for (let tries = 0; tries < this.splits.length; tries++) {
-      const s = this.splits[this.turn]!;
-      this.turn = (this.turn + 1) % this.splits.length;
-      if (s.ended) continue;
+    // One split per poll (a batch holds events of one split): the one furthest behind first, so
+    // the order follows from the positions alone and a restored job goes on exactly as before.
+    const order = this.splits.filter((s) => !s.ended).sort((a, b) => a.next - b.next);
+    for (const s of order) {
       const status = s.poll(out, max);
       if (status === 'more') return 'more';
       if (status === 'wait') waiting = true;
@@ -127,6 +131,12 @@ class NexmarkSplit {
     this.disorder = options.disorder ?? 0;
     this.live = options.live ?? false;
     for (const id of position.pending) this.hold(id);
+  }
+
+  /** Registers the split's output (it holds the watermark back from now on), finished if it already is. */
+  register(parent: SourceOutput<NexmarkEvent>): void {
+    const out = (this.out ??= parent.split(this.id));
+    if (this.next >= this.count && this.ids.length === 0) this.end(out);
   }
 
   poll(parent: SourceOutput<NexmarkEvent>, max: number): SourceStatus {

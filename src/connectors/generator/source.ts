@@ -74,7 +74,7 @@ export class GeneratorSource<T> implements Source<T> {
 
 class GeneratorReader<T> implements SourceReader<T> {
   private splits: StrideSplit[] = [];
-  private turn = 0;
+  private registered = false;
   private started = 0;
   private emitted = 0;
   private rate = Infinity;
@@ -94,6 +94,15 @@ class GeneratorReader<T> implements SourceReader<T> {
 
   poll(out: SourceOutput<T>, max: number): SourceStatus {
     const count = this.options.count ?? Infinity;
+    if (!this.registered) {
+      // Every split holds the watermark back from the start, not only once it is first polled
+      // (a batch holds one split's records: the first split polled would set it alone).
+      this.registered = true;
+      for (const s of this.splits) {
+        s.out ??= out.split(s.id);
+        if (s.next >= count) s.out.finish();
+      }
+    }
     let budget = max;
     if (this.rate !== Infinity) {
       const due = Math.floor(((this.clock.now() - this.started) * this.rate) / 1000) - this.emitted;
@@ -101,11 +110,11 @@ class GeneratorReader<T> implements SourceReader<T> {
       budget = Math.min(budget, due);
     }
     const { make, time } = this.options;
-    // One split per poll, in turn: a batch holds records of one split.
-    for (let tries = 0; tries < this.splits.length; tries++) {
-      const s = this.splits[this.turn]!;
-      this.turn = (this.turn + 1) % this.splits.length;
-      if (s.next >= count) continue;
+    // One split per poll (a batch holds records of one split): the one furthest behind, so the
+    // order follows from the positions alone and a restored job goes on exactly as before.
+    let s: StrideSplit | undefined;
+    for (const c of this.splits) if (c.next < count && (s === undefined || c.next < s.next)) s = c;
+    if (s !== undefined) {
       const o = (s.out ??= out.split(s.id));
       let i = s.next;
       const step = s.n;
@@ -116,7 +125,6 @@ class GeneratorReader<T> implements SourceReader<T> {
       this.emitted += (i - s.next) / step;
       s.next = i;
       if (i >= count) o.finish();
-      break;
     }
     return this.splits.every((s) => s.next >= count) ? 'end' : 'more';
   }
