@@ -72,9 +72,10 @@ export interface JobTestHooks {
    * Called at the top of every iteration of the run loop: between two polls of the sources,
    * before a pending checkpoint barrier is injected. It may trigger a checkpoint
    * ({@link LocalJob.checkpoint}) or kill the job ({@link LocalJob.kill}); an exception fails
-   * the job.
+   * the job. A returned promise is awaited before the loop goes on (the test kit yields to the
+   * event loop there, so that checkpoint I/O in flight progresses at a steady pace per poll).
    */
-  betweenPolls?(job: LocalJob): void;
+  betweenPolls?(job: LocalJob): void | Promise<void>;
 }
 
 /** Per-step counters and watermark, as reported by {@link LocalJob.metrics}. */
@@ -390,8 +391,9 @@ export class LocalJob {
       const hooks = this.options.testHooks;
       while (this.failure === null && this.killed === null) {
         if (hooks?.betweenPolls !== undefined) {
-          hooks.betweenPolls(this);
-          if (this.killed !== null) break;
+          const pause = hooks.betweenPolls(this);
+          if (pause !== undefined) await pause;
+          if (this.killed !== null || this.failure !== null) break;
         }
         this.injectPendingBarrier();
         let progressed = false;

@@ -311,8 +311,17 @@ class Incarnation {
     this.resolveCrash(event);
   }
 
-  /** The job's loop hook: counts polls, moves processing time, releases storage writes, checkpoints. */
-  betweenPolls(job: LocalJob): void {
+  /**
+   * The job's loop hook: counts polls, moves processing time, releases storage writes, triggers
+   * checkpoints; then lets the event loop run once, so that the I/O of a checkpoint in flight
+   * progresses by polls (see `storageDelay`), not by how many microtasks a poll happens to take.
+   */
+  betweenPolls(job: LocalJob): Promise<void> | undefined {
+    this.step(job);
+    return this.alive ? new Promise<void>((resolve) => setImmediate(resolve)) : undefined;
+  }
+
+  private step(job: LocalJob): void {
     this.polls++;
     const clock = this.run.clock;
     if (clock instanceof VirtualClock) clock.advance(this.run.options.tick ?? 1);
@@ -339,8 +348,8 @@ class Incarnation {
   }
 
   /**
-   * A storage write's latency: a random number of polls, or the next turn of the event loop when
-   * the job is not polling (it waits for its final checkpoint, say).
+   * A storage write's latency: a random number of polls, or a few ms when the job is not polling
+   * (it waits for its final checkpoint, say).
    */
   storageLatency(): Promise<void> {
     const max = this.run.options.storageDelay ?? 2;
@@ -351,10 +360,10 @@ class Incarnation {
       const release = (): void => {
         if (done) return;
         done = true;
-        clearImmediate(fallback);
+        clearTimeout(fallback);
         resolve();
       };
-      const fallback = setImmediate(release);
+      const fallback = setTimeout(release, 5 * polls);
       this.delayed.push({ due: this.polls + polls, release });
     });
   }
