@@ -66,6 +66,10 @@ export interface JobOptions {
  * counts polls, advances a virtual clock, triggers checkpoints and kills the job at chosen
  * points. They run from the job's loop only — once per iteration, never per record — and cost
  * nothing when absent.
+ *
+ * @example
+ * let polls = 0;
+ * const job = p.createJob({ testHooks: { betweenPolls: (j) => { if (++polls === 100) j.kill(new Error('simulated crash')); } } });
  */
 export interface JobTestHooks {
   /**

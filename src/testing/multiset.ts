@@ -51,7 +51,13 @@ function normalize(value: unknown, seen: Set<object>): unknown {
   }
 }
 
-/** How two outputs differ as multisets (see {@link diffMultisets}). */
+/**
+ * How two outputs differ as multisets (see {@link diffMultisets}).
+ *
+ * @example
+ * const d: MultisetDiff<number> = diffMultisets([1, 2], [2, 2]);
+ * d.missing; // [{ item: 1, count: 1 }]
+ */
 export interface MultisetDiff<T> {
   /** Whether they are equal as multisets. */
   readonly equal: boolean;

@@ -114,15 +114,35 @@ export interface CrashOptions {
   readonly timeout?: number;
 }
 
-/** The outputs a pipeline under test returns: one stream, or streams by name. */
+/**
+ * The outputs a pipeline under test returns: one stream, or streams by name.
+ *
+ * @example
+ * const build = (p: Pipeline) => {
+ *   const w = p.fromArray(bids).keyBy((b) => b.auction).window(tumbling(10_000)).onLate({ policy: 'side-output', tag: late }).aggregate(count());
+ *   return { counts: w, late: w.sideOutput(late), dead: p.deadLetters() }; // three outputs, checked each
+ * };
+ */
 export type Outputs = Stream<any> | { readonly [name: string]: Stream<any> };
 
 type ElementOf<S> = S extends Stream<infer T> ? T : never;
 
-/** The committed values of {@link Outputs}: an array, or arrays by name. */
+/**
+ * The committed values of {@link Outputs}: an array, or arrays by name.
+ *
+ * @example
+ * const run = await runWithCrashes((p) => ({ even: evens(p), odd: odds(p) }));
+ * run.output.even; // number[]
+ */
 export type Collected<S> = S extends Stream<infer T> ? T[] : { -readonly [K in keyof S]: Array<ElementOf<S[K]>> };
 
-/** The committed records (value and timestamp) of {@link Outputs}. */
+/**
+ * The committed records (value and timestamp) of {@link Outputs}.
+ *
+ * @example
+ * const run = await runWithCrashes((p) => p.fromArray([1, 2], { timestamp: (n) => n * 1000 }));
+ * run.records; // [{ value: 1, time: 1000 }, { value: 2, time: 2000 }]
+ */
 export type CollectedRecords<S> = S extends Stream<infer T> ? Array<Timed<T>> : { -readonly [K in keyof S]: Array<Timed<ElementOf<S[K]>>> };
 
 /**

@@ -2,10 +2,20 @@ import type { Batch } from '../runtime/batch.ts';
 import type { Committable, Sink, SinkContext } from '../runtime/sink.ts';
 import type { Timed } from './operator-harness.ts';
 
-/** Where a {@link TransactionalCollectSink} reports its crash points (the test kit's crash injection). */
+/**
+ * Where a {@link TransactionalCollectSink} reports its crash points (the test kit's crash injection).
+ *
+ * @example
+ * new TransactionalCollectSink(store, { onPoint: (point: SinkPoint) => point === 'commit' && console.log('committed') });
+ */
 export type SinkPoint = 'write' | 'pre-commit' | 'commit';
 
-/** Details of a sink crash point. */
+/**
+ * Details of a sink crash point.
+ *
+ * @example
+ * const onPoint = (point: SinkPoint, d: SinkPointDetail) => console.log(`${d.step} ${point} of checkpoint ${d.checkpoint}: ${d.rows} rows`);
+ */
 export interface SinkPointDetail {
   /** The sink's step id. */
   readonly step: string;
@@ -17,7 +27,13 @@ export interface SinkPointDetail {
   readonly rows: number;
 }
 
-/** What a {@link TransactionalCollectSink} pre-commits: a transaction of the store. */
+/**
+ * What a {@link TransactionalCollectSink} pre-commits: a transaction of the store (stored in the
+ * checkpoint as the sink's committable).
+ *
+ * @example
+ * sink.preCommit(3); // { rows: 2 }: two rows pre-committed for checkpoint 3
+ */
 export interface PreparedTransaction {
   /** Rows in the transaction. */
   readonly rows: number;
@@ -135,7 +151,12 @@ function txn(instance: number, checkpointId: number): string {
   return `${instance}@${checkpointId}`;
 }
 
-/** Options of {@link TransactionalCollectSink}. */
+/**
+ * Options of {@link TransactionalCollectSink}.
+ *
+ * @example
+ * const options: TransactionalCollectSinkOptions = { onPoint: (point, d) => trace.push(`${point}:${d.checkpoint}`) };
+ */
 export interface TransactionalCollectSinkOptions {
   /**
    * Called at the sink's crash points: after a batch is buffered (`write`), after the
