@@ -185,7 +185,7 @@ class OutputWatcher {
   }
 
   private violation(message: string): void {
-    if (this.violations.length < 20) this.violations.push(message);
+    if (this.violations.length < 20 && !this.violations.includes(message)) this.violations.push(message);
   }
 
   /** Everything observed, which must be a prefix of the final file. */
