@@ -48,6 +48,8 @@ export interface CrashSettings {
   readonly batchSize: number;
   readonly checkpointEvery: number;
   readonly storageDelay: number;
+  /** Key groups: few, so that keys share groups, or the default. */
+  readonly maxParallelism?: number;
 }
 
 export const crashArb: fc.Arbitrary<CrashSettings> = fc.record({
@@ -56,6 +58,7 @@ export const crashArb: fc.Arbitrary<CrashSettings> = fc.record({
   batchSize: fc.integer({ min: 1, max: 5 }),
   checkpointEvery: fc.integer({ min: 1, max: 6 }),
   storageDelay: fc.integer({ min: 0, max: 3 }),
+  maxParallelism: fc.constantFrom(1, 3, 128),
 });
 
 /** Crash points hit by the runs of a suite, to check that the suite crashed everywhere. */
