@@ -31,6 +31,8 @@ export interface CrashConfig {
   readonly dir: string;
   /** The failure-free output, one JSON line per row. */
   readonly expected: readonly string[];
+  /** How long the failure-free run took (ms, start-up included): random kill delays fall within it. */
+  readonly expectedMs: number;
 }
 
 /** How one kill was placed and what it interrupted. */
@@ -50,6 +52,8 @@ export interface CrashReport {
   readonly disorder: number;
   readonly events: number;
   readonly kills: KillRecord[];
+  /** Kills planned (the run may have ended before all of them). */
+  readonly planned: number;
   /** Child processes started (kills + 1). */
   readonly starts: number;
   /** Checkpoints the restarts resumed from (from their stderr). */
@@ -230,7 +234,8 @@ export async function runCrashTest(c: CrashConfig): Promise<CrashReport> {
     const before = Math.max(0, ...completeCheckpoints(checkpoints));
     // The kill plan of this process: none once the planned kills are made.
     const plan = kills.length >= c.kills ? null : pickStrategy(random);
-    let killAt = plan === 'delay' ? 100 + random() * 1400 : Infinity;
+    // A random moment of the run (100 ms to 1.5 s, within ~90% of what a whole run takes).
+    let killAt = plan === 'delay' ? 100 + random() * Math.max(50, Math.min(1400, 0.9 * c.expectedMs - 100)) : Infinity;
     let killed = false;
     while (done === null) {
       await watcher.observe();
@@ -272,6 +277,7 @@ export async function runCrashTest(c: CrashConfig): Promise<CrashReport> {
     disorder: c.disorder,
     events: c.events,
     kills,
+    planned: c.kills,
     starts,
     resumedFrom,
     observations: watcher.observations,
