@@ -43,6 +43,8 @@ export class InThreadExecution implements Execution {
     private readonly graph: LogicalGraph,
     private readonly plan: PhysicalPlan,
     private readonly env: RuntimeEnv,
+    /** The test kit's hook, called at the top of every turn of the loop. */
+    private readonly betweenPolls?: () => void | Promise<void>,
   ) {}
 
   /** Builds every instance (synchronously). */
@@ -55,6 +57,7 @@ export class InThreadExecution implements Execution {
       channels: null,
       restore,
       splits: (step, instance) => splits.get(step)![instance] ?? [],
+      betweenPolls: this.betweenPolls,
     });
     executor.build();
     executor.onEnded = () => this.onEnded();

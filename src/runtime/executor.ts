@@ -46,6 +46,8 @@ export interface ExecutorInit {
   readonly restore: JobSnapshot | null;
   /** The splits (with positions) that instance `instance` of source step `step` reads. */
   readonly splits: (step: string, instance: number) => SavedSplit[];
+  /** The test kit's hook (`JobTestHooks.betweenPolls`), called at the top of every turn of the loop. */
+  readonly betweenPolls?: (() => void | Promise<void>) | undefined;
 }
 
 type Node = SourceNode | OperatorNode;
@@ -218,6 +220,7 @@ export class Executor {
       if (r instanceof Promise) opening.push(attribute(node.stepId, r));
     }
     await Promise.all(opening);
+    this.announceRestoredWatermarks();
     for (const node of this.sources) await attribute(node.stepId, Promise.resolve(node.reader.open(node.splits)));
     for (const reader of this.readers) this.gates.set(reader, this.gateOf(reader as unknown as EdgeTarget));
   }
@@ -230,6 +233,20 @@ export class Executor {
     for (const node of this.operators) {
       if (withStep(node.stepId, () => node.open()) instanceof Promise) throw new Error(`openSync: step '${node.stepId}' opens asynchronously`);
     }
+    this.announceRestoredWatermarks();
+  }
+
+  /**
+   * After a restore, every step here sends its restored watermark downstream before any input
+   * flows: the watermark of a step with several inputs is the minimum over them, and its input
+   * channels start from scratch, so without this it would stay behind until every input had
+   * advanced past its old watermark — and judge late records differently than the run that was
+   * interrupted.
+   */
+  private announceRestoredWatermarks(): void {
+    if (this.init.restore === null) return;
+    for (const node of this.sources) withStep(node.stepId, () => node.announceWatermark());
+    for (const node of this.operators) withStep(node.stepId, () => node.announceWatermark());
   }
 
   /** Injects `barrier` at every hosted source at the next point between polls. */
@@ -314,7 +331,13 @@ export class Executor {
   async run(): Promise<void> {
     const { batchSize } = this.init.env;
     let lastYield = performance.now();
+    const hook = this.init.betweenPolls;
     while (this.failure === null) {
+      if (hook !== undefined) {
+        const pause = hook();
+        if (pause !== undefined) await pause;
+        if (this.failure !== null) break;
+      }
       this.injectPendingBarrier();
       let progressed = false;
       for (const reader of this.readers) {

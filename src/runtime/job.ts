@@ -67,6 +67,32 @@ export interface JobOptions {
    * renamed states); without it such a restore is refused with the list of step ids.
    */
   allowDroppedState?: boolean;
+  /**
+   * Test hooks, for `spate/testing`'s crash injection ({@link JobTestHooks}); not for
+   * production use. Jobs in this thread only.
+   */
+  testHooks?: JobTestHooks;
+}
+
+/**
+ * Hooks through which the test kit (`runWithCrashes` in `spate/testing`) drives a job: it
+ * counts polls, advances a virtual clock, triggers checkpoints and kills the job at chosen
+ * points. They run from the job's loop only — once per iteration, never per record — and cost
+ * nothing when absent.
+ *
+ * @example
+ * let polls = 0;
+ * const job = p.createJob({ testHooks: { betweenPolls: (j) => { if (++polls === 100) j.kill(new Error('simulated crash')); } } });
+ */
+export interface JobTestHooks {
+  /**
+   * Called at the top of every iteration of the run loop: between two polls of the sources,
+   * before a pending checkpoint barrier is injected. It may trigger a checkpoint
+   * ({@link Job.checkpoint}) or kill the job ({@link Job.kill}); an exception fails the job. A
+   * returned promise is awaited before the loop goes on (the test kit yields to the event loop
+   * there, so that checkpoint I/O in flight progresses at a steady pace per poll).
+   */
+  betweenPolls?(job: Job): void | Promise<void>;
 }
 
 /** Per-step counters and watermark, as reported by {@link Job.metrics}. */
@@ -137,6 +163,8 @@ export class Job {
   private ending = false;
   private closed = false;
   private failure: { error: unknown } | null = null;
+  /** Set by {@link kill}: the job is dead and does nothing more. */
+  private killed: { error: unknown } | null = null;
   private readonly log: (line: string) => void;
 
   constructor(
@@ -171,6 +199,7 @@ export class Job {
     const workers = options.workers;
     if (workers !== undefined) {
       if (options.clock !== undefined) throw new Error('a job in worker threads runs on the wall clock: leave out the clock option');
+      if (options.testHooks !== undefined) throw new Error('test hooks drive a job in this thread only: leave out the workers option');
       this.execution = new WorkerExecution(graph, this.plan, this.env, {
         module: workers.module.toString(),
         args: workers.args ?? [],
@@ -184,7 +213,11 @@ export class Job {
           allowDroppedState: options.allowDroppedState ?? false,
         },
       });
-    } else this.execution = new InThreadExecution(graph, this.plan, this.env);
+    } else {
+      // (Read at every turn: a test may set or remove its hook while the job runs.)
+      const hooks = options.testHooks;
+      this.execution = new InThreadExecution(graph, this.plan, this.env, hooks === undefined ? undefined : () => hooks.betweenPolls?.(this));
+    }
   }
 
   /** The in-thread executor (tests and the harness); fails for a job in worker threads. */
@@ -233,10 +266,18 @@ export class Job {
       log: this.log,
       fail: (error) => this.fail(error),
     });
+    // A killed job hears nothing more: a checkpoint whose writes were in flight when the process
+    // died never tells its sinks to commit.
     coordinator.attach({
-      inject: (barrier) => this.execution.inject(barrier, coordinator.captures(barrier.id)),
-      complete: (id) => this.execution.complete(id),
-      abort: (id) => this.execution.abort(id),
+      inject: (barrier) => {
+        if (this.killed === null) this.execution.inject(barrier, coordinator.captures(barrier.id));
+      },
+      complete: (id) => {
+        if (this.killed === null) this.execution.complete(id);
+      },
+      abort: (id) => {
+        if (this.killed === null) this.execution.abort(id);
+      },
     });
     return coordinator;
   }
@@ -280,6 +321,7 @@ export class Job {
     let started = opening;
     try {
       await this.open();
+      if (this.killed !== null) throw this.killed.error;
       started = performance.now();
       const every = this.options.checkpointInterval ?? 1000;
       if (every > 0) {
@@ -298,6 +340,8 @@ export class Job {
       await this.execution.run();
       if (this.failure !== null) throw this.failure.error;
     } catch (error) {
+      // A killed job closes nothing: a process that dies flushes nothing either.
+      if (this.killed !== null) throw this.killed.error;
       // The job's own failure is what the caller needs to see, not a failure to close after it.
       await this.close().catch(() => undefined);
       throw error;
@@ -346,6 +390,43 @@ export class Job {
       this.execution.halt();
       this.execution.finish();
     }
+  }
+
+  /**
+   * Takes a checkpoint now, as the periodic timer would (with a checkpoint directory it is
+   * written there and counts for recovery and retention); resolves with its record once it is
+   * complete, rejects if it fails.
+   */
+  async checkpoint(): Promise<CheckpointRecord> {
+    await this.takeCheckpoint('checkpoint', false);
+    return this.checkpoints().filter((c) => c.kind === 'checkpoint').pop()!;
+  }
+
+  /** Whether a checkpoint (or savepoint) is in progress. */
+  get checkpointing(): boolean {
+    return this.coordinator?.busy ?? false;
+  }
+
+  /**
+   * Test hook: simulates the process dying at this instant (`kill -9`). The run loop stops at
+   * its next step — no final checkpoint, no sink commit, no `close` of any step, no flush — and
+   * `run()` rejects with `reason` (if it is past `open`; a job killed while opening never
+   * settles, as a dead process never answers). A checkpoint in flight never completes. Work
+   * already under way in promises (a storage write, a sink commit) cannot be recalled: the test
+   * kit fences its storage and sinks so that they drop whatever a killed job still does.
+   * Used by `runWithCrashes` in `spate/testing`.
+   */
+  kill(reason: Error): void {
+    if (this.killed !== null) return;
+    this.killed = { error: reason };
+    if (this.interval !== null) clearInterval(this.interval);
+    this.interval = null;
+    this.execution.fail(reason);
+  }
+
+  /** Whether {@link kill} was called. */
+  get dead(): boolean {
+    return this.killed !== null;
   }
 
   /**

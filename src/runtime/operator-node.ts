@@ -346,6 +346,17 @@ export class OperatorNode implements EdgeTarget, OperatorContext<unknown> {
     this.env.snapshots.add(barrier.id, this.stepId, this.instance, { watermark: this.watermark, keyed, operator }, this.lastSnapshotPause);
   }
 
+  /**
+   * Recovery: sends the restored watermark downstream again, before any input, so that a step
+   * with several inputs gets back what each input had reached (its channels start from scratch).
+   * It never advances a downstream step past its own restored watermark: that was the minimum
+   * over what its inputs had sent.
+   */
+  announceWatermark(): void {
+    if (this.watermark === MIN_WATERMARK) return;
+    for (const port of this.portList) port.watermark(this.watermark);
+  }
+
   /** Calls the operator back if the clock reached the time it asked for. */
   firePendingProcessingTime(now: number): void {
     if (now < this.nextProcessingTime || this.ended) return;

@@ -14,6 +14,7 @@ import { Batch } from '../runtime/batch.ts';
 import type { Committable, Sink, SinkContext } from '../runtime/sink.ts';
 import type { Source, SourceContext, SourceOutput, SourceReader, SourceStatus, Split, SplitOutput } from '../runtime/source.ts';
 import { systemClock } from '../time/clock.ts';
+import { canonicalKey, diffMultisets } from './multiset.ts';
 
 /**
  * One conformance check: a name, and a function that resolves when the connector passes it and
@@ -217,7 +218,7 @@ class SinkDriver<T> {
 export function sinkConformance<T, D>(harness: SinkHarness<T, D>, options: ConformanceOptions = {}): ConformanceCheck[] {
   const h = harness as SinkHarness<T, unknown>;
   const prefix = options.prefix === undefined ? '' : `${options.prefix}: `;
-  const key = (i: number): string => canonical(h.record(i));
+  const key = (i: number): string => canonicalKey(h.record(i));
   const range = (from: number, to: number): number[] => Array.from({ length: to - from }, (_, k) => from + k);
 
   /** Runs `fn` on a fresh destination, closing every driver and destroying the destination after. */
@@ -241,7 +242,7 @@ export function sinkConformance<T, D>(harness: SinkHarness<T, D>, options: Confo
   const expectVisible = async (d: unknown, expected: readonly number[], when: string, ordered = h.ordered === true): Promise<void> => {
     const got = await h.read(d);
     const want = expected.map(key);
-    const have = got.map((v) => canonical(v));
+    const have = got.map((v) => canonicalKey(v));
     const diff = multisetDiff(want, have);
     if (diff.missing.length > 0 || diff.extra.length > 0) {
       const parts: string[] = [];
@@ -610,14 +611,14 @@ export function sourceConformance<T, I>(harness: SourceHarness<T, I>, options: C
 
   /** Asserts the emitted values are records 0 … count − 1, each once (compared with `record` if given). */
   const expectRecords = (values: readonly T[], count: number, when: string): void => {
-    const have = values.map((v) => canonical(v));
+    const have = values.map((v) => canonicalKey(v));
     if (h.record === undefined) {
       const dup = have.length - new Set(have).size;
       if (values.length !== count || dup > 0) throw new ConformanceError(`${when}: ${values.length} records emitted, expected ${count}${dup > 0 ? ` (${dup} duplicated)` : ''}`);
       return;
     }
     const diff = multisetDiff(
-      Array.from({ length: count }, (_, i) => canonical(h.record!(i))),
+      Array.from({ length: count }, (_, i) => canonicalKey(h.record!(i))),
       have,
     );
     if (diff.missing.length > 0 || diff.extra.length > 0) {
@@ -667,8 +668,8 @@ export function sourceConformance<T, I>(harness: SourceHarness<T, I>, options: C
         );
         // Split by split, the restored reader emits the very records, in the same order.
         for (const split of new Set([...afterA, ...afterB].map((x) => x.split))) {
-          const want = afterA.filter((x) => x.split === split).map((x) => canonical(x.value));
-          const got = afterB.filter((x) => x.split === split).map((x) => canonical(x.value));
+          const want = afterA.filter((x) => x.split === split).map((x) => canonicalKey(x.value));
+          const got = afterB.filter((x) => x.split === split).map((x) => canonicalKey(x.value));
           const at = want.findIndex((v, i) => v !== got[i]);
           if (want.length !== got.length || at !== -1) {
             throw new ConformanceError(
@@ -812,30 +813,9 @@ export function sourceConformance<T, I>(harness: SourceHarness<T, I>, options: C
 
 // ---------------------------------------------------------------------------------------------
 
-/** A canonical text for a value: object keys sorted, bigint and Date, undefined and NaN distinct. */
-function canonical(value: unknown): string {
-  return JSON.stringify(value, (_k, v: unknown) => {
-    if (typeof v === 'bigint') return `${v}n`;
-    if (v instanceof Uint8Array) return `bytes:${Buffer.from(v).toString('hex')}`;
-    if (v !== null && typeof v === 'object' && !Array.isArray(v) && !(v instanceof Date)) {
-      return Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
-    }
-    if (typeof v === 'number' && !Number.isFinite(v)) return String(v);
-    return v;
-  }) ?? 'undefined';
-}
-
-/** What `want` has that `have` lacks, and the reverse, counting repeats. */
+/** What `want` has that `have` lacks, and the reverse, one entry per missing or extra copy. */
 function multisetDiff(want: readonly string[], have: readonly string[]): { missing: string[]; extra: string[] } {
-  const counts = new Map<string, number>();
-  for (const w of want) counts.set(w, (counts.get(w) ?? 0) + 1);
-  const extra: string[] = [];
-  for (const h of have) {
-    const n = counts.get(h) ?? 0;
-    if (n === 0) extra.push(h);
-    else counts.set(h, n - 1);
-  }
-  const missing: string[] = [];
-  for (const [w, n] of counts) for (let i = 0; i < n; i++) missing.push(w);
-  return { missing, extra };
+  const d = diffMultisets(want, have, (s) => s);
+  const copies = (list: ReadonlyArray<{ item: string; count: number }>): string[] => list.flatMap((e) => Array<string>(e.count).fill(e.item));
+  return { missing: copies(d.missing), extra: copies(d.extra) };
 }
