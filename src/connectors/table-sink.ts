@@ -4,10 +4,22 @@
  * deletes, table creation and the sink's id — one vocabulary for every such sink.
  */
 
-/** What a record does to the table: insert or update its row, or delete the row with its key. */
+/**
+ * What a record does to the table: insert or update its row, or delete the row with its key.
+ *
+ * @example
+ * const op = (c: { kind: string }): RowOp => (c.kind === 'delete' ? 'delete' : 'upsert');
+ */
 export type RowOp = 'upsert' | 'delete';
 
-/** The options every table sink takes (each sink adds its own: where the database is, buffering, …). */
+/**
+ * The options every table sink takes (each sink adds its own: where the database is, buffering, …).
+ *
+ * @example
+ * const table: TableSinkOptions<{ device: string; n: number }> = { table: 'counts', key: ['device'], create: { device: 'text', n: 'bigint' } };
+ * new PostgresSink({ ...table, connection: process.env['DATABASE_URL'] });
+ * new DuckDBSink({ ...table, path: 'results.duckdb' });
+ */
 export interface TableSinkOptions<T> {
   /**
    * The target table, `name` or `schema.name`. Names are used as written (quoted), so write them

@@ -5,7 +5,12 @@
 import { parseTableName } from '../postgres/config.ts';
 import { type TableSinkOptions, validateTableSinkOptions } from '../table-sink.ts';
 
-/** Options of {@link DuckDBSink}: the options of every table sink, and the database file. */
+/**
+ * Options of {@link DuckDBSink}: the options of every table sink, and the database file.
+ *
+ * @example
+ * const options: DuckDBSinkOptions<{ id: number }> = { path: 'results.duckdb', table: 'ids', create: { id: 'BIGINT' }, config: { threads: '2' } };
+ */
 export interface DuckDBSinkOptions<T> extends TableSinkOptions<T> {
   /** The database file (created if missing). Every sink and reader of the process shares one instance of it. */
   readonly path: string;

@@ -3,7 +3,12 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { threadId } from 'node:worker_threads';
 import type { DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
 
-/** Options of {@link DuckDBDatabase.open}. */
+/**
+ * Options of {@link DuckDBDatabase.open}.
+ *
+ * @example
+ * const db = await DuckDBDatabase.open('results.duckdb', { config: { memory_limit: '1GB' } });
+ */
 export interface DuckDBOpenOptions {
   /**
    * DuckDB configuration (`threads`, `memory_limit`, …), applied when this call opens the file;
@@ -12,7 +17,13 @@ export interface DuckDBOpenOptions {
   readonly config?: Readonly<Record<string, string>>;
 }
 
-/** A query's result in a JSON-safe form: column names and types, rows as objects. */
+/**
+ * A query's result in a JSON-safe form: column names and types, rows as objects.
+ *
+ * @example
+ * const { columns, rows } = await db.queryJson('SELECT count(*) AS n FROM events');
+ * // columns: [{ name: 'n', type: 'BIGINT' }], rows: [{ n: '42' }]
+ */
 export interface DuckDBQueryResult {
   readonly columns: ReadonlyArray<{ readonly name: string; readonly type: string }>;
   /** Values as JSON: BIGINT and DECIMAL as strings or numbers, timestamps as ISO strings, … */

@@ -10,6 +10,9 @@ import { type ColumnWriter, type DuckDBColumn, EncodeError, writerFor } from './
 /**
  * What the sink pre-committed for one checkpoint: the epoch its rows are staged under and how
  * many. Small, whatever the number of rows.
+ *
+ * @example
+ * sink.preCommit(3); // { epoch: 2, rows: 1500 }: rows written since checkpoint 2, staged
  */
 export interface DuckDBCommittable {
   /** The epoch the rows were staged under: the id of the pre-commit before them (0 on a fresh start). */
