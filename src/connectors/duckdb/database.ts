@@ -26,7 +26,7 @@ export interface DuckDBOpenOptions {
  */
 export interface DuckDBQueryResult {
   readonly columns: ReadonlyArray<{ readonly name: string; readonly type: string }>;
-  /** Values as JSON: BIGINT and DECIMAL as strings or numbers, timestamps as ISO strings, … */
+  /** Values as JSON: BIGINT, HUGEINT and DECIMAL as strings, timestamps in DuckDB's text form (`2025-01-01 12:00:00+00`), lists as arrays, structs as objects. */
   readonly rows: ReadonlyArray<Record<string, unknown>>;
 }
 
