@@ -1,4 +1,4 @@
-import { openSync, closeSync, readFileSync, realpathSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, realpathSync, rmSync, writeSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { threadId } from 'node:worker_threads';
 import type { DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
@@ -130,9 +130,12 @@ export class DuckDBDatabase {
 
   /**
    * Runs one read-only statement against the database of `path`: on the instance this thread has
-   * open (a running job's), or by opening the file for the duration of the query.
+   * open (a running job's), or by opening the file for the duration of the query (a missing file
+   * is an error, not created).
    */
   static async query<R = Record<string, unknown>>(path: string, sql: string): Promise<R[]> {
+    const key = canonical(path);
+    if (!open.has(key) && !key.startsWith(':memory:') && !existsSync(key)) throw new Error(`no DuckDB database at ${key}`);
     const db = await DuckDBDatabase.open(path);
     try {
       return await db.query<R>(sql);
