@@ -13,7 +13,7 @@ import { type CombineSpec, DEAD_LETTER_PORT, type LogicalGraph, MAIN_PORT, type 
  * - `broadcast`: every record to every instance;
  * - `gather`: everything to the single instance of a step of parallelism 1.
  *
- * Placement: `local` sinks (collect, callbacks) and sources (push endpoints) run in the thread
+ * Placement: `local` sinks (collect, callbacks), sources (push endpoints) and views run in the thread
  * that built the pipeline (`main`); everything else runs in the workers (or, for a job in one
  * thread, in that thread). What follows a local source does not inherit its single instance: it
  * runs at the job's parallelism, fed round-robin.
@@ -101,6 +101,7 @@ function traits(step: StepNode): Traits {
     return { max, why: max === 1 ? 'the sink has one writer' : undefined, local: false, requested: spec.parallelism };
   }
   if (step.kind === 'dead-letters') return { max: 1, why: 'dead letters are gathered', local: false, requested: undefined };
+  if (spec.local === true) return { max: 1, why: 'runs in the main thread (a view)', local: true, requested: undefined };
   return { max: Infinity, why: undefined, local: false, requested: spec.parallelism };
 }
 
