@@ -13,11 +13,11 @@ import { type CombineSpec, DEAD_LETTER_PORT, type LogicalGraph, MAIN_PORT, type 
  * - `broadcast`: every record to every instance;
  * - `gather`: everything to the single instance of a step of parallelism 1.
  *
- * Placement: `local` sinks (collect, callbacks, DuckDB) and sources (push endpoints) run in the
- * thread that built the pipeline (`main`) — a local sink as one instance unless it allows more;
- * everything else runs in the workers (or, for a job in one thread, in that thread). What follows
- * a local source does not inherit its single instance: it runs at the job's parallelism, fed
- * round-robin.
+ * Placement: `local` sinks (collect, callbacks, DuckDB), sources (push endpoints) and views run
+ * in the thread that built the pipeline (`main`) — a local sink as one instance unless it allows
+ * more; everything else runs in the workers (or, for a job in one thread, in that thread). What
+ * follows a local source does not inherit its single instance: it runs at the job's parallelism,
+ * fed round-robin.
  */
 
 export type Ship = 'chain' | 'forward' | 'hash' | 'rebalance' | 'broadcast' | 'gather';
@@ -107,6 +107,7 @@ function traits(step: StepNode): Traits {
     return { max, why: max === 1 ? 'the sink has one writer' : undefined, local: false, requested: spec.parallelism };
   }
   if (step.kind === 'dead-letters') return { max: 1, why: 'dead letters are gathered', local: false, requested: undefined };
+  if (spec.local === true) return { max: 1, why: 'runs in the main thread (a view)', local: true, requested: undefined };
   return { max: Infinity, why: undefined, local: false, requested: spec.parallelism };
 }
 

@@ -4,6 +4,7 @@ import type { PhysicalPlan } from '../plan/physical.ts';
 import type { Barrier } from './barrier.ts';
 import type { RuntimeEnv, SavedSplit } from './env.ts';
 import { Executor, type InstanceMetrics } from './executor.ts';
+import type { OperatorNode } from './operator-node.ts';
 
 /**
  * Where and how a job's instances run: all in this thread, or in worker threads. The job drives
@@ -31,6 +32,8 @@ export interface Execution {
   run(): Promise<void>;
   /** Counters of every instance. */
   metrics(): InstanceMetrics[];
+  /** The operator instances that run in the thread that built the pipeline (views, local sinks). */
+  mainThreadOperators(): readonly OperatorNode[];
   close(): Promise<void>;
 }
 
@@ -107,6 +110,10 @@ export class InThreadExecution implements Execution {
 
   metrics(): InstanceMetrics[] {
     return this.executor?.metrics() ?? [];
+  }
+
+  mainThreadOperators(): readonly OperatorNode[] {
+    return this.executor?.operators ?? [];
   }
 
   async close(): Promise<void> {

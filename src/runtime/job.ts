@@ -7,9 +7,10 @@ import { type PhysicalPlan, physicalPlan } from '../plan/physical.ts';
 import { DEFAULT_MAX_PARALLELISM } from '../state/key-group.ts';
 import { type Clock, systemClock } from '../time/clock.ts';
 import { DEFAULT_BATCH_SIZE } from './batch.ts';
-import { DeadLetterLog } from './dead-letters.ts';
+import { DeadLetterLog, errorMessage, type RecentDeadLetter } from './dead-letters.ts';
 import { attribute, type Executor, type InstanceMetrics, withStep } from './executor.ts';
 import { type Execution, InThreadExecution } from './execution.ts';
+import { type View, ViewOperator } from '../operators/view.ts';
 import { WorkerExecution } from './worker-execution.ts';
 import type { RuntimeEnv, SavedSplit } from './env.ts';
 import type { OperatorMetrics } from './operator.ts';
@@ -109,6 +110,29 @@ export interface StepMetrics extends OperatorMetrics {
   readonly instances: number;
 }
 
+/** Where a job is in its life. */
+export type JobPhase = 'created' | 'opening' | 'restoring' | 'running' | 'stopping' | 'finished' | 'failed';
+
+/** Everything a dashboard shows about a running job, as of now (see {@link Job.status}). */
+export interface JobStatus {
+  readonly phase: JobPhase;
+  /** When `run` was called (epoch ms). */
+  readonly startedAt: number;
+  /** The checkpoint it resumed from, if any, and how long opening took (restoring state included). */
+  readonly restoredFrom: { readonly id: number; readonly kind: string } | null;
+  readonly openMs: number | null;
+  readonly parallelism: number;
+  /** Per step (instances summed), in plan order. */
+  readonly steps: readonly StepMetrics[];
+  /** Per step instance: watermarks of every input channel and split, backpressure, next due time. */
+  readonly instances: readonly InstanceMetrics[];
+  readonly checkpoints: readonly CheckpointRecord[];
+  /** The latest dead letters of every step, oldest first. */
+  readonly deadLetters: readonly RecentDeadLetter[];
+  /** The error that failed the job. */
+  readonly error?: string;
+}
+
 /** The outcome of a finished run. */
 export interface JobResult {
   /** Wall-clock duration of the run in milliseconds, from the moment every step was open. */
@@ -156,6 +180,9 @@ export class Job {
   private coordinator: CheckpointCoordinator | null = null;
   private stopRequested = false;
   private opened = false;
+  private phase: JobPhase = 'created';
+  private startedAt = 0;
+  private openMs: number | null = null;
   private interval: NodeJS.Timeout | null = null;
   /** A stop took its own final checkpoint. */
   private stoppedWithCheckpoint = false;
@@ -300,9 +327,11 @@ export class Job {
   async open(): Promise<void> {
     if (this.opened) return;
     this.opened = true;
+    this.phase = 'opening';
     const restore = await this.findRestore();
     if (restore !== null) checkRestorable(restore, this.graph, this.maxParallelism, this.options.allowDroppedState ?? false);
     this.restoredFrom = restore;
+    if (restore !== null) this.phase = 'restoring';
     const prepared = assignSplits(this.graph, this.plan, restore, this.storage !== null, this.clock);
     const splits = new Map<string, SavedSplit[][]>();
     for (const [id, p] of prepared) splits.set(id, await p);
@@ -315,14 +344,59 @@ export class Job {
     this.execution.fail(error);
   }
 
+  /**
+   * The job as of now — phase, per-step and per-instance metrics (watermarks of every input
+   * channel and split, backpressure, the next due event time), checkpoint history and the latest
+   * dead letters: what the dashboard of `spate run --ui` shows. Metrics of instances in worker
+   * threads are at most 200 ms old.
+   */
+  status(): JobStatus {
+    const instances = this.execution.metrics();
+    const error = this.failure === null ? undefined : errorMessage(this.failure.error);
+    return {
+      phase: this.phase,
+      startedAt: this.startedAt,
+      restoredFrom: this.restoredFrom === null ? null : { id: this.restoredFrom.id, kind: this.restoredFrom.kind },
+      openMs: this.openMs,
+      parallelism: this.parallelism,
+      steps: aggregateMetrics(this.graph, instances),
+      instances,
+      checkpoints: this.checkpoints(),
+      deadLetters: this.env.deadLetterLog.recent.slice(),
+      ...(error === undefined ? {} : { error }),
+    };
+  }
+
+  /**
+   * The view named `name` (`keyedStream.view(name)`), once the job is open — undefined while it
+   * opens or restores (see {@link status} for which), or if there is no such view.
+   */
+  view<T = unknown>(name: string): View<T> | undefined {
+    if (this.phase === 'created' || this.phase === 'opening' || this.phase === 'restoring') return undefined;
+    for (const node of this.execution.mainThreadOperators()) {
+      if (node.operator instanceof ViewOperator && node.operator.name === name) return node.operator as ViewOperator<T>;
+    }
+    return undefined;
+  }
+
+  /** The names of the pipeline's views. */
+  viewNames(): string[] {
+    const names: string[] = [];
+    for (const n of this.graph.nodes) if (n.spec.type === 'operator' && n.spec.view !== undefined) names.push(n.spec.view);
+    return names;
+  }
+
   /** Runs until every source ends (bounded input) or {@link stop} is called. */
   async run(): Promise<JobResult> {
     const opening = performance.now();
+    this.startedAt = Date.now();
     let started = opening;
     try {
       await this.open();
       if (this.killed !== null) throw this.killed.error;
       started = performance.now();
+      this.openMs = started - opening;
+      this.phase = 'running';
       const every = this.options.checkpointInterval ?? 1000;
       if (every > 0) {
         this.interval = setInterval(() => {
@@ -340,6 +414,8 @@ export class Job {
       await this.execution.run();
       if (this.failure !== null) throw this.failure.error;
     } catch (error) {
+      this.phase = 'failed';
+      this.failure ??= { error };
       // A killed job closes nothing: a process that dies flushes nothing either.
       if (this.killed !== null) throw this.killed.error;
       // The job's own failure is what the caller needs to see, not a failure to close after it.
@@ -347,6 +423,7 @@ export class Job {
       throw error;
     }
     await this.close();
+    this.phase = 'finished';
     return {
       durationMs: performance.now() - started,
       openMs: started - opening,
@@ -359,6 +436,7 @@ export class Job {
   /** Ends the run: after a last checkpoint if `checkpoint`, once any checkpoint in flight is done. */
   private finish(checkpoint: boolean): void {
     this.ending = true;
+    this.phase = 'stopping';
     const ending = async (): Promise<void> => {
       while (this.coordinator!.busy) await new Promise((r) => setTimeout(r, 1));
       if (checkpoint) await this.coordinator!.trigger('checkpoint');
@@ -375,6 +453,7 @@ export class Job {
   stop(options: StopOptions = {}): void {
     if (this.stopRequested) return;
     this.stopRequested = true;
+    if (this.phase === 'running') this.phase = 'stopping';
     if (!this.opened || this.coordinator === null) return; // run() halts at once
     if (options.checkpoint !== false && !this.execution.quiet) {
       this.execution.pause();

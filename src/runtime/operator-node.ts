@@ -445,6 +445,7 @@ export function reportDeadLetter(
   time: number,
 ): void {
   if (env.failFast) throw error instanceof StepFailure ? error : new StepFailure(step, record, error);
+  env.deadLetterLog.remember(step, record, error, time);
   if (port !== null && port.connected) {
     const letter: DeadLetter = { step, error: errorMessage(error), record, time };
     port.emit(letter, Number.isFinite(time) ? time : env.clock.now());
