@@ -86,7 +86,7 @@ describe('DuckDBSink in a pipeline', () => {
     const path = dbFile();
     const n = 30_000;
     const p = new Pipeline();
-    p.source(new GeneratorSource<Reading>({ count: n, make: (i) => ({ device: `d${i % 10}`, seq: i, temp: (i % 400) / 10 }) }), { id: 'readings' }).sink(
+    p.source(new GeneratorSource<Reading>({ count: n, make: (i) => ({ device: `d${i % 10}`, seq: i, temp: (i % 400) / 10 }), ratePerSecond: 100_000 }), { id: 'readings' }).sink(
       new DuckDBSink<Reading>({ path, table: 'readings', create: { device: 'VARCHAR', seq: 'BIGINT', temp: 'DOUBLE' }, rowsPerFlush: 3_000 }),
       { id: 'duck' },
     );
