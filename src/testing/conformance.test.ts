@@ -23,7 +23,7 @@ class Table {
 
 class MemorySink implements Sink<{ id: number }, { rows: number }> {
   private pending: Array<{ id: number }> = [];
-  private kept: Array<Array<{ id: number }>> = [];
+  private kept: Array<{ values: Array<{ id: number }>; length: number }> = [];
   private instance = 0;
   private parallelismOf = 1;
 
@@ -42,14 +42,15 @@ class MemorySink implements Sink<{ id: number }, { rows: number }> {
       for (let i = 0; i < batch.length; i++) this.table.rows.push(batch.values[i]!.id);
       return;
     }
-    if (this.bug === 'keeps the batch') this.kept.push(batch.values.slice(0, 0).concat(batch.values).slice(0, batch.length) && (batch.values as Array<{ id: number }>));
+    // The bug: keeping the runtime's array instead of copying the records out of it.
+    if (this.bug === 'keeps the batch') this.kept.push({ values: batch.values, length: batch.length });
     else for (let i = 0; i < batch.length; i++) this.pending.push({ id: batch.values[i]!.id });
   }
 
   preCommit(checkpointId: number): { rows: number } | undefined {
     let rows: number[];
     if (this.bug === 'keeps the batch') {
-      rows = this.kept.flatMap((values) => values.filter((v) => v !== undefined).map((v) => v.id));
+      rows = this.kept.flatMap(({ values, length }) => values.slice(0, length).map((v) => v.id));
       this.kept = [];
     } else rows = this.pending.map((r) => r.id);
     this.pending = [];
