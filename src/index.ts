@@ -75,3 +75,8 @@ export { WalSource, type WalSourceOptions } from './connectors/wal/source.ts';
 export { PostgresSink, type PostgresCommittable } from './connectors/postgres/sink.ts';
 export type { PostgresSinkOptions, PostgresConnection, PostgresConnectionOptions, PostgresOp } from './connectors/postgres/config.ts';
 export type { LineReaderOptions } from './connectors/file/line-reader.ts';
+export { KafkaSource, type KafkaSourceOptions, type KafkaMessage, type KafkaPosition, type KafkaStartFrom } from './connectors/kafka/source.ts';
+export { KafkaSink, type KafkaSinkOptions, type KafkaCommittable } from './connectors/kafka/sink.ts';
+export { kafkaDeadLetterSink, deadLetterJson, type KafkaDeadLetter } from './connectors/kafka/dead-letters.ts';
+export type { KafkaConnection } from './connectors/kafka/client.ts';
+export type { KafkaStats, RetryOptions as KafkaRetryOptions } from './connectors/kafka/retry.ts';
