@@ -7,7 +7,7 @@
  * which those clients do not offer.
  */
 import type { ConnectionOptions as TlsOptions } from 'node:tls';
-import { Base, kGetApi, kGetConnection, type Connection, type SASLOptions } from '@platformatic/kafka';
+import { Base, kGetApi, kGetConnection, listTransactionsV1, type Connection, type SASLOptions } from '@platformatic/kafka';
 import type { KafkaBatch } from './records.ts';
 
 /** How to reach the cluster: passed through to the client library. */
@@ -208,7 +208,7 @@ export interface KafkaClient {
   produce(node: number, producer: ProducerIdentity, transactionalId: string | null, parts: readonly PartitionRecords[], timeoutMs: number): Promise<number[]>;
   /** EndTxn: commits or aborts the transaction that (transactionalId, producer id, epoch) opened. */
   endTxn(transactionalId: string, producer: ProducerIdentity, commit: boolean): Promise<void>;
-  /** Open transactions on every broker (empty if the brokers do not support listing them). */
+  /** Open (ongoing) transactions on every broker (empty if the brokers do not support listing them). */
   listTransactions(): Promise<ListedTransaction[]>;
   close(): Promise<void>;
 }
@@ -263,7 +263,9 @@ export class PlatformaticKafkaClient implements KafkaClient {
 
   /** Calls `name` on `node`; a response with errors is returned (with its codes) rather than thrown. */
   private async call<R>(name: string, node: number | 'any', ...args: unknown[]): Promise<R> {
-    const [api, connection] = await Promise.all([this.api(name), this.connection(node)]);
+    let [api, connection] = await Promise.all([this.api(name), this.connection(node)]);
+    // The library's parser of ListTransactions v2 reads a field v2 does not have; v1 answers the same.
+    if (name === 'ListTransactions' && (api as unknown as { version: number }).version === 2) api = listTransactionsV1.api as unknown as Api;
     try {
       return (await api.async(connection, ...args)) as R;
     } catch (error) {
@@ -489,7 +491,7 @@ export class PlatformaticKafkaClient implements KafkaClient {
     for (const node of metadata.brokers.keys()) {
       let r: { errorCode: number; transactionStates: Array<{ transactionalId: string; producerId: bigint; transactionState: string }> };
       try {
-        r = await this.call('ListTransactions', node, [], [], -1n, null);
+        r = await this.call('ListTransactions', node, ['Ongoing'], [], -1n, null);
       } catch (error) {
         if (/Unsupported API/i.test(String((error as Error).message))) return [];
         throw error;

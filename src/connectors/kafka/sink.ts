@@ -477,7 +477,8 @@ export class KafkaSink<T> implements Sink<T, KafkaCommittable> {
       let n = 0;
       while (n < list.length && (n === 0 || (bytes + list[n]!.size <= PARTITION_BATCH_BYTES && total + bytes + list[n]!.size <= this.maxRequestBytes))) bytes += list[n++]!.size;
       if (n === 0) continue;
-      parts.push({ topic: this.options.topic, partition: p, records: n === list.length ? list : list.slice(0, n), firstSequence: txn.sequences.get(p) ?? 0 });
+      // A copy: `write` may append to the list while the request is out.
+      parts.push({ topic: this.options.topic, partition: p, records: list.slice(0, n), firstSequence: txn.sequences.get(p) ?? 0 });
       total += bytes;
       if (total >= this.maxRequestBytes) break;
     }

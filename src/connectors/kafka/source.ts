@@ -386,6 +386,11 @@ class KafkaReader<T, V> implements SourceReader<T> {
   /** The fetch offset is outside the log: deleted by retention (or the log was truncated). */
   private async offsetsMissing(p: Partition, logStart: number, end: number): Promise<void> {
     const policy = this.options.onMissingOffsets ?? 'fail';
+    // An error response may not carry the log's bounds: ask.
+    if (logStart < 0 || end < 0) {
+      logStart = (await this.client.listOffsets(p.topic, [p.partition], 'earliest')).get(p.partition)!;
+      end = (await this.client.listOffsets(p.topic, [p.partition], 'latest')).get(p.partition)!;
+    }
     const where = `offset ${p.fetchOffset} of ${p.id}`;
     const range = `the log holds offsets ${logStart} to ${end - 1}`;
     if (policy === 'fail') {

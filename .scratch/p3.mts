@@ -1,0 +1,12 @@
+import { CollectSink, Pipeline } from '/work/wt-kafka/src/index.ts';
+import { KafkaSource } from '/work/wt-kafka/src/connectors/kafka/source.ts';
+import { createTopic, produce, uniqueTopic } from '/work/wt-kafka/test/support/kafka.ts';
+const t = await createTopic(uniqueTopic('dbg'), 4);
+await produce(t, Array.from({ length: 400 }, (_, i) => ({ value: { i }, partition: i % 4 })));
+const out = new CollectSink<{ i: number }>();
+const p = new Pipeline();
+p.source(new KafkaSource<{ i: number }>({ topic: t, bounded: true, map: (m: any) => ({ i: m.value.i, p: m.partition, o: m.offset }) as any }), { id: 'kafka' }).sink(out, { id: 'out' });
+await p.run({ parallelism: 2, checkpointDir: '/tmp/kdbg-' + Date.now(), checkpointInterval: 10 });
+const c = new Map<string, number>();
+for (const v of out.values as any[]) c.set(`${v.p}`, (c.get(`${v.p}`) ?? 0) + 1);
+console.log(c, out.values.length);
