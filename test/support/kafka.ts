@@ -16,11 +16,16 @@ export function uniqueTopic(tag: string): string {
   return `spate-test-${tag}-${process.pid}-${Date.now().toString(36)}-${counter++}`;
 }
 
-/** Creates a topic (with optional topic configs, e.g. retention) and waits until it has leaders. */
+/**
+ * Creates a topic (with optional topic configs) and waits until it has leaders. Time-based
+ * retention is off unless configured: tests write records with old timestamps (NEXMark's are
+ * from 2023), which the broker would otherwise delete within seconds.
+ */
 export async function createTopic(name: string, partitions = 1, configs: Record<string, string> = {}): Promise<string> {
   const admin = new Admin({ clientId: 'spate-test', bootstrapBrokers: KAFKA_BROKERS });
   try {
-    await admin.createTopics({ topics: [name], partitions, replicas: 1, configs: Object.entries(configs).map(([name, value]) => ({ name, value })) });
+    const all = { 'retention.ms': '-1', ...configs };
+    await admin.createTopics({ topics: [name], partitions, replicas: 1, configs: Object.entries(all).map(([name, value]) => ({ name, value })) });
   } finally {
     await admin.close();
   }
@@ -153,8 +158,9 @@ export async function readCommitted(topic: string, options: { waitStable?: boole
     const n = await client.partitions(topic);
     const leaders = await client.leaders(topic);
     const out: ReadRecord[] = [];
+    const earliest = await client.listOffsets(topic, Array.from({ length: n }, (_, p) => p), 'earliest');
     for (let p = 0; p < n; p++) {
-      let offset = 0;
+      let offset = earliest.get(p)!;
       const deadline = Date.now() + 30_000;
       for (;;) {
         const [r] = await client.fetch(leaders[p]!, [{ topic, partition: p, offset }], { maxWaitMs: 10, maxBytes: 16 << 20, partitionMaxBytes: 16 << 20 });
