@@ -1,4 +1,4 @@
-import { describeKafkaError, isRetriable } from './client.ts';
+import { describeKafkaError, isRetriable, KafkaError } from './client.ts';
 
 /** Counters of a Kafka connector's trouble with the cluster, readable while the job runs. */
 export interface KafkaStats {
@@ -32,6 +32,8 @@ export class Retrier {
   private readonly max: number;
   private failing = 0;
   private since = 0;
+  /** Whether the current run of failures was logged (an outage). */
+  private logged = false;
   private readonly sleeps = new Set<() => void>();
 
   constructor(
@@ -64,12 +66,17 @@ export class Retrier {
     }
   }
 
-  /** Records a retriable failure (for loops that retry by themselves); logs the start of an outage. */
+  /**
+   * Records a retriable failure (for loops that retry by themselves). An unreachable broker is an
+   * outage at once (logged, counted); a retriable Kafka error (a leader election, a coordinator
+   * loading) only if it lasts three attempts — those are routine and pass in milliseconds.
+   */
   failed(action: string, error: unknown): void {
     this.stats.retries++;
     this.stats.lastError = describeKafkaError(error);
-    if (this.failing++ === 0) {
-      this.since = Date.now();
+    if (this.failing++ === 0) this.since = Date.now();
+    if (!this.logged && (!(error instanceof KafkaError) || this.failing >= 3)) {
+      this.logged = true;
       this.stats.outages++;
       this.stats.unavailable = true;
       this.log(`${this.what}: ${action}: Kafka is unavailable (${describeKafkaError(error)}); retrying with backoff up to ${this.max / 1000} s apart`);
@@ -80,8 +87,9 @@ export class Retrier {
   /** Records a success; logs the end of an outage. */
   succeeded(): void {
     if (this.failing === 0) return;
-    this.log(`${this.what}: Kafka answers again, after ${this.failing} failed attempt(s) over ${((Date.now() - this.since) / 1000).toFixed(1)} s`);
+    if (this.logged) this.log(`${this.what}: Kafka answers again, after ${this.failing} failed attempt(s) over ${((Date.now() - this.since) / 1000).toFixed(1)} s`);
     this.failing = 0;
+    this.logged = false;
     this.stats.unavailable = false;
   }
 

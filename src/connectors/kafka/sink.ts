@@ -199,7 +199,7 @@ export class KafkaSink<T> implements Sink<T, KafkaCommittable> {
     this.ctx = ctx;
     this.prefix = this.options.transactionalIdPrefix ?? `spate-${ctx.stepId}-${this.options.topic}`;
     this.client = new PlatformaticKafkaClient(this.options.connection, `spate-${ctx.stepId}-${ctx.instance}`);
-    this.retrier = new Retrier(`Kafka sink ${ctx.stepId}`, (l) => this.log(l), this.stats, this.options.retry, () => this.closed, () => this.client.refresh());
+    this.retrier = new Retrier('Kafka sink', (l) => this.log(l), this.stats, this.options.retry, () => this.closed, () => this.client.refresh());
     const topic = this.options.topic;
     this.partitions = await this.retrier.run(`looking up topic ${topic}`, () => this.client.partitions(topic));
     this.leaders = await this.retrier.run(`looking up topic ${topic}`, () => this.client.leaders(topic));

@@ -135,7 +135,7 @@ export class KafkaSource<T, V = T> implements Source<T> {
   async splits(ctx: SourceContext): Promise<Split<KafkaPosition>[]> {
     const client = new PlatformaticKafkaClient(this.options.connection, `spate-${ctx.stepId}`);
     const log = ctx.log ?? ((line: string) => process.stderr.write(`spate: step '${ctx.stepId}': ${line}\n`));
-    const retrier = new Retrier(`Kafka source ${ctx.stepId}`, log, this.stats, this.options.retry, () => false, () => client.refresh());
+    const retrier = new Retrier('Kafka source', log, this.stats, this.options.retry, () => false, () => client.refresh());
     try {
       const out: Split<KafkaPosition>[] = [];
       for (const topic of this.topics) {
@@ -249,7 +249,7 @@ class KafkaReader<T, V> implements SourceReader<T> {
 
   open(splits: readonly Split[]): void {
     this.client = new PlatformaticKafkaClient(this.options.connection, `spate-${this.ctx.stepId}-${this.ctx.instance}`);
-    this.retrier = new Retrier(`Kafka source ${this.ctx.stepId}`, (l) => this.log(l), this.source.stats, this.options.retry, () => this.closed, () => {
+    this.retrier = new Retrier('Kafka source', (l) => this.log(l), this.source.stats, this.options.retry, () => this.closed, () => {
       this.client.refresh();
       this.stale = true;
     });
