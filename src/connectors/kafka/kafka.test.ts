@@ -407,7 +407,8 @@ describe('KafkaSink', () => {
 
   it('pre-committed records are invisible to read_committed readers until the commit; a commit redone after recovery is harmless; abort on open drops what never committed', async () => {
     const t = await topic('2pc');
-    const sink = new KafkaSink<{ i: number }>({ topic: t, connection, transactionalIdPrefix: `${t}-tx` });
+    // Two transactional ids: checkpoint 3 must reuse checkpoint 1's.
+    const sink = new KafkaSink<{ i: number }>({ topic: t, connection, transactionalIdPrefix: `${t}-tx`, transactionPoolSize: 2 });
     const c = sinkContext({ stepId: 'out' });
     await sink.open(c);
     await sink.abort();
@@ -430,7 +431,7 @@ describe('KafkaSink', () => {
     expect(c3.epoch).toBeGreaterThan(c1.epoch);
     await sink.close();
 
-    const after = new KafkaSink<{ i: number }>({ topic: t, connection, transactionalIdPrefix: `${t}-tx` });
+    const after = new KafkaSink<{ i: number }>({ topic: t, connection, transactionalIdPrefix: `${t}-tx`, transactionPoolSize: 2 });
     const c2ctx = sinkContext({ stepId: 'out', restoredCheckpoint: 2 });
     await after.open(c2ctx);
     await after.commit([
@@ -462,7 +463,9 @@ describe('KafkaSink', () => {
 
   it('at-least-once: an idempotent producer, visible at once, flushed at checkpoints', async () => {
     const t = await topic('alo', 2);
-    await numbers(t, 5_000, { guarantee: 'at-least-once' }).run({ checkpointInterval: 100 });
+    // Written while checkpoints come and go: each flushes what came before its barrier, and sequence numbers run on across them.
+    const result = await numbers(t, 5_000, { guarantee: 'at-least-once' }, 10_000).run({ checkpointInterval: 50 });
+    expect(result.checkpoints.length).toBeGreaterThan(4);
     const values = (await readCommitted(t)).map((r) => JSON.parse(r.value).i as number);
     expect(values.sort((a, b) => a - b)).toEqual(Array.from({ length: 5_000 }, (_, i) => i));
   });

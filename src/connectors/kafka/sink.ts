@@ -49,7 +49,7 @@ export interface KafkaSinkOptions<T> {
   readonly transactionTimeoutMs?: number;
   /** Transactional ids per instance (default 5): the transaction being written and those waiting for their checkpoint to complete. */
   readonly transactionPoolSize?: number;
-  /** Records buffered before the sink reports backpressure (default 100 000). */
+  /** Records buffered before the sink reports backpressure (default 20 000). */
   readonly maxBufferedRecords?: number;
   /** A serialized record larger than this is a dead letter (default 1 000 000 bytes, under the broker's default limit). */
   readonly maxRecordBytes?: number;
@@ -107,6 +107,10 @@ interface Slot {
   fresh: ProducerIdentity | null;
   /** A transaction on it is open (written or waiting for its commit). */
   busy: boolean;
+  /** When its last transaction was committed (the least recently used free slot is taken next). */
+  releasedAt: number;
+  /** InitProducerId in flight for it. */
+  preparing: Promise<void> | null;
 }
 
 /**
@@ -172,8 +176,10 @@ export class KafkaSink<T> implements Sink<T, KafkaCommittable> {
   private failure: Error | null = null;
   private closed = false;
   private idempotent: ProducerIdentity | null = null;
+  private readonly idempotentSequences = new Map<number, number>();
   private slotWaiters: Array<() => void> = [];
-  /** The highest parallelism of the checkpoints restored (for aborting the transactions of old instances). */
+  /** Transactions this process committed (`id/producer/epoch`), recent ones: a commit handed again is skipped. */
+  private readonly committed = new Set<string>();
 
   constructor(private readonly options: KafkaSinkOptions<T>) {
     if (typeof options.topic !== 'string' || options.topic.length === 0) throw new Error('KafkaSink: `topic` is required');
@@ -182,7 +188,7 @@ export class KafkaSink<T> implements Sink<T, KafkaCommittable> {
     this.exactlyOnce = guarantee === 'exactly-once';
     if (options.parallelism !== undefined) this.parallelism = options.parallelism;
     this.serialize = serializer(options.format ?? 'json');
-    this.maxBuffered = options.maxBufferedRecords ?? 100_000;
+    this.maxBuffered = options.maxBufferedRecords ?? 20_000;
     this.maxRecordBytes = options.maxRecordBytes ?? 1_000_000;
     this.maxRequestBytes = Math.max(options.maxRequestBytes ?? 4 << 20, PARTITION_BATCH_BYTES);
     this.timeoutMs = options.transactionTimeoutMs ?? 900_000;
@@ -204,7 +210,7 @@ export class KafkaSink<T> implements Sink<T, KafkaCommittable> {
     this.partitions = await this.retrier.run(`looking up topic ${topic}`, () => this.client.partitions(topic));
     this.leaders = await this.retrier.run(`looking up topic ${topic}`, () => this.client.leaders(topic));
     if (this.exactlyOnce) {
-      this.slots = Array.from({ length: this.poolSize }, (_, s) => ({ id: `${this.prefix}-${ctx.instance}-${s}`, fresh: null, busy: false }));
+      this.slots = Array.from({ length: this.poolSize }, (_, s) => ({ id: `${this.prefix}-${ctx.instance}-${s}`, fresh: null, busy: false, releasedAt: 0, preparing: null }));
     } else {
       this.idempotent = await this.retrier.run('initializing the producer', () => this.client.initProducer(null, this.timeoutMs));
     }
@@ -281,7 +287,13 @@ export class KafkaSink<T> implements Sink<T, KafkaCommittable> {
     if (txn === undefined || txn.sealed) return undefined;
     if (!this.exactlyOnce) {
       if (txn.unsent === 0) return undefined;
-      return this.flushed(txn).then(() => undefined);
+      // Later writes go to the next stream segment (same producer and sequences), so that the
+      // flush waits for what came before the barrier only.
+      txn.sealed = true;
+      return this.flushed(txn).then(() => {
+        if (this.failure !== null) throw this.failure;
+        return undefined;
+      });
     }
     if (txn.records === 0) return undefined;
     txn.sealed = true;
@@ -296,6 +308,9 @@ export class KafkaSink<T> implements Sink<T, KafkaCommittable> {
     for (const c of committables) {
       const { transactionalId, producerId, epoch } = c.data;
       const producer = { producerId: BigInt(producerId), epoch };
+      const done = `${transactionalId}/${producerId}/${epoch}`;
+      // The runtime may hand a committable again while its first commit runs (a later checkpoint completed meanwhile).
+      if (this.committed.has(done)) continue;
       const live = this.txns.find((t) => t.sealed && t.transactionalId === transactionalId && t.producer?.producerId === producer.producerId && t.producer.epoch === epoch);
       try {
         await this.retrier.run(`committing the transaction of checkpoint ${c.checkpointId}`, () => this.client.endTxn(transactionalId, producer, true));
@@ -318,6 +333,8 @@ export class KafkaSink<T> implements Sink<T, KafkaCommittable> {
             `(committed, or aborted by Kafka after transactionTimeoutMs); nothing to commit`,
         );
       }
+      this.committed.add(done);
+      if (this.committed.size > 256) this.committed.delete(this.committed.values().next().value!);
       if (live !== undefined) this.release(live);
     }
   }
@@ -373,7 +390,8 @@ export class KafkaSink<T> implements Sink<T, KafkaCommittable> {
       transactionalId: null,
       producer: this.exactlyOnce ? null : this.idempotent,
       pending: new Map(),
-      sequences: last !== undefined && !this.exactlyOnce ? last.sequences : new Map(),
+      // Idempotent (at-least-once) writes continue one sequence per partition across checkpoints.
+      sequences: this.exactlyOnce ? new Map() : this.idempotentSequences,
       added: new Set(),
       records: 0,
       unsent: 0,
@@ -392,24 +410,47 @@ export class KafkaSink<T> implements Sink<T, KafkaCommittable> {
     if (slot !== undefined) {
       slot.busy = false;
       slot.fresh = null;
+      slot.releasedAt = performance.now();
+      this.prepare(slot);
     }
     const waiters = this.slotWaiters;
     this.slotWaiters = [];
     for (const w of waiters) w();
   }
 
-  /** Takes a free slot for `txn` and a fresh producer epoch on it (waits while every slot is busy). */
+  /**
+   * Bumps a released slot's epoch ahead of its next use (in the background), so that a
+   * transaction starts without waiting for InitProducerId — and a committable restored from an
+   * old checkpoint can never commit the slot's next transaction.
+   */
+  private prepare(slot: Slot): void {
+    if (slot.preparing !== null || slot.fresh !== null || this.closed) return;
+    slot.preparing = this.client
+      .initProducer(slot.id, this.timeoutMs)
+      .then((producer) => {
+        if (!slot.busy) slot.fresh = producer;
+      })
+      .catch(() => undefined) // taken again, with retries, when the slot is used
+      .finally(() => (slot.preparing = null));
+  }
+
+  /** Takes the least recently used free slot for `txn`, with a fresh producer epoch (waits while every slot is busy). */
   private async begin(txn: Txn): Promise<void> {
     let slot: Slot | undefined;
-    while ((slot = this.slots.find((s) => !s.busy)) === undefined) {
+    for (;;) {
+      slot = undefined;
+      for (const s of this.slots) if (!s.busy && (slot === undefined || s.releasedAt < slot.releasedAt)) slot = s;
+      if (slot !== undefined) break;
       if (this.closed) throw new KafkaSinkError('the sink was closed');
       await new Promise<void>((r) => this.slotWaiters.push(r));
     }
-    slot.busy = true;
-    (txn as { slot: number }).slot = this.slots.indexOf(slot);
-    (txn as { transactionalId: string | null }).transactionalId = slot.id;
-    const producer = slot.fresh ?? (await this.retrier.run(`beginning a transaction on ${slot.id}`, () => this.client.initProducer(slot.id, this.timeoutMs)));
-    slot.fresh = null;
+    const chosen = slot;
+    chosen.busy = true;
+    (txn as { slot: number }).slot = this.slots.indexOf(chosen);
+    (txn as { transactionalId: string | null }).transactionalId = chosen.id;
+    await chosen.preparing;
+    const producer = chosen.fresh ?? (await this.retrier.run(`beginning a transaction on ${chosen.id}`, () => this.client.initProducer(chosen.id, this.timeoutMs)));
+    chosen.fresh = null;
     txn.producer = producer;
   }
 
