@@ -10,10 +10,12 @@ export interface KafkaStats {
   unavailable: boolean;
   /** The last error seen, if any. */
   lastError: string | undefined;
+  /** When the last outage ended (ms since the epoch; 0: none yet). */
+  recoveredAt: number;
 }
 
 export function newStats(): KafkaStats {
-  return { retries: 0, outages: 0, unavailable: false, lastError: undefined };
+  return { retries: 0, outages: 0, unavailable: false, lastError: undefined, recoveredAt: 0 };
 }
 
 /** Backoff between attempts while the cluster is unreachable: first and longest delay, in ms. */
@@ -69,13 +71,16 @@ export class Retrier {
   /**
    * Records a retriable failure (for loops that retry by themselves). An unreachable broker is an
    * outage at once (logged, counted); a retriable Kafka error (a leader election, a coordinator
-   * loading) only if it lasts three attempts — those are routine and pass in milliseconds.
+   * loading) only if it lasts three attempts — those are routine and pass in milliseconds. So
+   * is a failure within 10 s of the end of an outage (the same connector's other part, or a
+   * broker still starting): one outage, one line.
    */
   failed(action: string, error: unknown): void {
     this.stats.retries++;
     this.stats.lastError = describeKafkaError(error);
     if (this.failing++ === 0) this.since = Date.now();
-    if (!this.logged && (!(error instanceof KafkaError) || this.failing >= 3)) {
+    const routine = error instanceof KafkaError || Date.now() - this.stats.recoveredAt < 10_000;
+    if (!this.logged && (!routine || this.failing >= 3)) {
       this.logged = true;
       this.stats.outages++;
       this.stats.unavailable = true;
@@ -87,7 +92,10 @@ export class Retrier {
   /** Records a success; logs the end of an outage. */
   succeeded(): void {
     if (this.failing === 0) return;
-    if (this.logged) this.log(`${this.what}: Kafka answers again, after ${this.failing} failed attempt(s) over ${((Date.now() - this.since) / 1000).toFixed(1)} s`);
+    if (this.logged) {
+      this.log(`${this.what}: Kafka answers again, after ${this.failing} failed attempt(s) over ${((Date.now() - this.since) / 1000).toFixed(1)} s`);
+      this.stats.recoveredAt = Date.now();
+    }
     this.failing = 0;
     this.logged = false;
     this.stats.unavailable = false;
