@@ -81,7 +81,7 @@ it('the broker is down when the job starts: source and sink wait for it, saying 
   const result = await running.done;
   expect(result.deadLetters).toBe(0);
   await expectExactlyOnce(output, n);
-  expect(lines.filter((l) => /step 'in': Kafka source: .*Kafka is unavailable/.test(l))).toHaveLength(1);
+  expect(lines.filter((l) => /step 'in': Kafka source: .*Kafka is unavailable/.test(l)), lines.join('\n')).toHaveLength(1);
   expect(lines.some((l) => /step 'in': Kafka source: .*Kafka answers again, after \d+ failed attempt/.test(l))).toBe(true);
   expect(source.stats.unavailable).toBe(false);
   expect(sink.stats.outages).toBeLessThanOrEqual(1);

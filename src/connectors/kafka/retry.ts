@@ -71,7 +71,8 @@ export class Retrier {
   /**
    * Records a retriable failure (for loops that retry by themselves). An unreachable broker is an
    * outage at once (logged, counted); a retriable Kafka error (a leader election, a coordinator
-   * loading) only if it lasts three attempts — those are routine and pass in milliseconds. So
+   * loading) only if it lasts 5 s — those are routine and pass quickly (a leader election after a
+   * broker restart takes a few seconds). So
    * is a failure within 10 s of the end of an outage (the same connector's other part, or a
    * broker still starting): one outage, one line.
    */
@@ -80,7 +81,7 @@ export class Retrier {
     this.stats.lastError = describeKafkaError(error);
     if (this.failing++ === 0) this.since = Date.now();
     const routine = error instanceof KafkaError || Date.now() - this.stats.recoveredAt < 10_000;
-    if (!this.logged && (!routine || this.failing >= 3)) {
+    if (!this.logged && (!routine || Date.now() - this.since >= 5_000)) {
       this.logged = true;
       this.stats.outages++;
       this.stats.unavailable = true;
