@@ -112,6 +112,10 @@ export function isRetriable(error: unknown): boolean {
   const e = error as { code?: unknown; canRetry?: unknown; errors?: unknown[]; message?: unknown } | null;
   if (e === null || typeof e !== 'object') return false;
   if (typeof e.code === 'string' && /^(ECONN|EPIPE|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|EAI_AGAIN|ENOTFOUND|PLT_KFK_NETWORK|PLT_KFK_TIMEOUT)/.test(e.code)) return true;
+  // A response the codec could not read: the library's parsers of Produce v10+ and Fetch v16+ fail
+  // on the tagged leader hints a broker adds to NOT_LEADER errors while leadership moves. Retried
+  // after a metadata refresh (produce requests are resent with the same sequence numbers).
+  if (e.code === 'OUT_OF_BOUNDS') return true;
   if (Array.isArray(e.errors) && e.errors.length > 0) return e.errors.some((x) => isRetriable(x));
   return /ECONNREFUSED|ECONNRESET|socket|Connection closed|connection.*(closed|lost)|timed? ?out|Cannot connect/i.test(String(e.message ?? ''));
 }
