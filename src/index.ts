@@ -82,3 +82,8 @@ export { DuckDBSink, type DuckDBCommittable } from './connectors/duckdb/sink.ts'
 export type { DuckDBSinkOptions } from './connectors/duckdb/config.ts';
 export { DuckDBDatabase, type DuckDBOpenOptions, type DuckDBQueryResult } from './connectors/duckdb/database.ts';
 export type { LineReaderOptions } from './connectors/file/line-reader.ts';
+export { KafkaSource, type KafkaSourceOptions, type KafkaMessage, type KafkaPosition, type KafkaStartFrom } from './connectors/kafka/source.ts';
+export { KafkaSink, type KafkaSinkOptions, type KafkaCommittable } from './connectors/kafka/sink.ts';
+export { kafkaDeadLetterSink, deadLetterJson, type KafkaDeadLetter } from './connectors/kafka/dead-letters.ts';
+export type { KafkaConnection } from './connectors/kafka/client.ts';
+export type { KafkaStats, RetryOptions as KafkaRetryOptions } from './connectors/kafka/retry.ts';
