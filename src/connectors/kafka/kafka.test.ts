@@ -448,9 +448,11 @@ describe('KafkaSink', () => {
   it('exactly once across a restart from the checkpoint directory after an abrupt stop', async () => {
     const t = await topic('restart', 2);
     const dir = tempDir('restart');
-    const n = 20_000;
+    const n = 100_000; // 5 s at 20,000/s: stopped well before the end
     const first = numbers(t, n, {}, 20_000).start({ checkpointDir: dir, checkpointInterval: 50 });
-    await new Promise((r) => setTimeout(r, 400));
+    // Until a checkpoint's transaction is committed (a condition, not a duration: a loaded machine opens slowly).
+    const deadline = Date.now() + 30_000;
+    while (first.job.checkpoints().filter((c) => c.status === 'completed').length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     await first.stop({ checkpoint: false }); // abrupt: no final checkpoint, an open transaction left behind
     const mid = (await readCommitted(t)).length;
     expect(mid).toBeGreaterThan(0);
