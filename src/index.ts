@@ -78,3 +78,9 @@ export { WalSource, type WalSourceOptions } from './connectors/wal/source.ts';
 export { PostgresSink, type PostgresCommittable } from './connectors/postgres/sink.ts';
 export type { PostgresSinkOptions, PostgresConnection, PostgresConnectionOptions, PostgresOp } from './connectors/postgres/config.ts';
 export type { LineReaderOptions } from './connectors/file/line-reader.ts';
+
+export { serveDashboard, type Dashboard, type DashboardOptions } from './ui/dashboard.ts';
+export type { QueryEngine, QueryResult } from './ui/query-engine.ts';
+export type { DashboardStatus, StepRates, InstanceRates, ChannelState } from './ui/status-sampler.ts';
+export { watermarkHolds, type WatermarkHold, type HoldHop, type HoldOrigin } from './ui/watermark-holds.ts';
+export type { JobGraph, GraphTask, GraphStep, GraphEdge } from './ui/graph.ts';
