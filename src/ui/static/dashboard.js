@@ -393,6 +393,7 @@ function numericFields(value) {
 }
 
 const TIMEISH = /^(start|end|time|timestamp|ts|at|window.*|key|id|.*time|.*_at)$/i;
+const COUNTISH = /^(n|count|.*_count|records)$/i;
 
 function fieldValue(value, field) {
   if (field === '(value)') return typeof value === 'number' ? value : null;
@@ -421,7 +422,7 @@ function makeViewPanel(name) {
     el(
       'div',
       {},
-      el('table', {}, el('thead', {}, el('tr', {}, el('th', { scope: 'col', text: 'Key' }), el('th', { scope: 'col', text: 'Latest value' }), el('th', { scope: 'col', text: 'Event time' }))), latest),
+      el('table', { class: 'latest' }, el('thead', {}, el('tr', {}, el('th', { scope: 'col', text: 'Key' }), el('th', { scope: 'col', text: 'Latest value' }), el('th', { scope: 'col', text: 'Event time' }))), latest),
       form,
       answer,
     ),
@@ -459,7 +460,8 @@ function addEntries(panel, entries) {
       const fields = numericFields(e.value);
       if (fields.length > 0) {
         panel.fields = fields;
-        panel.field = fields.find((f) => !TIMEISH.test(f)) ?? fields[0];
+        // A measure rather than a time, an id or a count, when there is one.
+        panel.field = fields.find((f) => !TIMEISH.test(f) && !COUNTISH.test(f)) ?? fields.find((f) => !TIMEISH.test(f)) ?? fields[0];
         panel.select.replaceChildren(...fields.map((f) => el('option', { value: f, text: f, selected: f === panel.field })));
       }
     }
@@ -515,7 +517,7 @@ function drawViewChart(panel) {
 function renderLatest(panel) {
   const rows = [...panel.latestByKey.values()].sort((a, b) => b.updatedAt - a.updatedAt).slice(0, 10);
   panel.latest.replaceChildren(
-    ...rows.map((e) => el('tr', { 'data-key': keyLabel(e.key) }, el('th', { scope: 'row', text: keyLabel(e.key) }), el('td', { class: 'record', text: preview(e.value, 120) }), el('td', { text: fmtTime(e.time) }))),
+    ...rows.map((e) => el('tr', { 'data-key': keyLabel(e.key) }, el('th', { scope: 'row', text: keyLabel(e.key) }), el('td', { class: 'record clip', text: preview(e.value, 200), title: preview(e.value, 2000) }), el('td', { text: fmtTime(e.time) }))),
   );
 }
 
