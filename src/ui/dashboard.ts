@@ -212,8 +212,12 @@ class Hub {
     private readonly pushIntervalMs: number,
   ) {}
 
-  /** Subscribes to the views that have become readable (after the job opened or restored). */
+  /**
+   * Subscribes to the views that have become readable (after the job opened or restored), while
+   * a browser listens: without one, views run without listeners (no update lists to build).
+   */
   follow(): void {
+    if (this.clients.size === 0) return;
     for (const name of this.job.viewNames()) {
       if (this.feeds.has(name)) continue;
       const view = this.job.view(name);
@@ -259,15 +263,20 @@ class Hub {
   drop(client: Client): void {
     if (!this.clients.delete(client)) return;
     client.done();
+    if (this.clients.size === 0) this.unfollow();
   }
 
-  stop(): void {
+  private unfollow(): void {
     for (const feed of this.feeds.values()) {
       feed.unsubscribe();
       if (feed.timer !== null) clearTimeout(feed.timer);
     }
     this.feeds.clear();
+  }
+
+  stop(): void {
     for (const client of [...this.clients]) this.drop(client);
+    this.unfollow();
   }
 }
 
