@@ -251,6 +251,43 @@ class GatedSink implements Sink<unknown> {
   write(): void {}
 }
 
+/** A sink that takes 20 ms per batch: it reports backpressure while it is busy. */
+class SlowSink implements Sink<unknown> {
+  private busyUntil = 0;
+  write(): void {
+    this.busyUntil = performance.now() + 20;
+  }
+  backpressure(): Promise<void> | undefined {
+    const wait = this.busyUntil - performance.now();
+    return wait > 0 ? new Promise((r) => setTimeout(r, wait)) : undefined;
+  }
+}
+
+describe('backpressure', () => {
+  it('is the fraction of time an instance waited for downstream over the last interval', async () => {
+    const p = new Pipeline();
+    p.source(new GeneratorSource({ make: (i) => i }), { id: 'fast' }).sink(new SlowSink(), { id: 'slow' });
+    const running = p.start({ batchSize: 64 });
+    const dashboard = await serveDashboard(running, { port: 0, sampleIntervalMs: 200 });
+    try {
+      const status = await until(async () => {
+        const s = (await get(dashboard.url, '/api/status')).body as DashboardStatus;
+        return s.rateIntervalMs >= 160 ? s : null;
+      }, 'a full interval');
+      // The source waits for the sink nearly all the time; a fraction is never above 1.
+      const fast = status.steps.find((x) => x.step === 'fast')!;
+      expect(fast.backpressure).toBeGreaterThan(0.5);
+      expect(fast.backpressure).toBeLessThanOrEqual(1);
+      const instance = status.instances.find((m) => m.step === 'fast')!;
+      expect(instance.backpressure).toBe(fast.backpressure);
+      expect(instance.backpressureMs).toBeGreaterThan(0);
+    } finally {
+      await dashboard.close();
+      await running.stop({ checkpoint: false });
+    }
+  });
+});
+
 describe('views while the job restores', () => {
   it('answers 503 {"status":"restoring"} until state is restored, then the restored value', async () => {
     const checkpointDir = join(dir, 'restoring');
