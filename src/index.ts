@@ -87,3 +87,9 @@ export { KafkaSink, type KafkaSinkOptions, type KafkaCommittable } from './conne
 export { kafkaDeadLetterSink, deadLetterJson, type KafkaDeadLetter } from './connectors/kafka/dead-letters.ts';
 export type { KafkaConnection } from './connectors/kafka/client.ts';
 export type { KafkaStats, RetryOptions as KafkaRetryOptions } from './connectors/kafka/retry.ts';
+
+export { serveDashboard, type Dashboard, type DashboardOptions } from './ui/dashboard.ts';
+export type { QueryEngine, QueryResult } from './ui/query-engine.ts';
+export type { DashboardStatus, StepRates, InstanceRates, ChannelState } from './ui/status-sampler.ts';
+export { watermarkHolds, type WatermarkHold, type HoldHop, type HoldOrigin } from './ui/watermark-holds.ts';
+export type { JobGraph, GraphTask, GraphStep, GraphEdge } from './ui/graph.ts';
