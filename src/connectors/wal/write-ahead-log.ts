@@ -1,6 +1,6 @@
-import { mkdirSync } from 'node:fs';
-import { type FileHandle, open, readdir, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { type FileHandle, open, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
 import { crc32 } from 'node:zlib';
 
 /** Options of {@link WriteAheadLog}. */
@@ -12,6 +12,13 @@ export interface WriteAheadLogOptions {
 /** Entry header: payload length (u32) and CRC-32 of the payload (u32). */
 const HEADER = 8;
 const SEGMENT = /^(\d{16})\.wal$/;
+/** Holds the pid of the process that owns the log. */
+const LOCK = 'LOCK';
+/** Holds the sequence number up to which readers committed (written by `truncate`). */
+const COMMITTED = 'COMMITTED';
+
+/** The logs open in this process, by absolute directory: one instance per directory, shared. */
+const opened = new Map<string, { log: Promise<WriteAheadLog>; refs: number }>();
 
 interface Segment {
   /** Sequence number of its first entry. */
@@ -32,7 +39,13 @@ interface Segment {
  * Entries get consecutive sequence numbers from 0 for the life of the directory. They live in
  * segment files (`<first sequence>.wal`), each entry framed with its length and CRC-32; on open,
  * a torn tail (a crash during an append that was never acknowledged) is cut off. Concurrent
- * appends share one fsync (group commit). One process owns a log at a time.
+ * appends share one fsync (group commit).
+ *
+ * One process owns a log at a time: a `LOCK` file holds its pid, and opening a log that a live
+ * process holds fails. Within a process, opening a directory that is already open returns the same
+ * instance (reference counted: every `open` needs its `close`), so an endpoint that writes and the
+ * source reader that reads share one log. `truncate` also records the committed position, which a
+ * reader starting without a checkpoint resumes from (`committedSequence`).
  *
  * @example
  * const wal = await WriteAheadLog.open('.spate/ingest/wal-0');
@@ -55,6 +68,7 @@ export class WriteAheadLog {
   private readonly listeners = new Set<() => void>();
   private writeChain: Promise<void> = Promise.resolve();
   private closed = false;
+  private committed = 0;
   private readonly segmentBytes: number;
 
   private constructor(
@@ -65,15 +79,31 @@ export class WriteAheadLog {
     if (!(this.segmentBytes >= 1024)) throw new RangeError(`segmentBytes must be >= 1024, got ${options.segmentBytes}`);
   }
 
-  /** Opens (or creates) the log in `dir`, cutting off a torn tail left by a crash. */
+  /**
+   * Opens (or creates) the log in `dir`, cutting off a torn tail left by a crash. Fails if another
+   * live process owns it. A directory already open in this process gives the same instance (its
+   * first opener's options apply).
+   */
   static async open(dir: string, options: WriteAheadLogOptions = {}): Promise<WriteAheadLog> {
-    const wal = new WriteAheadLog(dir, options);
-    await wal.recover();
-    return wal;
+    const path = resolve(dir);
+    let entry = opened.get(path);
+    if (entry === undefined) {
+      const wal = new WriteAheadLog(path, options);
+      entry = { log: wal.recover().then(() => wal), refs: 0 };
+      opened.set(path, entry);
+    }
+    entry.refs++;
+    try {
+      return await entry.log;
+    } catch (error) {
+      if (--entry.refs === 0 && opened.get(path) === entry) opened.delete(path);
+      throw error;
+    }
   }
 
   private async recover(): Promise<void> {
     mkdirSync(this.dir, { recursive: true });
+    this.lock();
     const names = (await readdir(this.dir)).filter((n) => SEGMENT.test(n)).sort();
     for (const name of names) {
       this.segments.push({ first: Number(SEGMENT.exec(name)![1]), path: join(this.dir, name), count: 0, bytes: 0 });
@@ -99,6 +129,31 @@ export class WriteAheadLog {
     }
     this.written = this.next;
     this.durable = this.next;
+    try {
+      const text = readFileSync(join(this.dir, COMMITTED), 'utf8').trim();
+      const n = Number(text);
+      if (Number.isSafeInteger(n) && n >= 0) this.committed = n;
+    } catch {
+      // Never committed.
+    }
+    this.committed = Math.min(Math.max(this.committed, this.firstSequence), this.next);
+  }
+
+  /** Takes the `LOCK` file, or fails naming the live process that holds it. */
+  private lock(): void {
+    const path = join(this.dir, LOCK);
+    try {
+      writeFileSync(path, String(process.pid), { flag: 'wx' });
+      return;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    }
+    const holder = Number(readFileSync(path, 'utf8').trim());
+    if (Number.isSafeInteger(holder) && holder > 0 && holder !== process.pid && alive(holder)) {
+      throw new Error(`write-ahead log ${this.dir} is in use by process ${holder}`);
+    }
+    // Left by a process that died (kill -9): take it over.
+    writeFileSync(path, String(process.pid));
   }
 
   /** The sequence number the next entry will get. */
@@ -114,6 +169,14 @@ export class WriteAheadLog {
   /** The first sequence number still in the log. */
   get firstSequence(): number {
     return this.segments[0]?.first ?? this.next;
+  }
+
+  /**
+   * The position readers committed last (`truncate`): where a reader that starts without a
+   * checkpoint begins, so that entries a previous run already committed are not read again.
+   */
+  get committedSequence(): number {
+    return this.committed;
   }
 
   /**
@@ -199,8 +262,18 @@ export class WriteAheadLog {
     return () => this.listeners.delete(listener);
   }
 
-  /** Deletes every segment all of whose entries are before `sequence` (they are checkpointed). */
+  /**
+   * Records `sequence` as committed (readers are done with every entry before it: a checkpoint
+   * that covers them completed) and deletes every segment all of whose entries are before it.
+   */
   async truncate(sequence: number): Promise<void> {
+    if (sequence > this.committed && !this.closed) {
+      this.committed = Math.min(sequence, this.next);
+      // Written atomically, not synced: a lost update only means replaying from an older position.
+      const tmp = join(this.dir, `${COMMITTED}.tmp`);
+      await writeFile(tmp, String(this.committed));
+      await rename(tmp, join(this.dir, COMMITTED));
+    }
     while (this.segments.length > 1) {
       const s = this.segments[0]!;
       if (s.first + s.count > sequence) break;
@@ -214,12 +287,28 @@ export class WriteAheadLog {
     return this.segments.filter((s) => s.first + s.count > sequence);
   }
 
+  /** Releases this opener's reference; the last one closes the log and its lock. */
   async close(): Promise<void> {
+    const entry = opened.get(this.dir);
+    if (entry !== undefined && --entry.refs > 0) return;
+    if (entry !== undefined) opened.delete(this.dir);
+    if (this.closed) return;
     this.closed = true;
-    await this.writeChain;
+    await this.writeChain.catch(() => undefined);
     await this.syncing;
     await this.handle?.close();
     this.handle = null;
+    rmSync(join(this.dir, LOCK), { force: true });
+  }
+}
+
+/** Whether process `pid` exists (EPERM: it does, owned by someone else). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 
