@@ -162,6 +162,7 @@ export class Job {
       snapshots: collector,
       allowDroppedState: options.allowDroppedState ?? false,
       warned: new Set(),
+      ...(this.storage instanceof FileCheckpointStorage ? { checkpointDir: this.storage.location } : {}),
     };
     this.plan = physicalPlan(graph, this.parallelism);
     const workers = options.workers;
