@@ -246,8 +246,8 @@ export abstract class PushSource<T> implements Source<T> {
     return new Promise((resolve) => this.listeners.push(resolve));
   }
 
-  /** Starts the endpoint on an open log. */
-  protected abstract start(ingest: Ingest, log: (line: string) => void): Promise<RunningEndpoint>;
+  /** Starts the endpoint on an open log, for step `stepId`. */
+  protected abstract start(ingest: Ingest, log: (line: string) => void, stepId: string): Promise<RunningEndpoint>;
 
   /** The record of a decoded payload value (MQTT adds its topic from `meta`). */
   protected toRecord(value: unknown, _meta: string): T {
@@ -255,8 +255,8 @@ export abstract class PushSource<T> implements Source<T> {
   }
 
   /** @internal The reader's hooks. */
-  startEndpoint(ingest: Ingest, log: (line: string) => void): Promise<RunningEndpoint> {
-    return this.start(ingest, log);
+  startEndpoint(ingest: Ingest, log: (line: string) => void, stepId: string): Promise<RunningEndpoint> {
+    return this.start(ingest, log, stepId);
   }
 
   /** @internal */
@@ -319,7 +319,7 @@ class PushReader<T> extends WalReader<T> {
     this.ingest = ingest;
     const log = (line: string): void => (this.ctx.log !== undefined ? this.ctx.log(line) : void process.stderr.write(`spate: step '${this.ctx.stepId}': ${line}\n`));
     try {
-      this.running = await this.source.startEndpoint(ingest, log);
+      this.running = await this.source.startEndpoint(ingest, log, this.ctx.stepId);
     } catch (error) {
       await super.close();
       throw error;
