@@ -4,6 +4,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { holdSyncs } from '../../../test/support/hold-syncs.ts';
 import { Pipeline } from '../../api/pipeline.ts';
 import type { DeadLetter } from '../../runtime/operator.ts';
 import { WriteAheadLog } from '../wal/write-ahead-log.ts';
@@ -158,6 +159,21 @@ describe('HttpSource', () => {
     expect(s.dead[6]!.error).toMatch(/larger than the limit/);
     expect(s.source.metrics.rejectedBy).toMatchObject({ malformed: 2, 'invalid-utf8': 2, invalid: 2, 'too-large': 1, empty: 1 });
     expect(s.source.metrics.accepted).toBe(3);
+    await s.stop();
+  });
+
+  it('answers only once the records are durable: nothing is acknowledged while the fsync is under way', async () => {
+    const s = await start<unknown>({ dir: fresh() });
+    const hold = await holdSyncs(root);
+    let answered = false;
+    const response = post(s.url, '{"a":1}\n{"a":2}', ndjson).then((r) => ((answered = true), r));
+    await until(() => s.source.metrics.requests === 1, 'the request');
+    await new Promise((r) => setTimeout(r, 300));
+    expect(answered).toBe(false);
+    expect(s.seen).toEqual([]); // not durable: not readable either
+    hold.release();
+    expect((await response).status).toBe(200);
+    await until(() => s.seen.length === 2, 'the records');
     await s.stop();
   });
 

@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, describe, expect, it } from 'vitest';
+import { holdSyncs } from '../../../test/support/hold-syncs.ts';
 import { Pipeline } from '../../api/pipeline.ts';
 import type { DeadLetter } from '../../runtime/operator.ts';
 import { matches, MqttSource, type MqttSourceOptions } from './mqtt-source.ts';
@@ -42,29 +42,6 @@ async function until(cond: () => boolean, what: string, ms = 10_000): Promise<vo
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 5));
   }
-}
-
-/**
- * Holds every fsync in this process until released (the tests that use it checkpoint nothing to
- * files): appends are written but not durable, as while a slow disk syncs.
- */
-async function holdSyncs(): Promise<{ release: () => void }> {
-  const probe = await open(join(root, 'probe'), 'w');
-  const proto = Object.getPrototypeOf(probe) as { sync: () => Promise<void> };
-  await probe.close();
-  const sync = proto.sync;
-  let release: () => void = () => undefined;
-  const held = new Promise<void>((r) => (release = r));
-  proto.sync = async function (this: unknown) {
-    await held;
-    return sync.call(this);
-  };
-  return {
-    release: () => {
-      proto.sync = sync;
-      release();
-    },
-  };
 }
 
 describe('topic filters', () => {
@@ -120,7 +97,7 @@ describe('MqttSource with the in-process broker (aedes)', () => {
   it('sends the PUBACK only once the message is durable in the log', async () => {
     const dir = fresh();
     const s = await start<unknown, unknown>({ port: 0, dir });
-    const hold = await holdSyncs();
+    const hold = await holdSyncs(root);
     const c = await client(s.url);
     let acked = false;
     const published = c.publishAsync('t', '{"n": 1}', { qos: 1 }).then(() => (acked = true));
@@ -198,7 +175,7 @@ describe('MqttSource with an external broker (Mosquitto)', () => {
     const topic = `spate-test/${clientId}`;
     const options = { url: MOSQUITTO, dir, clientId, topics: [topic] };
     const first = await start<{ i: number }, { i: number }>(options);
-    const hold = await holdSyncs();
+    const hold = await holdSyncs(root);
     const publisher = await client(MOSQUITTO);
     await publisher.publishAsync(topic, '{"i": 1}', { qos: 1 });
     await until(() => first.source.metrics.requests === 1, 'the message to arrive');
