@@ -61,12 +61,13 @@ export class WriteAheadLog {
   private written = 0;
   /** Entries before this are durable: readers see only these. */
   private durable = 0;
-  /** Appended, not yet synced: resolvers of the appends waiting for the current sync round. */
-  private waiting: Array<() => void> = [];
-  private failures: Array<(error: Error) => void> = [];
-  private syncing: Promise<void> | null = null;
+  /** Appended, not yet written: the next round writes them all with one write and one fsync. */
+  private queued: Array<{ readonly first: number; readonly count: number; readonly data: Buffer; readonly resolve: (r: { first: number; last: number }) => void; readonly reject: (error: Error) => void }> = [];
+  /** The write-and-sync loop, while it runs. */
+  private pumping: Promise<void> | null = null;
+  /** A write or sync failed: what was acknowledged is intact, but nothing more can be appended. */
+  private failed: Error | null = null;
   private readonly listeners = new Set<() => void>();
-  private writeChain: Promise<void> = Promise.resolve();
   private closed = false;
   private committed = 0;
   private readonly segmentBytes: number;
@@ -181,25 +182,53 @@ export class WriteAheadLog {
 
   /**
    * Appends entries; resolves with their sequence numbers once they are durable on disk, which
-   * is when the sender may be acknowledged. Appends are written in call order.
+   * is when the sender may be acknowledged. Appends are written in call order; the appends that
+   * arrive while a round writes and syncs go together in the next round: one write, one fsync
+   * (group commit). After a failed write or sync every append fails.
    */
   append(entries: readonly Uint8Array[]): Promise<{ first: number; last: number }> {
     if (this.closed) return Promise.reject(new Error(`write-ahead log ${this.dir} is closed`));
+    if (this.failed !== null) return Promise.reject(this.failed);
     if (entries.length === 0) return Promise.resolve({ first: this.next, last: this.next - 1 });
     const first = this.next;
     this.next += entries.length;
-    const frames: Uint8Array[] = [];
     let size = 0;
+    for (const e of entries) size += HEADER + e.length;
+    const data = Buffer.allocUnsafe(size);
+    let at = 0;
     for (const e of entries) {
-      const header = Buffer.alloc(HEADER);
-      header.writeUInt32LE(e.length, 0);
-      header.writeUInt32LE(crc32(e), 4);
-      frames.push(header, e);
-      size += HEADER + e.length;
+      data.writeUInt32LE(e.length, at);
+      data.writeUInt32LE(crc32(e), at + 4);
+      data.set(e, at + HEADER);
+      at += HEADER + e.length;
     }
-    const data = Buffer.concat(frames, size);
-    const written = (this.writeChain = this.writeChain.then(() => this.write(first, entries.length, data)));
-    return written.then(() => this.sync()).then(() => ({ first, last: first + entries.length - 1 }));
+    return new Promise((resolve, reject) => {
+      this.queued.push({ first, count: entries.length, data, resolve, reject });
+      this.pumping ??= this.pump();
+    });
+  }
+
+  /** Writes and syncs what is queued, round after round, until nothing is. */
+  private async pump(): Promise<void> {
+    while (this.queued.length > 0) {
+      const round = this.queued;
+      this.queued = [];
+      try {
+        if (this.failed !== null) throw this.failed;
+        const data = round.length === 1 ? round[0]!.data : Buffer.concat(round.map((r) => r.data));
+        const count = round.reduce((n, r) => n + r.count, 0);
+        await this.write(round[0]!.first, count, data);
+        await this.handle!.sync();
+        this.durable = this.written;
+      } catch (error) {
+        this.failed ??= error as Error;
+        for (const r of round) r.reject(error as Error);
+        continue;
+      }
+      for (const r of round) r.resolve({ first: r.first, last: r.first + r.count - 1 });
+      for (const l of this.listeners) l();
+    }
+    this.pumping = null;
   }
 
   private async write(first: number, count: number, data: Buffer): Promise<void> {
@@ -208,44 +237,20 @@ export class WriteAheadLog {
       if (this.handle !== null) {
         await this.handle.sync();
         await this.handle.close();
+        this.handle = null;
       }
       seg = { first, path: join(this.dir, `${String(first).padStart(16, '0')}.wal`), count: 0, bytes: 0 };
       this.handle = await open(seg.path, 'a');
       this.segments.push(seg);
     }
-    await this.handle.write(data, 0, data.length, seg.bytes);
+    let done = 0;
+    while (done < data.length) {
+      const { bytesWritten } = await this.handle.write(data, done, data.length - done, seg.bytes + done);
+      done += bytesWritten;
+    }
     seg.bytes += data.length;
     seg.count += count;
     this.written = first + count;
-  }
-
-  /** One fsync for every append written before it started (group commit). */
-  private sync(): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      this.waiting.push(resolve);
-      this.failures.push(reject);
-      if (this.syncing === null) this.syncing = this.syncRound();
-    });
-  }
-
-  private async syncRound(): Promise<void> {
-    while (this.waiting.length > 0) {
-      const done = this.waiting;
-      const failed = this.failures;
-      this.waiting = [];
-      this.failures = [];
-      try {
-        await this.writeChain;
-        const upTo = this.written;
-        await this.handle?.sync();
-        this.durable = upTo;
-        for (const d of done) d();
-        for (const l of this.listeners) l();
-      } catch (error) {
-        for (const f of failed) f(error as Error);
-      }
-    }
-    this.syncing = null;
   }
 
   /** Reads entries from `sequence` on (durable ones only). */
@@ -294,8 +299,7 @@ export class WriteAheadLog {
     if (entry !== undefined) opened.delete(this.dir);
     if (this.closed) return;
     this.closed = true;
-    await this.writeChain.catch(() => undefined);
-    await this.syncing;
+    await this.pumping;
     await this.handle?.close();
     this.handle = null;
     rmSync(join(this.dir, LOCK), { force: true });
