@@ -60,7 +60,10 @@ export type { Sink, SinkContext, Committable } from './runtime/sink.ts';
 export type { Operator, OperatorContext, Output } from './runtime/operator.ts';
 export type { DeadLetter, OperatorMetrics } from './runtime/operator.ts';
 export { StepFailure } from './runtime/dead-letters.ts';
-export { Job, type JobOptions, type JobResult, type StepMetrics, type StopOptions } from './runtime/job.ts';
+export { Job, type JobOptions, type JobResult, type JobStatus, type JobPhase, type StepMetrics, type StopOptions } from './runtime/job.ts';
+export type { InstanceMetrics } from './runtime/executor.ts';
+export type { RecentDeadLetter } from './runtime/dead-letters.ts';
+export type { View, ViewEntry } from './operators/view.ts';
 
 export { ArraySource, IterableSource } from './connectors/memory/source.ts';
 export { CollectSink, CallbackSink } from './connectors/memory/sink.ts';

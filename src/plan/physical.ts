@@ -13,7 +13,7 @@ import { type CombineSpec, DEAD_LETTER_PORT, type LogicalGraph, MAIN_PORT, type 
  * - `broadcast`: every record to every instance;
  * - `gather`: everything to the single instance of a step of parallelism 1.
  *
- * Placement: `local` sinks (collect, callbacks) and sources (push endpoints) run in the thread
+ * Placement: `local` sinks (collect, callbacks), sources (push endpoints) and views run in the thread
  * that built the pipeline (`main`); everything else runs in the workers (or, for a job in one
  * thread, in that thread). What follows a local source does not inherit its single instance: it
  * runs at the job's parallelism, fed round-robin.
@@ -52,6 +52,30 @@ export interface PhysicalPlan {
   readonly parallelismOf: ReadonlyMap<string, number>;
 }
 
+/** One input channel of a step instance: which edge and which instance of the upstream step feed it. */
+export interface InputChannel {
+  readonly edge: PhysicalEdge;
+  /** The upstream step and its instance. */
+  readonly step: string;
+  readonly instance: number;
+  /** Which input of the receiving step. */
+  readonly input: number;
+}
+
+/**
+ * The input channels of instance `instance` of step `step`, in channel order: per incoming edge,
+ * one channel from the same instance (chain, forward) or one per upstream instance (the others).
+ */
+export function inputChannels(plan: PhysicalPlan, step: string, instance: number): InputChannel[] {
+  const out: InputChannel[] = [];
+  for (const edge of plan.edges) {
+    if (edge.to.id !== step) continue;
+    if (edge.ship === 'chain' || edge.ship === 'forward') out.push({ edge, step: edge.from.id, instance, input: edge.input });
+    else for (let s = 0; s < plan.parallelismOf.get(edge.from.id)!; s++) out.push({ edge, step: edge.from.id, instance: s, input: edge.input });
+  }
+  return out;
+}
+
 /** What the planner needs to know about a step beyond the graph. */
 interface Traits {
   /** Upper bound on instances, and why. */
@@ -77,6 +101,7 @@ function traits(step: StepNode): Traits {
     return { max, why: max === 1 ? 'the sink has one writer' : undefined, local: false, requested: spec.parallelism };
   }
   if (step.kind === 'dead-letters') return { max: 1, why: 'dead letters are gathered', local: false, requested: undefined };
+  if (spec.local === true) return { max: 1, why: 'runs in the main thread (a view)', local: true, requested: undefined };
   return { max: Infinity, why: undefined, local: false, requested: spec.parallelism };
 }
 

@@ -15,6 +15,7 @@ import type { Barrier } from './barrier.ts';
 import { StepFailure } from './dead-letters.ts';
 import type { RuntimeEnv, SavedSplit } from './env.ts';
 import type { Execution } from './execution.ts';
+import type { OperatorNode } from './operator-node.ts';
 import { Executor, type InstanceMetrics } from './executor.ts';
 import { portChannels } from './port-channels.ts';
 import { loadedHere } from '../api/define-pipeline.ts';
@@ -180,12 +181,14 @@ export class WorkerExecution implements Execution {
         break;
       case 'metrics':
         this.workerMetrics[w] = m.metrics;
+        this.env.deadLetterLog.add(m.deadLetters);
         break;
       case 'ended':
         this.endedOne();
         break;
       case 'closed':
         this.workerMetrics[w] = m.metrics;
+        this.env.deadLetterLog.add(m.deadLetters);
         closed();
         break;
       case 'failed': {
@@ -261,6 +264,10 @@ export class WorkerExecution implements Execution {
 
   metrics(): InstanceMetrics[] {
     return [...this.workerMetrics.flat(), ...(this.local?.metrics() ?? [])];
+  }
+
+  mainThreadOperators(): readonly OperatorNode[] {
+    return this.local?.operators ?? [];
   }
 
   async close(): Promise<void> {
