@@ -212,6 +212,18 @@ describe('HttpSource', () => {
     await job.stop();
   });
 
+  it('fails the job naming the step when its port is taken, and leaves the log closed', async () => {
+    const first = await start<unknown>({ dir: fresh() });
+    const port = Number(new URL(first.url).port);
+    const dir = fresh();
+    const p = new Pipeline({ log: () => undefined });
+    p.source(new HttpSource({ port, dir }), { id: 'second' }).sink({ write: () => undefined });
+    await expect(p.run()).rejects.toThrow(/step 'second' failed: .*EADDRINUSE/);
+    const wal = await WriteAheadLog.open(dir); // not held by the failed job
+    await wal.close();
+    await first.stop();
+  });
+
   it('answers 429 with Retry-After when the backlog is full, and takes records again once the job has read them', async () => {
     let release: () => void = () => undefined;
     let blocked: Promise<void> | undefined = new Promise((r) => (release = r));
