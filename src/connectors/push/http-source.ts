@@ -2,7 +2,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { DecodeError, previewOf } from '../format.ts';
-import type { RejectReason } from './metrics.ts';
+import type { PushMetrics } from './metrics.ts';
 import { type PayloadFormat, payloadDecoder } from './payload.ts';
 import { type AppendResult, type EndpointAddress, type Ingest, PushSource, type PushSourceOptions, type RunningEndpoint } from './push-source.ts';
 
@@ -14,6 +14,12 @@ export interface HttpSourceOptions<T> extends PushSourceOptions<T> {
   readonly path?: string;
   /** Larger request bodies are refused with 413 (default 8 MiB). */
   readonly maxRequestBytes?: number;
+  /**
+   * Request bodies held in memory at once (being received, decoded or appended), in bytes: a
+   * request that would go past it is answered 429 with `Retry-After` before its body is read
+   * (default 64 MiB). A body without a Content-Length counts as `maxRequestBytes`.
+   */
+  readonly maxPendingBytes?: number;
   /**
    * How a body is read when its `Content-Type` says neither JSON (`application/json`, `…+json`)
    * nor NDJSON (`application/x-ndjson`, `application/ndjson`, `application/jsonl`,
@@ -42,7 +48,8 @@ const NDJSON_TYPES = new Set(['application/x-ndjson', 'application/ndjson', 'app
  *   with the same `errors`; `413` body too large; `415` unsupported content encoding;
  * - `401` without the right bearer token (when one is set);
  * - `429` with `Retry-After` when the backlog (records appended, not yet read by the job) is at
- *   `maxBacklog`, `503` with `Retry-After` while the source stops: nothing was written, send again.
+ *   `maxBacklog`, or `maxPendingBytes` of bodies are being received; `503` with `Retry-After`
+ *   while the source stops: nothing was written, send again.
  *
  * Every refused record or body (not a request without the token: that writes nothing) is also a
  * dead letter of the source step — `{ endpoint, reason, remote, line | index, size, payload }`
@@ -97,6 +104,9 @@ class HttpHandler<T> {
   private readonly token: Buffer | null;
   private active = 0;
   private idle: (() => void) | null = null;
+  /** Bytes reserved by the bodies being handled. */
+  private pendingBytes = 0;
+  private readonly maxPendingBytes: number;
 
   constructor(
     private readonly ingest: Ingest,
@@ -107,6 +117,7 @@ class HttpHandler<T> {
   ) {
     this.decode = payloadDecoder<T>({ schema: options.schema, maxBytes: maxRequestBytes });
     this.token = options.token === undefined ? null : digest(options.token);
+    this.maxPendingBytes = options.maxPendingBytes ?? 64 << 20;
   }
 
   handle(req: IncomingMessage, res: ServerResponse): void {
@@ -166,6 +177,25 @@ class HttpHandler<T> {
       send(res, 429, { error: `backpressure: ${this.ingest.backlog} records wait to be read (limit ${this.ingest.maxBacklog}); send again later`, retryAfter: this.ingest.retryAfter }, !drain(req));
       return;
     }
+    const declared = Number(req.headers['content-length']);
+    const reserve = Number.isFinite(declared) ? Math.min(declared, this.maxRequestBytes) : this.maxRequestBytes;
+    if (this.pendingBytes > 0 && this.pendingBytes + reserve > this.maxPendingBytes) {
+      m.backpressured++;
+      res.setHeader('Retry-After', String(Math.ceil(this.ingest.retryAfter)));
+      send(res, 429, { error: `backpressure: ${this.pendingBytes} bytes of requests are being received (limit ${this.maxPendingBytes}); send again later`, retryAfter: this.ingest.retryAfter }, true);
+      req.resume();
+      return;
+    }
+    this.pendingBytes += reserve;
+    try {
+      await this.accept(req, res, m);
+    } finally {
+      this.pendingBytes -= reserve;
+    }
+  }
+
+  /** Reads, decodes and appends a request's records, and answers. */
+  private async accept(req: IncomingMessage, res: ServerResponse, m: PushMetrics): Promise<void> {
     const receivedAt = Date.now();
     const origin = { remote: req.socket.remoteAddress ?? '' };
     const encoding = (req.headers['content-encoding'] ?? 'identity').toLowerCase();

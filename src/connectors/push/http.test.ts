@@ -258,6 +258,26 @@ describe('HttpSource', () => {
     await s.stop();
   });
 
+  it('bounds the request bodies held in memory: past maxPendingBytes a request is answered 429 before its body is read', async () => {
+    const s = await start<{ pad: string }>({ dir: fresh(), maxPendingBytes: 150_000 });
+    const body = JSON.stringify({ pad: 'x'.repeat(100_000 - 10) });
+    expect(body.length).toBe(100_000);
+    // A slow client: its body arrives in two parts.
+    let answer: Promise<number> = Promise.resolve(0);
+    const slow = request(s.url, { method: 'POST', headers: { ...json, 'Content-Length': String(body.length) } });
+    answer = new Promise((resolve) => slow.on('response', (res) => (res.resume(), resolve(res.statusCode!))));
+    slow.write(body.slice(0, 10));
+    await until(() => s.source.metrics.requests === 1, 'the slow request');
+    const refused = await post(s.url, body, json);
+    expect(refused.status).toBe(429);
+    expect(refused.headers.get('retry-after')).toBe('1');
+    slow.end(body.slice(10));
+    expect(await answer).toBe(200);
+    expect((await post(s.url, body, json)).status).toBe(200); // room again
+    await until(() => s.seen.length === 2, 'both records');
+    await s.stop();
+  });
+
   it('restores from a checkpoint replaying exactly the records after it, dead letters included, and truncates the log', async () => {
     const dir = fresh();
     const checkpointDir = fresh();
