@@ -40,6 +40,8 @@ export interface PushMetrics {
   connections: number;
   /** Appends that failed (the disk): the request or message was not acknowledged. */
   appendFailures: number;
+  /** MQTT messages delivered again (DUP) that the log already held: acknowledged, not appended twice. */
+  duplicates: number;
 }
 
 /** Fresh counters. */
@@ -54,5 +56,6 @@ export function newPushMetrics(): PushMetrics {
     backlog: 0,
     connections: 0,
     appendFailures: 0,
+    duplicates: 0,
   };
 }

@@ -4,6 +4,7 @@ import { DecodeError, previewOf, type Schema } from '../format.ts';
 import { hostForUrl, listen } from './http-source.ts';
 import { type PayloadFormat, payloadDecoder } from './payload.ts';
 import { type Ingest, PushSource, type PushSourceOptions, type RunningEndpoint } from './push-source.ts';
+import { messageHash, messageMeta, Redeliveries, topicOf } from './redeliveries.ts';
 
 /** Options of {@link MqttSource}: either `port` (an in-process broker) or `url` (an external one). */
 export interface MqttSourceOptions<T, R = T> extends Omit<PushSourceOptions<R>, 'schema'> {
@@ -62,9 +63,10 @@ export interface MqttSourceOptions<T, R = T> extends Omit<PushSourceOptions<R>, 
  *
  * Each payload is decoded with `format` and `schema`; a payload that does not decode is
  * acknowledged (resending it would not help) and becomes a dead letter of the source step with its
- * topic, size and start. A crash between the append and the PUBACK makes the sender (or broker)
- * deliver the message again, so it may be read twice: QoS 1 is at-least-once on the wire.
- * Deduplicate by a message id downstream when that matters.
+ * topic, size and start. A crash (or a dropped connection) between the append and the PUBACK
+ * makes the sender or broker deliver the message again, with the DUP flag: the source recognises
+ * it in its log ({@link Redeliveries}: same session, packet id and content, in the order the log
+ * holds them) and acknowledges it without appending it twice — QoS 1 in, exactly once out.
  *
  * @example
  * const p = new Pipeline({ checkpointDir: '.spate/checkpoints' });
@@ -99,11 +101,13 @@ export class MqttSource<T = unknown, R = T> extends PushSource<R> {
 
   protected override toRecord(value: unknown, meta: string): R {
     const message = this.options.message;
-    return message === undefined ? (value as R) : message(value as T, meta);
+    return message === undefined ? (value as R) : message(value as T, topicOf(meta));
   }
 
-  protected start(ingest: Ingest, log: (line: string) => void, stepId: string): Promise<RunningEndpoint> {
+  protected async start(ingest: Ingest, log: (line: string) => void, stepId: string): Promise<RunningEndpoint> {
     const handler = new MessageHandler<T>(ingest, payloadDecoder<T>({ schema: this.options.schema, maxBytes: this.maxMessageBytes }), this.options.format ?? 'json', this.maxMessageBytes);
+    // What the log holds of each sender's last messages: redeliveries after a crash are recognised.
+    await handler.redeliveries.load(ingest.wal);
     return this.options.url !== undefined ? this.subscribe(handler, log, this.options.clientId ?? `spate-${stepId}`) : this.broker(handler, log);
   }
 
@@ -130,7 +134,7 @@ export class MqttSource<T = unknown, R = T> extends PushSource<R> {
           return;
         }
         const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
-        handler.receive(packet.topic, payload, { client: client.id }).then(
+        handler.receive(packet.topic, payload, { client: client.id }, packet.qos > 0 ? client.id : null, packet.messageId, packet.dup).then(
           () => callback(null),
           (error: unknown) => callback(error as Error), // aedes drops the connection, unacknowledged
         );
@@ -212,7 +216,7 @@ export class MqttSource<T = unknown, R = T> extends PushSource<R> {
     };
     client.handleMessage = (packet, callback) => {
       const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
-      const done = handler.receive(packet.topic, payload, { broker: url });
+      const done = handler.receive(packet.topic, payload, { broker: url }, packet.qos > 0 ? `broker ${url}` : null, packet.messageId, packet.dup);
       if (packet.qos > 0 && packet.messageId !== undefined) {
         durable.set(packet.messageId, done);
         done.catch(() => undefined);
@@ -247,10 +251,11 @@ export class MqttSource<T = unknown, R = T> extends PushSource<R> {
   }
 }
 
-/** Turns received messages into log appends, with backpressure; shared by both modes. */
+/** Turns received messages into log appends, with backpressure and redelivery detection; shared by both modes. */
 class MessageHandler<T> {
   private pending = 0;
   private idleWaiters: Array<() => void> = [];
+  readonly redeliveries = new Redeliveries();
 
   constructor(
     readonly ingest: Ingest,
@@ -259,30 +264,48 @@ class MessageHandler<T> {
     private readonly maxBytes: number,
   ) {}
 
-  /** Appends a message (its records, or its dead letters); resolves once durable. Waits while the backlog is full. */
-  async receive(topic: string, payload: Buffer, origin: Record<string, unknown>): Promise<void> {
+  /**
+   * Appends a message (its records, or its dead letters); resolves once durable. Waits while the
+   * backlog is full. A QoS 1 message (`session` and packet `id` given) delivered again (`dup`)
+   * that the log already holds is not appended again: it resolves once that copy is durable.
+   */
+  async receive(topic: string, payload: Buffer, origin: Record<string, unknown>, session: string | null, id: number | undefined, dup: boolean): Promise<void> {
     const m = this.ingest.metrics;
     m.requests++;
     m.bytes += payload.length;
     this.pending++;
     try {
+      const identity = session === null || id === undefined ? null : { session, id, hash: messageHash(topic, payload) };
+      if (dup && identity !== null) {
+        const copy = this.redeliveries.copyOf(identity);
+        if (copy !== null) {
+          m.duplicates++;
+          await copy;
+          return;
+        }
+      }
       if (this.ingest.full && !this.ingest.closing) {
         m.backpressured++;
         await this.ingest.drained();
       }
       if (this.ingest.closing) throw new Error('the source is stopping');
       const receivedAt = Date.now();
+      const meta = messageMeta(topic, identity);
+      let appending: Promise<unknown>;
       if (payload.length > this.maxBytes) {
         const message = `message of ${payload.length} bytes is larger than the limit (${this.maxBytes} bytes)`;
-        await this.ingest.reject(new DecodeError(message, payload.length, previewOf(payload), undefined, 'too-large'), 'too-large', receivedAt, topic, { topic, ...origin });
-        return;
+        appending = this.ingest.reject(new DecodeError(message, payload.length, previewOf(payload), undefined, 'too-large'), 'too-large', receivedAt, meta, { topic, ...origin });
+      } else {
+        const parts = this.decode(payload, this.format).parts;
+        if (parts.length === 0) {
+          this.ingest.count('empty');
+          return;
+        }
+        appending = this.ingest.append(parts, receivedAt, meta, { topic, ...origin });
       }
-      const parts = this.decode(payload, this.format).parts;
-      if (parts.length === 0) {
-        this.ingest.count('empty');
-        return;
-      }
-      await this.ingest.append(parts, receivedAt, topic, { topic, ...origin });
+      // In append order: what a redelivery is matched against.
+      if (identity !== null) this.redeliveries.appended(identity, appending.then(() => undefined));
+      await appending;
     } finally {
       if (--this.pending === 0) {
         const w = this.idleWaiters;
