@@ -2,7 +2,10 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { DecodeError, previewOf } from '../format.ts';
-import type { PushMetrics } from './metrics.ts';
+import { crc32 } from 'node:zlib';
+import type { WriteAheadLog } from '../wal/write-ahead-log.ts';
+import { decodeEntry, EntryKind } from './entry.ts';
+import type { PushMetrics, RejectReason } from './metrics.ts';
 import { type PayloadFormat, payloadDecoder } from './payload.ts';
 import { type AppendResult, type EndpointAddress, type Ingest, PushSource, type PushSourceOptions, type RunningEndpoint } from './push-source.ts';
 
@@ -57,9 +60,12 @@ const NDJSON_TYPES = new Set(['application/x-ndjson', 'application/ndjson', 'app
  * and reaches `pipeline.deadLetters()`. `GET /health` answers `{"status": "ok" | "backpressure",
  * …counters}`. Counters are on `source.metrics`.
  *
- * A response lost after the append (a crash, a dropped connection) means a client that retries
- * sends the records again: deduplicate by a record id downstream (`keyBy(…).dedupe(…)`) when that
- * matters.
+ * **Retries without duplicates.** A response lost after the append (a crash, a dropped
+ * connection) leaves the client unsure. Send each request with an `Idempotency-Key` header (any
+ * unique string up to 256 characters) and send it again under the same key: a request whose key
+ * the source has stored is answered as the first time, with `Idempotent-Replayed: true`, and
+ * stored nothing again (the same key with another body: 422). Keys are kept with the records in
+ * the log, so they are known after a restart; the last 100 000 are remembered.
  *
  * @example
  * const p = new Pipeline({ checkpointDir: '.spate/checkpoints' });
@@ -84,6 +90,7 @@ export class HttpSource<T = unknown> extends PushSource<T> {
 
   protected async start(ingest: Ingest, log: (line: string) => void): Promise<RunningEndpoint> {
     const handler = new HttpHandler(ingest, this.options, this.path, this.maxRequestBytes, log);
+    await handler.keys.load(ingest.wal);
     const server = createServer({ keepAlive: true, requestTimeout: 60_000, headersTimeout: 30_000 }, (req, res) => handler.handle(req, res));
     server.keepAliveTimeout = 10_000;
     server.on('connection', (socket) => {
@@ -106,6 +113,8 @@ class HttpHandler<T> {
   private idle: (() => void) | null = null;
   /** Bytes reserved by the bodies being handled. */
   private pendingBytes = 0;
+  /** Idempotency keys of the requests stored lately. */
+  readonly keys = new IdempotencyKeys();
   private readonly maxPendingBytes: number;
 
   constructor(
@@ -213,23 +222,69 @@ class HttpHandler<T> {
       send(res, 413, { accepted: 0, rejected: 1, errors: [{ reason: 'too-large', error: message }] }, true);
       return;
     }
-    const decoded = this.decode(body.head, formatOf(req.headers['content-type'], this.options.format ?? 'auto'));
+    // A request sent again under the same Idempotency-Key is answered as the first time, unwritten.
+    const keyHeader = req.headers['idempotency-key'];
+    const key = typeof keyHeader === 'string' && keyHeader.length > 0 ? keyHeader : null;
+    let remembered: { resolve: (answer: Answer | null) => void } | null = null;
+    let meta = '';
+    if (key !== null) {
+      if (key.length > 256 || key.includes('\u0000')) {
+        send(res, 400, { error: 'Idempotency-Key: at most 256 characters, no NUL' });
+        return;
+      }
+      const hash = crc32(body.head);
+      for (;;) {
+        const known = this.keys.get(key);
+        if (known === undefined) break;
+        if (known.hash !== hash) {
+          send(res, 422, { error: `Idempotency-Key '${key}' was used before with another body` });
+          return;
+        }
+        const answer = await known.answer;
+        if (answer === null) continue; // that attempt stored nothing: this one goes on
+        m.duplicates++;
+        res.setHeader('Idempotent-Replayed', 'true');
+        send(res, answer.status, answer.body);
+        return;
+      }
+      let resolve: (answer: Answer | null) => void = () => undefined;
+      const answer = new Promise<Answer | null>((r) => (resolve = r));
+      this.keys.set(key, { hash, answer });
+      const entry = this.keys.get(key)!;
+      remembered = {
+        resolve: (a) => {
+          if (a === null && this.keys.get(key) === entry) this.keys.delete(key);
+          resolve(a);
+        },
+      };
+      meta = `${key}\u0000${hash}`;
+    }
+    try {
+      const answer = await this.store(body.head, req, receivedAt, meta, origin);
+      remembered?.resolve(answer.stored ? answer : null);
+      if (answer.retryAfter) res.setHeader('Retry-After', String(Math.ceil(this.ingest.retryAfter)));
+      send(res, answer.status, answer.body);
+    } catch (error) {
+      remembered?.resolve(null);
+      throw error;
+    }
+  }
+
+  /** Decodes and appends a body; the answer to give. */
+  private async store(body: Buffer, req: IncomingMessage, receivedAt: number, meta: string, origin: Record<string, unknown>): Promise<Answer & { stored: boolean; retryAfter?: boolean }> {
+    const decoded = this.decode(body, formatOf(req.headers['content-type'], this.options.format ?? 'auto'));
     if (decoded.parts.length === 0) {
       this.ingest.count('empty');
-      send(res, 400, { accepted: 0, rejected: 0, errors: [{ reason: 'empty', error: 'no records in the request' }] });
-      return;
+      return { stored: false, status: 400, body: { accepted: 0, rejected: 0, errors: [{ reason: 'empty', error: 'no records in the request' }] } };
     }
     let result: AppendResult;
     try {
-      result = await this.ingest.append(decoded.parts, receivedAt, '', origin);
+      result = await this.ingest.append(decoded.parts, receivedAt, meta, origin);
     } catch (error) {
       this.log(`http: could not append to the write-ahead log: ${(error as Error).message}`);
-      res.setHeader('Retry-After', String(Math.ceil(this.ingest.retryAfter)));
-      send(res, 503, { error: 'could not store the records; nothing was accepted: send again later' });
-      return;
+      return { stored: false, retryAfter: true, status: 503, body: { error: 'could not store the records; nothing was accepted: send again later' } };
     }
-    const status = result.rejected === 0 ? 200 : result.accepted > 0 ? 207 : result.errors.every((e) => e.reason === 'invalid') ? 422 : 400;
-    send(res, status, result.rejected === 0 ? { accepted: result.accepted, rejected: 0 } : { accepted: result.accepted, rejected: result.rejected, errors: cap(result.errors) });
+    return { stored: true, ...answerOf(result) };
   }
 
   private authorized(req: IncomingMessage): boolean {
@@ -253,6 +308,73 @@ class HttpHandler<T> {
       });
     }
     server.closeAllConnections();
+  }
+}
+
+/** An answer to a request that was stored: status and JSON body. */
+interface Answer {
+  readonly status: number;
+  readonly body: unknown;
+}
+
+function answerOf(result: AppendResult): Answer {
+  const status = result.rejected === 0 ? 200 : result.accepted > 0 ? 207 : result.errors.every((e) => e.reason === 'invalid') ? 422 : 400;
+  return { status, body: result.rejected === 0 ? { accepted: result.accepted, rejected: 0 } : { accepted: result.accepted, rejected: result.rejected, errors: cap(result.errors) } };
+}
+
+/**
+ * The Idempotency-Key of the requests stored lately, with a hash of their body and their answer:
+ * the last `limit` keys, rebuilt on start from the log's tail (a request's entries carry its key).
+ */
+class IdempotencyKeys {
+  private readonly keys = new Map<string, { readonly hash: number; readonly answer: Promise<Answer | null> }>();
+
+  constructor(private readonly limit = 100_000) {}
+
+  get(key: string): { readonly hash: number; readonly answer: Promise<Answer | null> } | undefined {
+    return this.keys.get(key);
+  }
+
+  set(key: string, entry: { readonly hash: number; readonly answer: Promise<Answer | null> }): void {
+    this.keys.delete(key);
+    this.keys.set(key, entry);
+    if (this.keys.size > this.limit) this.keys.delete(this.keys.keys().next().value!);
+  }
+
+  delete(key: string): void {
+    this.keys.delete(key);
+  }
+
+  /** Rebuilds the keys of the requests among the log's last `entries` entries. */
+  async load(wal: WriteAheadLog, entries = this.limit): Promise<void> {
+    const end = wal.durableSequence;
+    const cursor = wal.cursor(Math.max(wal.firstSequence, end - entries));
+    const found = new Map<string, { hash: number; accepted: number; errors: Array<AppendResult['errors'][number]> }>();
+    try {
+      while (cursor.position < end) {
+        const got = cursor.take(Math.min(4096, end - cursor.position));
+        if (got.length === 0) {
+          await cursor.ready();
+          continue;
+        }
+        for (const raw of got) {
+          const entry = decodeEntry(raw);
+          if (entry.meta === '') continue;
+          const [key, hash] = entry.meta.split('\u0000') as [string, string];
+          let r = found.get(key);
+          if (r === undefined) found.set(key, (r = { hash: Number(hash), accepted: 0, errors: [] }));
+          if (entry.kind === EntryKind.Record) {
+            r.accepted++;
+            continue;
+          }
+          const { error, record } = JSON.parse(entry.payload.toString('utf8')) as { error: string; record: { reason: RejectReason; line?: number; index?: number } };
+          r.errors.push({ ...(record.index !== undefined ? { index: record.index } : record.line !== undefined ? { line: record.line } : {}), reason: record.reason, error });
+        }
+      }
+    } finally {
+      cursor.close();
+    }
+    for (const [key, r] of found) this.set(key, { hash: r.hash, answer: Promise.resolve(answerOf({ accepted: r.accepted, rejected: r.errors.length, errors: r.errors })) });
   }
 }
 

@@ -177,6 +177,32 @@ describe('HttpSource', () => {
     await s.stop();
   });
 
+  it('answers a request sent again under the same Idempotency-Key as the first time, without storing it twice, across restarts', async () => {
+    const dir = fresh();
+    const first = await start<{ i: number }>({ dir });
+    const body = '{"i":1}\n{"i":2}\n{oops';
+    const headers = { ...ndjson, 'Idempotency-Key': 'batch-7' };
+    const [a, b] = await Promise.all([post(first.url, body, headers), post(first.url, body, headers)]); // at once: the second waits for the first
+    expect([a.status, b.status]).toEqual([207, 207]);
+    expect(b.body).toEqual(a.body);
+    const c = await post(first.url, body, headers);
+    expect(c.headers.get('idempotent-replayed')).toBe('true');
+    expect(c.body).toEqual({ accepted: 2, rejected: 1, errors: [{ line: 3, reason: 'malformed', error: expect.stringMatching(/malformed JSON/) }] });
+    expect((await post(first.url, '{"i":3}', { ...json, 'Idempotency-Key': 'batch-7' })).status).toBe(422); // another body
+    expect((await post(first.url, '{"i":3}', { ...json, 'Idempotency-Key': 'batch-8' })).status).toBe(200);
+    await until(() => first.seen.length === 3 && first.dead.length === 1, 'one copy of each');
+    expect(first.source.metrics.duplicates).toBe(2);
+    await first.stop(false);
+    // After a restart the keys are known from the log.
+    const second = await start<{ i: number }>({ dir });
+    const again = await post(second.url, body, headers);
+    expect(again.status).toBe(207);
+    expect(again.headers.get('idempotent-replayed')).toBe('true');
+    expect(again.body).toEqual(c.body);
+    expect((await post(second.url, '{"i":3}', { ...json, 'Idempotency-Key': 'batch-8' })).body).toEqual({ accepted: 1, rejected: 0 });
+    await second.stop();
+  });
+
   it('requires the bearer token when one is set (401 without it, nothing written), and requires one off loopback', async () => {
     const s = await start<unknown>({ dir: fresh(), token: 's3cret' });
     const none = await post(s.url, '{"a":1}', json);

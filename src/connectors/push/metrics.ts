@@ -40,7 +40,10 @@ export interface PushMetrics {
   connections: number;
   /** Appends that failed (the disk): the request or message was not acknowledged. */
   appendFailures: number;
-  /** MQTT messages delivered again (DUP) that the log already held: acknowledged, not appended twice. */
+  /**
+   * Requests sent again under an Idempotency-Key (HTTP) and MQTT messages delivered again (DUP)
+   * that the log already held: answered or acknowledged, not appended twice.
+   */
   duplicates: number;
 }
 
