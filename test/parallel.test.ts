@@ -44,6 +44,21 @@ describe('a job in worker threads', () => {
     }
   });
 
+  it('an instance whose input is idle does not hold back the watermark of the steps it feeds', async () => {
+    // Instance 1 of the source reads only a split without data; after its idle timeout the
+    // windows of both instances fire on instance 0's data alone, while the job runs.
+    const args = ['one-idle'];
+    const p = await buildPipeline(module, args);
+    const running = p.start({ parallelism: 2, workers: { module: url, args } });
+    const deadline = Date.now() + 20_000;
+    while (results.values.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    expect(results.values.length).toBeGreaterThan(0);
+    expect(new Set(results.values.map((r) => r.start)).size).toBeGreaterThanOrEqual(1);
+    await running.stop();
+    results.take();
+    maxima.take();
+  });
+
   it('reads a local source in this thread and runs what follows it in the workers', async () => {
     const args = ['local-source', '50000'];
     const p = await buildPipeline(module, args);
