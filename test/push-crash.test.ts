@@ -7,7 +7,8 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
@@ -16,6 +17,7 @@ import type { Pushed } from './fixtures/push-module.ts';
 
 const bin = join(import.meta.dirname, '..', 'bin', 'spate.js');
 const fixture = join(import.meta.dirname, 'fixtures', 'push-module.ts');
+const holdFixture = join(import.meta.dirname, 'fixtures', 'mqtt-hold-module.ts');
 const dir = mkdtempSync(join(tmpdir(), 'spate-push-crash-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const MOSQUITTO = process.env.SPATE_MQTT_URL ?? 'mqtt://127.0.0.1:1883';
@@ -127,7 +129,48 @@ function mqttSender(client: MqttClient, topic: string, src: string, next: { n: n
   return { stop: () => clearInterval(timer) };
 }
 
+/** A port nothing listens on now. */
+async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const port = (s.address() as { port: number }).port;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
 describe('push ingestion across kill -9 (spate run)', () => {
+  it('MQTT (in-process broker): killed between receiving a message and acknowledging it, the message is not acknowledged, and its redelivery to the restarted job is taken once', async () => {
+    const out = join(dir, 'hold.jsonl');
+    const hold = join(dir, 'hold');
+    const port = await freePort();
+    // No periodic checkpoints: the only fsyncs are the log's (and the final checkpoint's).
+    const args = [holdFixture, '--parallelism', '1', '--checkpoint-dir', join(dir, 'hold-ck'), '--checkpoint-interval', '0', '--', out, String(port), hold];
+    const first = run(args);
+    const url = await endpoint(first, 'mqtt');
+    const client = await mqtt.connectAsync(url, { clientId: 'holder', clean: false, reconnectPeriod: 100 });
+    client.on('error', () => undefined);
+    await client.publishAsync('numbers', '{"n":1}', { qos: 1 });
+    writeFileSync(hold, '');
+    let acked = false;
+    client.publish('numbers', '{"n":2}', { qos: 1 }, (error) => void (acked = error === undefined || error === null));
+    await until(() => first.stderr().includes('SYNC-HELD'), 'the append of n=2 to be under way');
+    await new Promise((r) => setTimeout(r, 300));
+    expect(acked).toBe(false); // received and written, not durable: no PUBACK
+    first.child.kill('SIGKILL');
+    await first.exit;
+    rmSync(hold);
+    // The same port: the publisher reconnects and delivers n=2 again (DUP, same packet id).
+    const second = run(args);
+    await until(() => acked, 'the redelivered message to be acknowledged');
+    await client.publishAsync('numbers', '{"n":3}', { qos: 1 });
+    await client.endAsync();
+    second.child.kill('SIGTERM');
+    expect(await second.exit).toBe(0);
+    expect(rows(out).map((r) => r.n)).toEqual([1, 2, 3]);
+    // n=2 was in the log already (written before the kill): its redelivery was recognised.
+    expect(second.stderr()).toMatch(/duplicates=1/);
+  });
+
   it('HTTP (retrying under Idempotency-Keys) and MQTT (in-process broker) at parallelism 2: every acknowledged record is in the output exactly once', async () => {
     const out = join(dir, 'aedes.jsonl');
     const ck = join(dir, 'aedes-ck');

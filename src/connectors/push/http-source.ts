@@ -1,13 +1,12 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { DecodeError, previewOf } from '../format.ts';
+import type { AddressInfo, Server as NetServer } from 'node:net';
 import { crc32 } from 'node:zlib';
+import { DecodeError, previewOf } from '../format.ts';
 import type { WriteAheadLog } from '../wal/write-ahead-log.ts';
 import { decodeEntry, EntryKind } from './entry.ts';
 import type { PushMetrics, RejectReason } from './metrics.ts';
 import { type PayloadFormat, payloadDecoder } from './payload.ts';
-import { type AppendResult, type EndpointAddress, type Ingest, PushSource, type PushSourceOptions, type RunningEndpoint } from './push-source.ts';
+import { type AppendResult, type EndpointAddress, type Ingest, PushSource, type PushSourceOptions, type RunningEndpoint, tokenDigest, tokenMatches } from './push-source.ts';
 
 /** Options of {@link HttpSource}. */
 export interface HttpSourceOptions<T> extends PushSourceOptions<T> {
@@ -125,7 +124,7 @@ class HttpHandler<T> {
     private readonly log: (line: string) => void,
   ) {
     this.decode = payloadDecoder<T>({ schema: options.schema, maxBytes: maxRequestBytes });
-    this.token = options.token === undefined ? null : digest(options.token);
+    this.token = options.token === undefined ? null : tokenDigest(options.token);
     this.maxPendingBytes = options.maxPendingBytes ?? 64 << 20;
   }
 
@@ -291,7 +290,7 @@ class HttpHandler<T> {
     const header = req.headers.authorization;
     if (header === undefined) return false;
     const m = /^Bearer\s+(.+)$/i.exec(header.trim());
-    return m !== null && timingSafeEqual(digest(m[1]!), this.token!);
+    return m !== null && tokenMatches(m[1]!, this.token!);
   }
 
   async stop(server: Server): Promise<void> {
@@ -454,12 +453,8 @@ function send(res: ServerResponse, status: number, body: unknown, close = false)
   res.end(text);
 }
 
-function digest(token: string): Buffer {
-  return createHash('sha256').update(token, 'utf8').digest();
-}
-
 /** Listens on `port` at `host`; resolves with the address bound. */
-export function listen(server: Server | import('node:net').Server, port: number, host: string): Promise<{ host: string; port: number }> {
+export function listen(server: Server | NetServer, port: number, host: string): Promise<{ host: string; port: number }> {
   return new Promise((resolve, reject) => {
     const onError = (error: Error): void => reject(error);
     server.once('error', onError);

@@ -1,9 +1,8 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type Server } from 'node:net';
 import { DecodeError, previewOf, type Schema } from '../format.ts';
 import { hostForUrl, listen } from './http-source.ts';
 import { type PayloadFormat, payloadDecoder } from './payload.ts';
-import { type Ingest, PushSource, type PushSourceOptions, type RunningEndpoint } from './push-source.ts';
+import { type Ingest, PushSource, type PushSourceOptions, type RunningEndpoint, tokenDigest, tokenMatches } from './push-source.ts';
 import { messageHash, messageMeta, Redeliveries, topicOf } from './redeliveries.ts';
 
 /** Options of {@link MqttSource}: either `port` (an in-process broker) or `url` (an external one). */
@@ -114,12 +113,12 @@ export class MqttSource<T = unknown, R = T> extends PushSource<R> {
   /** The in-process broker. */
   private async broker(handler: MessageHandler<T>, log: (line: string) => void): Promise<RunningEndpoint> {
     const { Aedes } = await import('aedes');
-    const token = this.options.token === undefined ? null : digest(this.options.token);
+    const token = this.options.token === undefined ? null : tokenDigest(this.options.token);
     const ingest = handler.ingest;
     const filters = this.topics;
     const broker = await Aedes.createBroker({
       authenticate: (_client, _username, password, done) => {
-        if (token === null || (password !== undefined && timingSafeEqual(createHash('sha256').update(password).digest(), token))) {
+        if (token === null || (password !== undefined && tokenMatches(password, token))) {
           done(null, true);
           return;
         }
@@ -134,7 +133,7 @@ export class MqttSource<T = unknown, R = T> extends PushSource<R> {
           return;
         }
         const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
-        handler.receive(packet.topic, payload, { client: client.id }, packet.qos > 0 ? client.id : null, packet.messageId, packet.dup).then(
+        handler.receive(packet.topic, payload, { client: client.id }, packet.qos > 0 ? client.id : null, packet.messageId, packet.dup, client).then(
           () => callback(null),
           (error: unknown) => callback(error as Error), // aedes drops the connection, unacknowledged
         );
@@ -172,9 +171,12 @@ export class MqttSource<T = unknown, R = T> extends PushSource<R> {
       ...(this.options.password === undefined ? {} : { password: this.options.password }),
     });
     let connection = 0;
+    /** This connection (a new object each time): its first messages may be redeliveries. */
+    let session: object = {};
     let away = false;
     client.on('connect', () => {
       connection++;
+      session = {};
       if (away) log(`mqtt: connected to ${url} again`);
       away = false;
     });
@@ -216,7 +218,7 @@ export class MqttSource<T = unknown, R = T> extends PushSource<R> {
     };
     client.handleMessage = (packet, callback) => {
       const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
-      const done = handler.receive(packet.topic, payload, { broker: url }, packet.qos > 0 ? `broker ${url}` : null, packet.messageId, packet.dup);
+      const done = handler.receive(packet.topic, payload, { broker: url }, packet.qos > 0 ? `broker ${url}` : null, packet.messageId, packet.dup, session);
       if (packet.qos > 0 && packet.messageId !== undefined) {
         durable.set(packet.messageId, done);
         done.catch(() => undefined);
@@ -256,6 +258,8 @@ class MessageHandler<T> {
   private pending = 0;
   private idleWaiters: Array<() => void> = [];
   readonly redeliveries = new Redeliveries();
+  /** Connections whose first messages are still the log's copies (redeliveries come first). */
+  private readonly replaying = new WeakMap<object, boolean>();
 
   constructor(
     readonly ingest: Ingest,
@@ -266,17 +270,19 @@ class MessageHandler<T> {
 
   /**
    * Appends a message (its records, or its dead letters); resolves once durable. Waits while the
-   * backlog is full. A QoS 1 message (`session` and packet `id` given) delivered again (`dup`)
-   * that the log already holds is not appended again: it resolves once that copy is durable.
+   * backlog is full. A QoS 1 message (`session` and packet `id` given) delivered again — with the
+   * DUP flag, or among the first messages of a connection, where a sender resends what it has not
+   * seen acknowledged (not every client sets DUP: mqtt.js does not) — that the log already holds
+   * is not appended again: it resolves once that copy is durable.
    */
-  async receive(topic: string, payload: Buffer, origin: Record<string, unknown>, session: string | null, id: number | undefined, dup: boolean): Promise<void> {
+  async receive(topic: string, payload: Buffer, origin: Record<string, unknown>, session: string | null, id: number | undefined, dup: boolean, connection: object): Promise<void> {
     const m = this.ingest.metrics;
     m.requests++;
     m.bytes += payload.length;
     this.pending++;
     try {
       const identity = session === null || id === undefined ? null : { session, id, hash: messageHash(topic, payload) };
-      if (dup && identity !== null) {
+      if (identity !== null && (dup || this.replaying.get(connection) !== false)) {
         const copy = this.redeliveries.copyOf(identity);
         if (copy !== null) {
           m.duplicates++;
@@ -284,6 +290,8 @@ class MessageHandler<T> {
           return;
         }
       }
+      // A new message: what follows on this connection is new too (unless flagged DUP).
+      this.replaying.set(connection, false);
       if (this.ingest.full && !this.ingest.closing) {
         m.backpressured++;
         await this.ingest.drained();
@@ -344,8 +352,4 @@ function validFilter(filter: string): void {
     if (l === '#' && i !== levels.length - 1) throw new Error(`mqtt: '#' must be the last level of a topic filter, in '${filter}'`);
     if (l !== '#' && l !== '+' && (l.includes('#') || l.includes('+'))) throw new Error(`mqtt: a wildcard must fill a whole level, in '${filter}'`);
   });
-}
-
-function digest(token: string): Buffer {
-  return createHash('sha256').update(token, 'utf8').digest();
 }

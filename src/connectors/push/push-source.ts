@@ -1,3 +1,4 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { join } from 'node:path';
 import type { Source, SourceContext, SourceReader, Split, SplitOutput } from '../../runtime/source.ts';
 import { type DecodeError, deadLetterOf, type Schema } from '../format.ts';
@@ -182,6 +183,16 @@ export class Ingest {
   }
 }
 
+/** The digest a token is compared by (in constant time, whatever its length). */
+export function tokenDigest(token: string | Uint8Array): Buffer {
+  return createHash('sha256').update(token).digest();
+}
+
+/** Whether `given` (a header's token, an MQTT password) is the token of `digest`. */
+export function tokenMatches(given: string | Uint8Array, digest: Buffer): boolean {
+  return timingSafeEqual(tokenDigest(given), digest);
+}
+
 /** Whether `host` names a loopback interface. */
 export function isLoopback(host: string): boolean {
   const h = host.replace(/^\[|\]$/g, '').toLowerCase();
@@ -273,23 +284,30 @@ export abstract class PushSource<T> implements Source<T> {
     const decode = recordDecoder<unknown>(this.format, this.base.schema as Schema<unknown> | undefined);
     const time = this.base.time;
     const endpoint = this.endpoint;
-    let current: { out: SplitOutput<T>; sequence: number; receivedAt: number; meta: string } = { out: null!, sequence: 0, receivedAt: 0, meta: '' };
+    // The entry being decoded (fields, not an object per entry: this runs for every record).
+    let out: SplitOutput<T> = null!;
+    let sequence = 0;
+    let receivedAt = 0;
+    let meta = '';
     const emit = (value: unknown): void => {
-      const record = this.toRecord(value, current.meta);
-      current.out.emit(record, time === undefined ? current.receivedAt : time(record), current.sequence);
+      const record = this.toRecord(value, meta);
+      out.emit(record, time === undefined ? receivedAt : time(record), sequence);
     };
     const fail = (error: DecodeError): void => {
       // Refused now though accepted at ingestion: the schema changed since.
-      current.out.deadLetter(deadLetterOf(error, { endpoint, reason: error.reason, sequence: current.sequence }), error);
+      out.deadLetter(deadLetterOf(error, { endpoint, reason: error.reason, sequence }), error);
     };
-    return (raw, out, sequence) => {
+    return (raw, o, seq) => {
       const entry = decodeEntry(raw);
       if (entry.kind === EntryKind.DeadLetter) {
         const { error, record } = JSON.parse(entry.payload.toString('utf8')) as { error: string; record: unknown };
-        out.deadLetter(record, new Error(error));
+        o.deadLetter(record, new Error(error));
         return;
       }
-      current = { out, sequence, receivedAt: entry.receivedAt, meta: entry.meta };
+      out = o;
+      sequence = seq;
+      receivedAt = entry.receivedAt;
+      meta = entry.meta;
       decode(entry.payload, emit, fail);
     };
   }

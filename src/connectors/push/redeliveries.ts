@@ -46,13 +46,17 @@ interface Tail {
  * append, so a crash does not duplicate it.
  *
  * Why it is safe: PUBACKs are sent in order, so what a sender has not seen acknowledged is a suffix
- * of what it sent, and it redelivers that suffix, in order, with the DUP flag. The log holds a
- * prefix of what was sent. So the redeliveries that the log holds are the last messages of that
+ * of what it sent, and it redelivers that suffix, in order, first thing on its next connection
+ * (with the DUP flag, which some clients — mqtt.js — leave out: the caller also asks about the
+ * first messages of a connection). The log holds a prefix of what was sent. So the redeliveries that the log holds are the last messages of that
  * session in the log, in the same order: the first DUP message is looked up as the last message
  * of its session with its packet id (ids in flight are unique; a sender reuses an id only after
  * its PUBACK, and ids count up, so an older message with the same id is ~65 535 messages back,
- * beyond the window), its hash must match, and each DUP message after it must match the next one
- * in the log. A DUP message that does not match is new: appended.
+ * beyond the window), its hash must match, and each redelivery after it must match the next one
+ * in the log. A message that does not match is new: appended. (This assumes senders number their
+ * packets upwards, as mqtt.js, Paho and Mosquitto do; a sender that reuses the lowest free id
+ * could, right after reconnecting, send a new message identical in id and content to its last
+ * one, and see it taken for a redelivery.)
  */
 export class Redeliveries {
   private readonly sessions = new Map<string, Tail>();

@@ -1,11 +1,10 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { type RawData, type WebSocket, WebSocketServer } from 'ws';
 import { DecodeError, previewOf } from '../format.ts';
 import { hostForUrl, listen } from './http-source.ts';
 import { payloadDecoder } from './payload.ts';
-import { type Ingest, PushSource, type PushSourceOptions, type RunningEndpoint } from './push-source.ts';
+import { type Ingest, PushSource, type PushSourceOptions, type RunningEndpoint, tokenDigest, tokenMatches } from './push-source.ts';
 
 /** Options of {@link WebSocketSource}. */
 export interface WebSocketSourceOptions<T> extends PushSourceOptions<T> {
@@ -74,7 +73,7 @@ export class WebSocketSource<T = unknown> extends PushSource<T> {
   }
 
   protected async start(ingest: Ingest, log: (line: string) => void): Promise<RunningEndpoint> {
-    const token = this.options.token === undefined ? null : digest(this.options.token);
+    const token = this.options.token === undefined ? null : tokenDigest(this.options.token);
     const decode = payloadDecoder<T>({ schema: this.options.schema, maxBytes: this.maxMessageBytes, envelope: true });
     const format = this.options.format ?? 'auto';
     const wss = new WebSocketServer({ noServer: true, maxPayload: this.maxMessageBytes * 4 });
@@ -92,7 +91,7 @@ export class WebSocketSource<T = unknown> extends PushSource<T> {
     const authorized = (req: IncomingMessage, url: URL): boolean => {
       if (token === null) return true;
       const header = /^Bearer\s+(.+)$/i.exec((req.headers.authorization ?? '').trim())?.[1] ?? url.searchParams.get('token');
-      return header !== null && header !== undefined && timingSafeEqual(digest(header), token);
+      return header !== null && header !== undefined && tokenMatches(header, token);
     };
     const clients = new Set<Connection<T>>();
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
@@ -206,8 +205,4 @@ class Connection<T> {
 
 function refuse(socket: Duplex, status: number, text: string, headers = ''): void {
   socket.end(`HTTP/1.1 ${status} ${text}\r\n${headers}Connection: close\r\nContent-Length: 0\r\n\r\n`);
-}
-
-function digest(token: string): Buffer {
-  return createHash('sha256').update(token, 'utf8').digest();
 }
