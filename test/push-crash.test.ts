@@ -7,7 +7,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -129,6 +129,12 @@ function mqttSender(client: MqttClient, topic: string, src: string, next: { n: n
   return { stop: () => clearInterval(timer) };
 }
 
+/** The id of the newest complete checkpoint in `ck` (0 if none). */
+function newest(ck: string): number {
+  if (!existsSync(ck)) return 0;
+  return Math.max(0, ...readdirSync(ck).filter((n) => /^chk-\d+$/.test(n) && existsSync(join(ck, n, '_MANIFEST'))).map((n) => Number(n.slice(4))));
+}
+
 /** A port nothing listens on now. */
 async function freePort(): Promise<number> {
   const s = createServer();
@@ -190,7 +196,9 @@ describe('push ingestion across kill -9 (spate run)', () => {
       const h = httpSender(httpUrl, nextHttp, acked, unsure);
       const m = mqttSender(client, 'numbers', 'm', nextMqtt, acked, 3000);
       const before = acked.size;
-      await until(() => acked.size > before + 3000, 'acknowledgements');
+      const seen = newest(ck);
+      // Kill once a checkpoint of this run is complete, so that the next run restores from one.
+      await until(() => acked.size > before + 3000 && newest(ck) > seen, 'acknowledgements and a checkpoint');
       if (round < 2) {
         await new Promise((resolve) => setTimeout(resolve, 50 + round * 80));
         r.child.kill('SIGKILL');
