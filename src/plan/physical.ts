@@ -13,10 +13,11 @@ import { type CombineSpec, DEAD_LETTER_PORT, type LogicalGraph, MAIN_PORT, type 
  * - `broadcast`: every record to every instance;
  * - `gather`: everything to the single instance of a step of parallelism 1.
  *
- * Placement: `local` sinks (collect, callbacks), sources (push endpoints) and views run in the thread
- * that built the pipeline (`main`); everything else runs in the workers (or, for a job in one
- * thread, in that thread). What follows a local source does not inherit its single instance: it
- * runs at the job's parallelism, fed round-robin.
+ * Placement: `local` sinks (collect, callbacks, DuckDB), sources (push endpoints) and views run
+ * in the thread that built the pipeline (`main`) — a local sink as one instance unless it allows
+ * more; everything else runs in the workers (or, for a job in one thread, in that thread). What
+ * follows a local source does not inherit its single instance: it runs at the job's parallelism,
+ * fed round-robin.
  */
 
 export type Ship = 'chain' | 'forward' | 'hash' | 'rebalance' | 'broadcast' | 'gather';
@@ -96,7 +97,12 @@ function traits(step: StepNode): Traits {
   }
   if (spec.type === 'sink') {
     const sink = spec.create();
-    if (sink.local) return { max: 1, why: 'runs in the main thread (local sink)', local: true, requested: undefined };
+    if (sink.local) {
+      // A local sink runs in the thread that built the pipeline: one instance unless it says it
+      // can take more (several instances sharing what that thread holds, e.g. one database file).
+      const max = sink.parallelism ?? 1;
+      return { max, why: max === 1 ? 'runs in the main thread (local sink)' : `a local sink of at most ${max} instances`, local: true, requested: spec.parallelism };
+    }
     const max = sink.parallelism ?? Infinity;
     return { max, why: max === 1 ? 'the sink has one writer' : undefined, local: false, requested: spec.parallelism };
   }

@@ -70,11 +70,11 @@ export interface SourceContext {
   /** Id of the checkpoint the job resumed from; undefined on a fresh start. */
   readonly restoredCheckpoint: number | undefined;
   /**
-   * Logs a line on the job's log, prefixed with the step id (an endpoint's address, a broker that
-   * is away and its return). Not deduplicated: the source decides how often to speak. Absent when
-   * splits are enumerated.
+   * Logs a line on the job's log, prefixed with the step id (a broker that is unreachable and
+   * when it answers again, an endpoint's address). Not deduplicated: the source decides how often
+   * to speak.
    */
-  log?(line: string): void;
+  readonly log?: (line: string) => void;
   /**
    * The job's checkpoint directory when it checkpoints to files: where a source keeps files that
    * belong with the checkpoints (push endpoints' write-ahead logs, by default). Absent otherwise.

@@ -35,3 +35,14 @@ export {
 export { canonicalKey, diffMultisets, type MultisetDiff } from './multiset.ts';
 export { MemoryCheckpointStorage } from '../checkpoint/storage.ts';
 export type { JobTestHooks } from '../runtime/job.ts';
+export {
+  sinkConformance,
+  sourceConformance,
+  runConformance,
+  ConformanceError,
+  type ConformanceCheck,
+  type ConformanceResult,
+  type ConformanceOptions,
+  type SinkHarness,
+  type SourceHarness,
+} from './conformance.ts';
