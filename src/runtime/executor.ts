@@ -32,6 +32,8 @@ export interface InstanceMetrics extends OperatorMetrics {
   readonly nextEventTime?: number;
   /** Sources: every split in use with its watermark. */
   readonly splits?: ReadonlyArray<{ readonly id: string; readonly watermark: number; readonly idle: boolean; readonly finished: boolean }>;
+  /** Sources: the reader's own counters (`SourceReader.metrics`), if it keeps any. */
+  readonly source?: Readonly<Record<string, number>>;
 }
 
 /** What an executor is built from. */
@@ -492,7 +494,7 @@ export class Executor {
           checkpointPauseMs: node.lastSnapshotPause,
           backpressureMs: node.backpressureMs + (waiting.get(node) ?? 0),
           ...(node instanceof SourceNode
-            ? { splits: node.splitStates() }
+            ? { splits: node.splitStates(), ...(node.reader.metrics === undefined ? {} : { source: node.reader.metrics() }) }
             : { inputs: node.inputStates(), nextEventTime: node.operator.nextEventTime?.() ?? Infinity }),
         });
       }

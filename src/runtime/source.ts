@@ -136,5 +136,11 @@ export interface SourceReader<T> {
   notifyCheckpointComplete?(checkpointId: number): void | Promise<void>;
   /** Where an emitted record's `origin` is in the input (for dead letters), e.g. `{ file, line }`. */
   describe?(origin: number): Record<string, unknown>;
+  /**
+   * The source's own counters and gauges, by name (a push endpoint's requests, accepted and
+   * refused records, backlog…): the job's metrics carry them as the step's `source` metrics,
+   * summed over instances. Called from the thread the reader runs in, between polls; keep it cheap.
+   */
+  metrics?(): Readonly<Record<string, number>>;
   close?(): void | Promise<void>;
 }

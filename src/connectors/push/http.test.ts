@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { holdSyncs } from '../../../test/support/hold-syncs.ts';
 import { Pipeline } from '../../api/pipeline.ts';
+import type { StepMetrics } from '../../runtime/job.ts';
 import type { DeadLetter } from '../../runtime/operator.ts';
 import { WriteAheadLog } from '../wal/write-ahead-log.ts';
 import { HttpSource, type HttpSourceOptions } from './http-source.ts';
@@ -34,6 +35,8 @@ interface Started<T> {
   readonly dead: DeadLetter[];
   readonly stop: (checkpoint?: boolean) => Promise<void>;
   readonly savepoint: () => Promise<unknown>;
+  /** The job's metrics of the source step. */
+  readonly stepMetrics: () => StepMetrics;
 }
 
 async function start<T>(options: Partial<HttpSourceOptions<T>> & { dir: string }, job: { checkpointDir?: string; gate?: () => Promise<void> | undefined } = {}): Promise<Started<T> & { source: HttpSource<T> }> {
@@ -58,6 +61,7 @@ async function start<T>(options: Partial<HttpSourceOptions<T>> & { dir: string }
     dead,
     stop: async (checkpoint = true) => void (await running.stop({ checkpoint })),
     savepoint: () => running.savepoint(),
+    stepMetrics: () => running.job.metrics().find((m) => m.step === 'http')!,
   };
 }
 
@@ -159,6 +163,8 @@ describe('HttpSource', () => {
     expect(s.dead[6]!.error).toMatch(/larger than the limit/);
     expect(s.source.metrics.rejectedBy).toMatchObject({ malformed: 2, 'invalid-utf8': 2, invalid: 2, 'too-large': 1, empty: 1 });
     expect(s.source.metrics.accepted).toBe(3);
+    // The same counters reach the job's metrics (what a dashboard reads), as the step's `source` metrics.
+    expect(s.stepMetrics().source).toMatchObject({ requests: 6, accepted: 3, rejected: 8, 'rejected.malformed': 2, 'rejected.too-large': 1, backlog: 0 });
     await s.stop();
   });
 

@@ -350,6 +350,24 @@ class PushReader<T> extends WalReader<T> {
     this.ingest?.released();
   }
 
+  /** The endpoint's counters for the job's metrics: `rejected.<reason>` for each reason. */
+  metrics(): Record<string, number> {
+    const m = this.source.metrics;
+    const out: Record<string, number> = {
+      requests: m.requests,
+      accepted: m.accepted,
+      rejected: m.rejected,
+      backpressured: m.backpressured,
+      duplicates: m.duplicates,
+      bytes: m.bytes,
+      backlog: this.ingest === null ? m.backlog : this.ingest.backlog,
+      connections: m.connections,
+      appendFailures: m.appendFailures,
+    };
+    for (const [reason, n] of Object.entries(m.rejectedBy)) out[`rejected.${reason}`] = n;
+    return out;
+  }
+
   override async close(): Promise<void> {
     this.ingest?.close();
     const running = this.running;
