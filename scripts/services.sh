@@ -428,6 +428,9 @@ allow_anonymous true
 persistence true
 persistence_location $MQTT_DIR/data/
 autosave_interval 30
+# A persistent session's queue while its subscriber is down (killed in the crash tests); the
+# default, 1000, drops messages past it.
+max_queued_messages 1000000
 log_dest stdout
 log_type error
 log_type warning

@@ -146,7 +146,7 @@ describe('source conformance: WalSource', () => {
     },
     source: (l) =>
       new WalSource<Item>({
-        logs: l.logs.map((log, i) => ({ id: `log-${i}`, log })),
+        logs: l.logs.map((log, i) => ({ id: `log-${i}`, dir: log.dir })),
         decode: (bytes) => JSON.parse(Buffer.from(bytes).toString('utf8')) as Item,
       }),
     append,

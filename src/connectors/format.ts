@@ -35,6 +35,9 @@ export interface FormatOptions<T> {
   readonly maxBytes?: number;
 }
 
+/** What kind of failure a {@link DecodeError} is (for counters by reason). */
+export type DecodeFailure = 'too-large' | 'invalid-utf8' | 'malformed' | 'invalid';
+
 /** Why a payload (or one line of it) was not a record. */
 export class DecodeError extends Error {
   constructor(
@@ -45,6 +48,8 @@ export class DecodeError extends Error {
     readonly preview: string,
     /** For `ndjson`: the 1-based line. */
     readonly line?: number,
+    /** `too-large`, `invalid-utf8`, `malformed` (not JSON) or `invalid` (the schema refused it). */
+    readonly reason: DecodeFailure = 'invalid',
   ) {
     super(message);
     this.name = 'DecodeError';
@@ -53,7 +58,8 @@ export class DecodeError extends Error {
 
 const PREVIEW = 1000;
 
-function previewOf(bytes: Uint8Array): string {
+/** The start of `bytes` as text, for errors and dead letters. */
+export function previewOf(bytes: Uint8Array): string {
   const text = Buffer.from(bytes.buffer, bytes.byteOffset, Math.min(bytes.length, PREVIEW)).toString('utf8');
   return bytes.length > PREVIEW ? text + '…' : text;
 }
@@ -75,36 +81,47 @@ export function validate<T>(schema: Schema<T>, value: unknown): T {
 
 /**
  * A decoder for `options`: `decode(payload, emit, fail)` calls `emit` for each record of the
- * payload and `fail` for each part that is not one (too large, invalid UTF-8, malformed JSON, a
- * value the schema rejects), with a {@link DecodeError} holding the payload's size and a preview.
+ * payload — with the bytes it was decoded from (the payload, or its line for `ndjson`) — and
+ * `fail` for each part that is not one (too large, invalid UTF-8, malformed JSON, a value the
+ * schema rejects), with a {@link DecodeError} holding the payload's size and a preview. For
+ * `ndjson`, every line stands alone: a bad line (invalid UTF-8 included) fails, the others decode.
  */
-export function decoder<T>(options: FormatOptions<T> = {}): (payload: Uint8Array, emit: (record: T) => void, fail: (error: DecodeError) => void) => void {
+export function decoder<T>(
+  options: FormatOptions<T> = {},
+): (payload: Uint8Array, emit: (record: T, raw: Uint8Array) => void, fail: (error: DecodeError) => void) => void {
   const format = options.format ?? 'json';
   const schema = options.schema;
   const maxBytes = options.maxBytes ?? 1 << 20;
   if (!(maxBytes > 0)) throw new RangeError(`maxBytes must be > 0, got ${String(options.maxBytes)}`);
-  const finish = (value: unknown, bytes: Uint8Array, line: number | undefined, emit: (record: T) => void, fail: (error: DecodeError) => void): void => {
+  const finish = (value: unknown, bytes: Uint8Array, line: number | undefined, emit: (record: T, raw: Uint8Array) => void, fail: (error: DecodeError) => void): void => {
     if (schema === undefined) {
-      emit(value as T);
+      emit(value as T, bytes);
       return;
     }
+    let record: T;
     try {
-      emit(validate(schema, value));
+      record = validate(schema, value);
     } catch (error) {
-      fail(new DecodeError((error as Error).message, bytes.length, previewOf(bytes), line));
+      fail(new DecodeError((error as Error).message, bytes.length, previewOf(bytes), line, 'invalid'));
+      return;
     }
+    emit(record, bytes);
   };
   return (payload, emit, fail) => {
     if (payload.length > maxBytes) {
-      fail(new DecodeError(`payload of ${payload.length} bytes is larger than maxBytes (${maxBytes})`, payload.length, previewOf(payload)));
+      fail(new DecodeError(`payload of ${payload.length} bytes is larger than maxBytes (${maxBytes})`, payload.length, previewOf(payload), undefined, 'too-large'));
       return;
     }
     if (format === 'bytes') {
       finish(payload, payload, undefined, emit, fail);
       return;
     }
+    if (format === 'ndjson') {
+      ndjson(payload, finish, emit, fail);
+      return;
+    }
     if (!isUtf8(payload)) {
-      fail(new DecodeError('invalid UTF-8', payload.length, previewOf(payload)));
+      fail(new DecodeError('invalid UTF-8', payload.length, previewOf(payload), undefined, 'invalid-utf8'));
       return;
     }
     const text = Buffer.from(payload.buffer, payload.byteOffset, payload.length).toString('utf8');
@@ -112,32 +129,58 @@ export function decoder<T>(options: FormatOptions<T> = {}): (payload: Uint8Array
       finish(text, payload, undefined, emit, fail);
       return;
     }
-    if (format === 'json') {
-      let value: unknown;
-      try {
-        value = JSON.parse(text);
-      } catch (error) {
-        fail(new DecodeError(`malformed JSON: ${(error as Error).message}`, payload.length, previewOf(payload)));
-        return;
-      }
-      finish(value, payload, undefined, emit, fail);
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch (error) {
+      fail(new DecodeError(`malformed JSON: ${(error as Error).message}`, payload.length, previewOf(payload), undefined, 'malformed'));
       return;
     }
-    const lines = text.split('\n');
-    for (let i = 0; i < lines.length; i++) {
-      const line = lines[i]!.endsWith('\r') ? lines[i]!.slice(0, -1) : lines[i]!;
-      if (line.trim() === '') continue;
-      const bytes = Buffer.from(line, 'utf8');
-      let value: unknown;
-      try {
-        value = JSON.parse(line);
-      } catch (error) {
-        fail(new DecodeError(`malformed JSON on line ${i + 1}: ${(error as Error).message}`, bytes.length, previewOf(bytes), i + 1));
-        continue;
-      }
-      finish(value, bytes, i + 1, emit, fail);
-    }
+    finish(value, payload, undefined, emit, fail);
   };
+}
+
+/** Decodes NDJSON line by line, on the bytes: each line is checked (UTF-8, JSON) on its own. */
+function ndjson<T>(
+  payload: Uint8Array,
+  finish: (value: unknown, bytes: Uint8Array, line: number, emit: (record: T, raw: Uint8Array) => void, fail: (error: DecodeError) => void) => void,
+  emit: (record: T, raw: Uint8Array) => void,
+  fail: (error: DecodeError) => void,
+): void {
+  const buf = Buffer.from(payload.buffer, payload.byteOffset, payload.length);
+  let start = 0;
+  let line = 0;
+  while (start <= buf.length) {
+    let end = buf.indexOf(10, start);
+    if (end < 0) end = buf.length;
+    line++;
+    let stop = end;
+    if (stop > start && buf[stop - 1] === 13) stop--;
+    const bytes = buf.subarray(start, stop);
+    start = end + 1;
+    if (blank(bytes)) continue;
+    if (!isUtf8(bytes)) {
+      fail(new DecodeError(`invalid UTF-8 on line ${line}`, bytes.length, previewOf(bytes), line, 'invalid-utf8'));
+      continue;
+    }
+    let value: unknown;
+    try {
+      value = JSON.parse(bytes.toString('utf8'));
+    } catch (error) {
+      fail(new DecodeError(`malformed JSON on line ${line}: ${(error as Error).message}`, bytes.length, previewOf(bytes), line, 'malformed'));
+      continue;
+    }
+    finish(value, bytes, line, emit, fail);
+  }
+}
+
+/** Whether a line holds only JSON whitespace. */
+function blank(bytes: Uint8Array): boolean {
+  for (let i = 0; i < bytes.length; i++) {
+    const b = bytes[i]!;
+    if (b !== 32 && b !== 9 && b !== 13 && b !== 10) return false;
+  }
+  return true;
 }
 
 /**

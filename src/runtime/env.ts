@@ -61,6 +61,8 @@ export interface RuntimeEnv {
   readonly allowDroppedState: boolean;
   /** Messages already logged by `warnOnce`. */
   readonly warned: Set<string>;
+  /** The job's checkpoint directory, when it checkpoints to files (for sources' own files). */
+  readonly checkpointDir?: string;
 }
 
 /** Logs `message` on the job's log the first time it is seen. */

@@ -32,6 +32,8 @@ export interface InstanceMetrics extends OperatorMetrics {
   readonly nextEventTime?: number;
   /** Sources: every split in use with its watermark. */
   readonly splits?: ReadonlyArray<{ readonly id: string; readonly watermark: number; readonly idle: boolean; readonly finished: boolean }>;
+  /** Sources: the reader's own counters (`SourceReader.metrics`), if it keeps any. */
+  readonly source?: Readonly<Record<string, number>>;
 }
 
 /** What an executor is built from. */
@@ -110,7 +112,15 @@ export class Executor {
         let node: Node;
         if (spec.type === 'source') {
           const source = withStep(step.id, () => spec.create());
-          const ctx: SourceContext = { stepId: step.id, clock: env.clock, instance: i, parallelism: p, restoredCheckpoint: restore?.id, log: (line) => env.log(`spate: step '${step.id}': ${line}`) };
+          const ctx: SourceContext = {
+            stepId: step.id,
+            clock: env.clock,
+            instance: i,
+            parallelism: p,
+            restoredCheckpoint: restore?.id,
+            log: (line) => env.log(`spate: step '${step.id}': ${line}`),
+            ...(env.checkpointDir === undefined ? {} : { checkpointDir: env.checkpointDir }),
+          };
           const reader = withStep(step.id, () => source.createReader(ctx));
           node = new SourceNode(id, source, reader, this.init.splits(step.id, i), spec.options, env, r);
           this.sources.push(node);
@@ -484,7 +494,7 @@ export class Executor {
           checkpointPauseMs: node.lastSnapshotPause,
           backpressureMs: node.backpressureMs + (waiting.get(node) ?? 0),
           ...(node instanceof SourceNode
-            ? { splits: node.splitStates() }
+            ? { splits: node.splitStates(), ...(node.reader.metrics === undefined ? {} : { source: node.reader.metrics() }) }
             : { inputs: node.inputStates(), nextEventTime: node.operator.nextEventTime?.() ?? Infinity }),
         });
       }

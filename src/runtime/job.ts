@@ -108,6 +108,8 @@ export interface StepMetrics extends OperatorMetrics {
   readonly backpressureMs: number;
   /** Instances of the step. */
   readonly instances: number;
+  /** Sources that keep counters of their own (`SourceReader.metrics`): them, summed over instances. */
+  readonly source?: Readonly<Record<string, number>>;
 }
 
 /** Where a job is in its life. */
@@ -221,6 +223,7 @@ export class Job {
       snapshots: collector,
       allowDroppedState: options.allowDroppedState ?? false,
       warned: new Set(),
+      ...(this.storage instanceof FileCheckpointStorage ? { checkpointDir: this.storage.location } : {}),
     };
     this.plan = physicalPlan(graph, this.parallelism);
     const workers = options.workers;
@@ -607,9 +610,21 @@ export function aggregateMetrics(graph: LogicalGraph, instances: readonly Instan
       checkpointPauseMs: live.length === 0 ? 0 : Math.max(...live.map((m) => m.checkpointPauseMs)),
       backpressureMs: live.reduce((n, m) => n + m.backpressureMs, 0),
       instances: live.length,
+      ...sourceMetrics(mine),
     });
   }
   return out;
+}
+
+/** The sources' own counters of a step's instances, summed by name; nothing if none keeps any. */
+function sourceMetrics(list: readonly InstanceMetrics[]): { source?: Record<string, number> } {
+  let out: Record<string, number> | undefined;
+  for (const m of list) {
+    if (m.source === undefined) continue;
+    out ??= {};
+    for (const [name, value] of Object.entries(m.source)) out[name] = (out[name] ?? 0) + value;
+  }
+  return out === undefined ? {} : { source: out };
 }
 
 function sum(list: readonly InstanceMetrics[], field: keyof OperatorMetrics): number {

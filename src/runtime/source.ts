@@ -70,10 +70,16 @@ export interface SourceContext {
   /** Id of the checkpoint the job resumed from; undefined on a fresh start. */
   readonly restoredCheckpoint: number | undefined;
   /**
-   * Logs a line on the job's log, prefixed with the step id (a broker that is unreachable, and
-   * when it answers again). Not deduplicated: the source decides how often to speak.
+   * Logs a line on the job's log, prefixed with the step id (a broker that is unreachable and
+   * when it answers again, an endpoint's address). Not deduplicated: the source decides how often
+   * to speak.
    */
   readonly log?: (line: string) => void;
+  /**
+   * The job's checkpoint directory when it checkpoints to files: where a source keeps files that
+   * belong with the checkpoints (push endpoints' write-ahead logs, by default). Absent otherwise.
+   */
+  readonly checkpointDir?: string;
 }
 
 /**
@@ -130,5 +136,11 @@ export interface SourceReader<T> {
   notifyCheckpointComplete?(checkpointId: number): void | Promise<void>;
   /** Where an emitted record's `origin` is in the input (for dead letters), e.g. `{ file, line }`. */
   describe?(origin: number): Record<string, unknown>;
+  /**
+   * The source's own counters and gauges, by name (a push endpoint's requests, accepted and
+   * refused records, backlog…): the job's metrics carry them as the step's `source` metrics,
+   * summed over instances. Called from the thread the reader runs in, between polls; keep it cheap.
+   */
+  metrics?(): Readonly<Record<string, number>>;
   close?(): void | Promise<void>;
 }

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { appendFileSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -73,6 +73,45 @@ describe('WriteAheadLog', () => {
     await again.close();
   });
 
+  it('is one instance per directory in a process, locked against other live processes, and taken over from a dead one', async () => {
+    const path = fresh();
+    const a = await WriteAheadLog.open(path);
+    const b = await WriteAheadLog.open(join(path, '.'));
+    expect(b).toBe(a);
+    await a.append([Buffer.from('x')]);
+    await b.close(); // one reference left: still open
+    await a.append([Buffer.from('y')]);
+    // Another live process holds it: refused with its pid.
+    const other = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 30000)'], { stdio: 'ignore' });
+    await a.close();
+    writeFileSync(join(path, 'LOCK'), String(other.pid));
+    await expect(WriteAheadLog.open(path)).rejects.toThrow(new RegExp(`in use by process ${other.pid}`));
+    other.kill('SIGKILL');
+    await new Promise((r) => other.on('exit', r));
+    // Its owner died (kill -9 leaves the lock behind): taken over.
+    const c = await WriteAheadLog.open(path);
+    expect(c.nextSequence).toBe(2);
+    expect(readFileSync(join(path, 'LOCK'), 'utf8')).toBe(String(process.pid));
+    await c.close();
+    expect(existsSync(join(path, 'LOCK'))).toBe(false);
+  });
+
+  it('remembers the committed position across opens (where a reader without a checkpoint resumes)', async () => {
+    const path = fresh();
+    const wal = await WriteAheadLog.open(path, { segmentBytes: 1024 });
+    expect(wal.committedSequence).toBe(0);
+    for (let i = 0; i < 100; i++) await wal.append([Buffer.from(`entry-${i}`.padEnd(40, '.'))]);
+    await wal.truncate(70);
+    expect(wal.committedSequence).toBe(70);
+    await wal.truncate(50); // never moves back
+    expect(wal.committedSequence).toBe(70);
+    await wal.close();
+    const again = await WriteAheadLog.open(path, { segmentBytes: 1024 });
+    expect(again.committedSequence).toBe(70);
+    expect(again.firstSequence).toBeLessThanOrEqual(70);
+    await again.close();
+  });
+
   it('keeps every acknowledged entry across kill -9 of the writing process', async () => {
     const path = fresh();
     const fixture = join(import.meta.dirname, '..', '..', '..', 'test', 'fixtures', 'wal-writer.ts');
@@ -109,12 +148,13 @@ describe('WriteAheadLog', () => {
 
 describe('WalSource', () => {
   it('replays from a checkpoint, truncates once checkpoints complete, and dead-letters entries it cannot decode', async () => {
-    const wal = await WriteAheadLog.open(fresh(), { segmentBytes: 1024 });
+    const path = fresh();
+    const wal = await WriteAheadLog.open(path, { segmentBytes: 1024 });
     for (let i = 0; i < 500; i++) await wal.append([Buffer.from(i === 7 ? '{not json' : JSON.stringify({ i }))]);
     const storage = new MemoryCheckpointStorage();
     const build = (seen: number[]): Pipeline => {
       const p = new Pipeline({ checkpointDir: storage, checkpointInterval: 0 });
-      p.source(new WalSource<{ i: number }>({ logs: [{ id: 'ingest-0', log: wal }], decode: (e) => JSON.parse(text(e)) as { i: number } }), { id: 'ingest' })
+      p.source(new WalSource<{ i: number }>({ logs: [{ id: 'ingest-0', dir: path }], decode: (e) => JSON.parse(text(e)) as { i: number } }), { id: 'ingest' })
         .map((r) => r.i)
         .sink({ write: (b) => void seen.push(...b.values.slice(0, b.length)) });
       p.deadLetters().sink({ write: (b) => void deadLetters.push(...b.values.slice(0, b.length)) });
@@ -135,6 +175,27 @@ describe('WalSource', () => {
     while (second.length < 20) await new Promise((r) => setTimeout(r, 5));
     await job2.stop();
     expect(second).toEqual(Array.from({ length: 20 }, (_, i) => 500 + i)); // only what followed the checkpoint
+    await wal.close();
+  });
+
+  it('starts from the committed position without a checkpoint, and is opened by the reader, not by constructing the source', async () => {
+    const path = fresh();
+    const source = new WalSource<number>({ logs: [{ id: 'w', dir: path }], decode: (e) => Number(text(e)) });
+    expect(existsSync(path)).toBe(false); // constructing it opened nothing
+    const run = async (): Promise<number[]> => {
+      const seen: number[] = [];
+      const p = new Pipeline();
+      p.source(source, { id: 'in' }).sink({ write: (b) => void seen.push(...b.values.slice(0, b.length)) });
+      const job = p.start();
+      await new Promise((r) => setTimeout(r, 200));
+      await job.stop();
+      return seen;
+    };
+    const wal = await WriteAheadLog.open(path);
+    for (let i = 0; i < 10; i++) await wal.append([Buffer.from(String(i))]);
+    expect(await run()).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    for (let i = 10; i < 15; i++) await wal.append([Buffer.from(String(i))]);
+    expect(await run()).toEqual([10, 11, 12, 13, 14]); // a fresh job, no checkpoint: from the committed position
     await wal.close();
   });
 });

@@ -1,6 +1,6 @@
-import { mkdirSync } from 'node:fs';
-import { type FileHandle, open, readdir, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { type FileHandle, open, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
 import { crc32 } from 'node:zlib';
 
 /** Options of {@link WriteAheadLog}. */
@@ -12,6 +12,13 @@ export interface WriteAheadLogOptions {
 /** Entry header: payload length (u32) and CRC-32 of the payload (u32). */
 const HEADER = 8;
 const SEGMENT = /^(\d{16})\.wal$/;
+/** Holds the pid of the process that owns the log. */
+const LOCK = 'LOCK';
+/** Holds the sequence number up to which readers committed (written by `truncate`). */
+const COMMITTED = 'COMMITTED';
+
+/** The logs open in this process, by absolute directory: one instance per directory, shared. */
+const opened = new Map<string, { log: Promise<WriteAheadLog>; refs: number }>();
 
 interface Segment {
   /** Sequence number of its first entry. */
@@ -32,7 +39,13 @@ interface Segment {
  * Entries get consecutive sequence numbers from 0 for the life of the directory. They live in
  * segment files (`<first sequence>.wal`), each entry framed with its length and CRC-32; on open,
  * a torn tail (a crash during an append that was never acknowledged) is cut off. Concurrent
- * appends share one fsync (group commit). One process owns a log at a time.
+ * appends share one fsync (group commit).
+ *
+ * One process owns a log at a time: a `LOCK` file holds its pid, and opening a log that a live
+ * process holds fails. Within a process, opening a directory that is already open returns the same
+ * instance (reference counted: every `open` needs its `close`), so an endpoint that writes and the
+ * source reader that reads share one log. `truncate` also records the committed position, which a
+ * reader starting without a checkpoint resumes from (`committedSequence`).
  *
  * @example
  * const wal = await WriteAheadLog.open('.spate/ingest/wal-0');
@@ -48,13 +61,15 @@ export class WriteAheadLog {
   private written = 0;
   /** Entries before this are durable: readers see only these. */
   private durable = 0;
-  /** Appended, not yet synced: resolvers of the appends waiting for the current sync round. */
-  private waiting: Array<() => void> = [];
-  private failures: Array<(error: Error) => void> = [];
-  private syncing: Promise<void> | null = null;
+  /** Appended, not yet written: the next round writes them all with one write and one fsync. */
+  private queued: Array<{ readonly first: number; readonly count: number; readonly data: Buffer; readonly resolve: (r: { first: number; last: number }) => void; readonly reject: (error: Error) => void }> = [];
+  /** The write-and-sync loop, while it runs. */
+  private pumping: Promise<void> | null = null;
+  /** A write or sync failed: what was acknowledged is intact, but nothing more can be appended. */
+  private failed: Error | null = null;
   private readonly listeners = new Set<() => void>();
-  private writeChain: Promise<void> = Promise.resolve();
   private closed = false;
+  private committed = 0;
   private readonly segmentBytes: number;
 
   private constructor(
@@ -65,15 +80,31 @@ export class WriteAheadLog {
     if (!(this.segmentBytes >= 1024)) throw new RangeError(`segmentBytes must be >= 1024, got ${options.segmentBytes}`);
   }
 
-  /** Opens (or creates) the log in `dir`, cutting off a torn tail left by a crash. */
+  /**
+   * Opens (or creates) the log in `dir`, cutting off a torn tail left by a crash. Fails if another
+   * live process owns it. A directory already open in this process gives the same instance (its
+   * first opener's options apply).
+   */
   static async open(dir: string, options: WriteAheadLogOptions = {}): Promise<WriteAheadLog> {
-    const wal = new WriteAheadLog(dir, options);
-    await wal.recover();
-    return wal;
+    const path = resolve(dir);
+    let entry = opened.get(path);
+    if (entry === undefined) {
+      const wal = new WriteAheadLog(path, options);
+      entry = { log: wal.recover().then(() => wal), refs: 0 };
+      opened.set(path, entry);
+    }
+    entry.refs++;
+    try {
+      return await entry.log;
+    } catch (error) {
+      if (--entry.refs === 0 && opened.get(path) === entry) opened.delete(path);
+      throw error;
+    }
   }
 
   private async recover(): Promise<void> {
     mkdirSync(this.dir, { recursive: true });
+    this.lock();
     const names = (await readdir(this.dir)).filter((n) => SEGMENT.test(n)).sort();
     for (const name of names) {
       this.segments.push({ first: Number(SEGMENT.exec(name)![1]), path: join(this.dir, name), count: 0, bytes: 0 });
@@ -99,6 +130,31 @@ export class WriteAheadLog {
     }
     this.written = this.next;
     this.durable = this.next;
+    try {
+      const text = readFileSync(join(this.dir, COMMITTED), 'utf8').trim();
+      const n = Number(text);
+      if (Number.isSafeInteger(n) && n >= 0) this.committed = n;
+    } catch {
+      // Never committed.
+    }
+    this.committed = Math.min(Math.max(this.committed, this.firstSequence), this.next);
+  }
+
+  /** Takes the `LOCK` file, or fails naming the live process that holds it. */
+  private lock(): void {
+    const path = join(this.dir, LOCK);
+    try {
+      writeFileSync(path, String(process.pid), { flag: 'wx' });
+      return;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    }
+    const holder = Number(readFileSync(path, 'utf8').trim());
+    if (Number.isSafeInteger(holder) && holder > 0 && holder !== process.pid && alive(holder)) {
+      throw new Error(`write-ahead log ${this.dir} is in use by process ${holder}`);
+    }
+    // Left by a process that died (kill -9): take it over.
+    writeFileSync(path, String(process.pid));
   }
 
   /** The sequence number the next entry will get. */
@@ -117,26 +173,62 @@ export class WriteAheadLog {
   }
 
   /**
+   * The position readers committed last (`truncate`): where a reader that starts without a
+   * checkpoint begins, so that entries a previous run already committed are not read again.
+   */
+  get committedSequence(): number {
+    return this.committed;
+  }
+
+  /**
    * Appends entries; resolves with their sequence numbers once they are durable on disk, which
-   * is when the sender may be acknowledged. Appends are written in call order.
+   * is when the sender may be acknowledged. Appends are written in call order; the appends that
+   * arrive while a round writes and syncs go together in the next round: one write, one fsync
+   * (group commit). After a failed write or sync every append fails.
    */
   append(entries: readonly Uint8Array[]): Promise<{ first: number; last: number }> {
     if (this.closed) return Promise.reject(new Error(`write-ahead log ${this.dir} is closed`));
+    if (this.failed !== null) return Promise.reject(this.failed);
     if (entries.length === 0) return Promise.resolve({ first: this.next, last: this.next - 1 });
     const first = this.next;
     this.next += entries.length;
-    const frames: Uint8Array[] = [];
     let size = 0;
+    for (const e of entries) size += HEADER + e.length;
+    const data = Buffer.allocUnsafe(size);
+    let at = 0;
     for (const e of entries) {
-      const header = Buffer.alloc(HEADER);
-      header.writeUInt32LE(e.length, 0);
-      header.writeUInt32LE(crc32(e), 4);
-      frames.push(header, e);
-      size += HEADER + e.length;
+      data.writeUInt32LE(e.length, at);
+      data.writeUInt32LE(crc32(e), at + 4);
+      data.set(e, at + HEADER);
+      at += HEADER + e.length;
     }
-    const data = Buffer.concat(frames, size);
-    const written = (this.writeChain = this.writeChain.then(() => this.write(first, entries.length, data)));
-    return written.then(() => this.sync()).then(() => ({ first, last: first + entries.length - 1 }));
+    return new Promise((resolve, reject) => {
+      this.queued.push({ first, count: entries.length, data, resolve, reject });
+      this.pumping ??= this.pump();
+    });
+  }
+
+  /** Writes and syncs what is queued, round after round, until nothing is. */
+  private async pump(): Promise<void> {
+    while (this.queued.length > 0) {
+      const round = this.queued;
+      this.queued = [];
+      try {
+        if (this.failed !== null) throw this.failed;
+        const data = round.length === 1 ? round[0]!.data : Buffer.concat(round.map((r) => r.data));
+        const count = round.reduce((n, r) => n + r.count, 0);
+        await this.write(round[0]!.first, count, data);
+        await this.handle!.sync();
+        this.durable = this.written;
+      } catch (error) {
+        this.failed ??= error as Error;
+        for (const r of round) r.reject(error as Error);
+        continue;
+      }
+      for (const r of round) r.resolve({ first: r.first, last: r.first + r.count - 1 });
+      for (const l of this.listeners) l();
+    }
+    this.pumping = null;
   }
 
   private async write(first: number, count: number, data: Buffer): Promise<void> {
@@ -145,44 +237,20 @@ export class WriteAheadLog {
       if (this.handle !== null) {
         await this.handle.sync();
         await this.handle.close();
+        this.handle = null;
       }
       seg = { first, path: join(this.dir, `${String(first).padStart(16, '0')}.wal`), count: 0, bytes: 0 };
       this.handle = await open(seg.path, 'a');
       this.segments.push(seg);
     }
-    await this.handle.write(data, 0, data.length, seg.bytes);
+    let done = 0;
+    while (done < data.length) {
+      const { bytesWritten } = await this.handle.write(data, done, data.length - done, seg.bytes + done);
+      done += bytesWritten;
+    }
     seg.bytes += data.length;
     seg.count += count;
     this.written = first + count;
-  }
-
-  /** One fsync for every append written before it started (group commit). */
-  private sync(): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      this.waiting.push(resolve);
-      this.failures.push(reject);
-      if (this.syncing === null) this.syncing = this.syncRound();
-    });
-  }
-
-  private async syncRound(): Promise<void> {
-    while (this.waiting.length > 0) {
-      const done = this.waiting;
-      const failed = this.failures;
-      this.waiting = [];
-      this.failures = [];
-      try {
-        await this.writeChain;
-        const upTo = this.written;
-        await this.handle?.sync();
-        this.durable = upTo;
-        for (const d of done) d();
-        for (const l of this.listeners) l();
-      } catch (error) {
-        for (const f of failed) f(error as Error);
-      }
-    }
-    this.syncing = null;
   }
 
   /** Reads entries from `sequence` on (durable ones only). */
@@ -199,8 +267,18 @@ export class WriteAheadLog {
     return () => this.listeners.delete(listener);
   }
 
-  /** Deletes every segment all of whose entries are before `sequence` (they are checkpointed). */
+  /**
+   * Records `sequence` as committed (readers are done with every entry before it: a checkpoint
+   * that covers them completed) and deletes every segment all of whose entries are before it.
+   */
   async truncate(sequence: number): Promise<void> {
+    if (sequence > this.committed && !this.closed) {
+      this.committed = Math.min(sequence, this.next);
+      // Written atomically, not synced: a lost update only means replaying from an older position.
+      const tmp = join(this.dir, `${COMMITTED}.tmp`);
+      await writeFile(tmp, String(this.committed));
+      await rename(tmp, join(this.dir, COMMITTED));
+    }
     while (this.segments.length > 1) {
       const s = this.segments[0]!;
       if (s.first + s.count > sequence) break;
@@ -214,12 +292,27 @@ export class WriteAheadLog {
     return this.segments.filter((s) => s.first + s.count > sequence);
   }
 
+  /** Releases this opener's reference; the last one closes the log and its lock. */
   async close(): Promise<void> {
+    const entry = opened.get(this.dir);
+    if (entry !== undefined && --entry.refs > 0) return;
+    if (entry !== undefined) opened.delete(this.dir);
+    if (this.closed) return;
     this.closed = true;
-    await this.writeChain;
-    await this.syncing;
+    await this.pumping;
     await this.handle?.close();
     this.handle = null;
+    rmSync(join(this.dir, LOCK), { force: true });
+  }
+}
+
+/** Whether process `pid` exists (EPERM: it does, owned by someone else). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 
