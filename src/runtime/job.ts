@@ -245,7 +245,7 @@ export class Job {
     const restore = this.options.restoreFrom ?? null;
     if (restore !== null) checkRestorable(restore, this.graph, this.maxParallelism, this.options.allowDroppedState ?? false);
     this.restoredFrom = restore;
-    const prepared = assignSplits(this.graph, this.plan, restore, this.storage !== null, this.clock);
+    const prepared = assignSplits(this.graph, this.plan, restore, this.storage !== null, this.clock, this.log);
     for (const [id, p] of prepared) if (p instanceof Promise) throw new Error(`openSync: source '${id}' lists its splits asynchronously`);
     this.coordinator = this.coordinatorFor((restore?.id ?? 0) + 1);
     this.execution.build(restore, prepared as ReadonlyMap<string, SavedSplit[][]>).openSync();
@@ -258,7 +258,7 @@ export class Job {
     const restore = await this.findRestore();
     if (restore !== null) checkRestorable(restore, this.graph, this.maxParallelism, this.options.allowDroppedState ?? false);
     this.restoredFrom = restore;
-    const prepared = assignSplits(this.graph, this.plan, restore, this.storage !== null, this.clock);
+    const prepared = assignSplits(this.graph, this.plan, restore, this.storage !== null, this.clock, this.log);
     const splits = new Map<string, SavedSplit[][]>();
     for (const [id, p] of prepared) splits.set(id, await p);
     this.coordinator = this.coordinatorFor(await CheckpointCoordinator.firstId(this.storage, restore?.id));
@@ -463,6 +463,7 @@ export function assignSplits(
   restore: JobSnapshot | null,
   durable: boolean,
   clock: Clock,
+  log?: (line: string) => void,
 ): Map<string, SavedSplit[][] | Promise<SavedSplit[][]>> {
   const out = new Map<string, SavedSplit[][] | Promise<SavedSplit[][]>>();
   for (const step of graph.nodes) {
@@ -478,7 +479,14 @@ export function assignSplits(
       out.set(step.id, Array.from({ length: p }, (_, i) => [...(instanceRestore(restore!, step.id, i, p)?.splits ?? [])]));
       continue;
     }
-    const ctx: SourceContext = { stepId: step.id, clock, instance: 0, parallelism: p, restoredCheckpoint: restore?.id };
+    const ctx: SourceContext = {
+      stepId: step.id,
+      clock,
+      instance: 0,
+      parallelism: p,
+      restoredCheckpoint: restore?.id,
+      ...(log === undefined ? {} : { log: (line: string) => log(`spate: step '${step.id}': ${line}`) }),
+    };
     const deal = (found: readonly Split[]): SavedSplit[][] => {
       const per: SavedSplit[][] = Array.from({ length: p }, () => []);
       found.forEach((s, k) => per[k % p]!.push({ ...s, maxTime: -Infinity }));

@@ -69,6 +69,11 @@ export interface SourceContext {
   readonly parallelism: number;
   /** Id of the checkpoint the job resumed from; undefined on a fresh start. */
   readonly restoredCheckpoint: number | undefined;
+  /**
+   * Logs a line on the job's log, prefixed with the step id (a broker that is away, and its
+   * return). Not deduplicated: the source decides how often to speak.
+   */
+  log?(line: string): void;
 }
 
 /**
