@@ -75,3 +75,8 @@ export { WalSource, type WalSourceOptions } from './connectors/wal/source.ts';
 export { PostgresSink, type PostgresCommittable } from './connectors/postgres/sink.ts';
 export type { PostgresSinkOptions, PostgresConnection, PostgresConnectionOptions, PostgresOp } from './connectors/postgres/config.ts';
 export type { LineReaderOptions } from './connectors/file/line-reader.ts';
+export { JetStreamSource, type JetStreamSourceOptions, type JetStreamStart, type JetStreamPosition } from './connectors/nats/source.ts';
+export { JetStreamSink, type JetStreamSinkOptions, type JetStreamCommittable } from './connectors/nats/sink.ts';
+export type { NatsConnectionOptions, RetryOptions as NatsRetryOptions } from './connectors/nats/config.ts';
+export type { PublisherStats as JetStreamPublisherStats } from './connectors/nats/publisher.ts';
+export { DecodeError, type FormatOptions, type Schema, type StandardSchemaV1 } from './connectors/format.ts';

@@ -188,10 +188,24 @@ async function startPosition(nc: NatsConnection, jsm: JetStreamManager, info: St
   });
   try {
     if (ci.num_pending === 0) return last_seq;
-    const reply = await nc.request(`$JS.API.CONSUMER.MSG.NEXT.${info.config.name}.${ci.name}`, JSON.stringify({ batch: 1, expires: nanos(2_000) }), { timeout: 5_000 });
-    const fields = new Float64Array(4);
-    if (reply.reply === undefined || !ackFields(reply.reply, fields)) return last_seq;
-    return fields[0]! - 1;
+    // A delivered message keeps its own subject, so the reply cannot go through `request`'s shared inbox.
+    const inbox = createInbox();
+    const first = await new Promise<number>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        sub.unsubscribe();
+        reject(new Error(`no answer from JetStream for the first message of ${info.config.name} after ${time.toISOString()}`));
+      }, 5_000);
+      const sub = nc.subscribe(inbox, {
+        callback: (_err, m) => {
+          const fields = new Float64Array(4);
+          clearTimeout(timer);
+          sub.unsubscribe();
+          resolve(m.reply !== undefined && ackFields(m.reply, fields) ? fields[0]! : last_seq + 1);
+        },
+      });
+      nc.publish(`$JS.API.CONSUMER.MSG.NEXT.${info.config.name}.${ci.name}`, JSON.stringify({ batch: 1, expires: nanos(2_000) }), { reply: inbox });
+    });
+    return first - 1;
   } finally {
     await jsm.consumers.delete(info.config.name, ci.name).catch(() => undefined);
   }
