@@ -4,11 +4,11 @@
  * server-restart tests are in nats-restart.disruptive.test.ts.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Batch, CollectSink, GeneratorSource, Pipeline, type DeadLetter } from '../../index.ts';
+import { Batch, CollectSink, GeneratorSource, JsonlSink, Pipeline, type DeadLetter } from '../../index.ts';
 import type { Committable } from '../../runtime/sink.ts';
 import { JetStreamSink, type JetStreamCommittable } from './sink.ts';
 import { ackFields, JetStreamSource } from './source.ts';
@@ -99,23 +99,34 @@ describe('JetStreamSource', () => {
 
   it('restored from a checkpoint, replays exactly what followed it', async () => {
     const s = await testStream('restore');
-    const n = 6_000;
-    await publish(range(0, 2_000).map((i) => ({ subject: s.subject('x'), data: JSON.stringify({ i }) })));
+    const n = 20_000;
+    await publish(range(0, n).map((i) => ({ subject: s.subject('x'), data: JSON.stringify({ i }) })), 1_024);
     const dir = tempDir();
+    // Two sinks: one that sees everything read (replays included), one that commits exactly once.
+    const committed = join(dir, 'committed.jsonl');
     const job = (bounded: boolean): { p: Pipeline; out: CollectSink<Rec> } => {
       const out = new CollectSink<Rec>();
       const p = new Pipeline();
-      p.source(new JetStreamSource<Rec>({ connection, stream: s.name, bounded, batch: 64 }), { id: 'in' }).sink(out, { id: 'collect' });
+      // Pulls of 500 messages, polls of 10: a checkpoint mostly finds messages received but not yet emitted.
+      const read = p
+        .source(new JetStreamSource<Rec>({ connection, stream: s.name, bounded, batch: 500 }), { id: 'in' })
+        .map((r) => {
+          const t = performance.now();
+          while (performance.now() - t < 0.02); // 20 µs a record: checkpoints come while the stream is read
+          return r;
+        }, { id: 'slow' });
+      read.sink(out, { id: 'collect' });
+      read.sink(new JsonlSink<Rec>(committed), { id: 'committed' });
       return { p, out };
     };
-    // Run 1: reads while more is published, checkpoints every 20 ms, then stops without a final checkpoint.
+    // Run 1 checkpoints every 5 ms, then stops without a final checkpoint.
     const first = job(false);
-    const running = first.p.start({ checkpointDir: dir, checkpointInterval: 20 });
-    const publishing = publish(range(2_000, n).map((i) => ({ subject: s.subject('x'), data: JSON.stringify({ i }) })), 64);
-    await until(() => first.out.records.length >= 3_000 && running.job.metrics().length > 0, 'the first run to read');
-    await until(() => (running.job as unknown as { checkpoints(): unknown[] }).checkpoints().length > 2, 'checkpoints');
+    const running = first.p.start({ checkpointDir: dir, checkpointInterval: 5, batchSize: 10 });
+    const checkpoints = (): number => (running.job as unknown as { checkpoints(): unknown[] }).checkpoints().length;
+    await until(() => first.out.records.length >= 2_000, 'the first run to read');
+    const before = checkpoints();
+    await until(() => checkpoints() >= before + 3, 'checkpoints while reading');
     await running.stop({ checkpoint: false });
-    await publishing;
     const seen = first.out.values.map((r) => r.i);
     expect(seen).toEqual(range(0, seen.length)); // in order, no gap
     // Run 2 resumes from the newest checkpoint: a contiguous suffix of the input from where it was.
@@ -128,6 +139,9 @@ describe('JetStreamSource', () => {
     expect(k).toBeGreaterThan(0);
     expect(k).toBeLessThanOrEqual(seen.length); // records after the checkpoint are read again, nothing before it
     expect(lines.some((l) => /resuming from checkpoint/.test(l))).toBe(true);
+    // Exactly once end to end: what the checkpoints committed, then the rest, nothing twice or missing.
+    const got = readFileSync(committed, 'utf8').trimEnd().split('\n');
+    expect(got.map((l) => (JSON.parse(l) as Rec).i)).toEqual(range(0, n));
   });
 
   it('reads subject partitions with two parallel instances, each partition in order', async () => {
