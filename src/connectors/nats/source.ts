@@ -47,7 +47,7 @@ export interface JetStreamSourceOptions<T> extends FormatOptions<T> {
    * `'skip'` logs the gap and goes on from the stream's first message.
    */
   readonly onRetentionGap?: 'fail' | 'skip';
-  /** Messages asked for per pull request (default 1024). */
+  /** Messages asked for per pull request (default 4096: the server delivers faster in large batches). */
   readonly batch?: number;
   /** Messages buffered per split before pulling stops (default 4 × batch). */
   readonly maxBuffered?: number;
@@ -332,7 +332,7 @@ class JetStreamReader<T> implements SourceReader<T> {
     private readonly ctx: SourceContext,
   ) {
     this.decode = decoder(options);
-    this.batch = options.batch ?? 1024;
+    this.batch = options.batch ?? 4096;
     this.maxBuffered = Math.max(options.maxBuffered ?? 4 * this.batch, this.batch);
     this.heartbeat = options.heartbeatMs ?? 2_000;
     this.messageTime = (options.time ?? 'message') === 'message';
