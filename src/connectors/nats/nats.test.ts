@@ -51,6 +51,25 @@ interface Rec {
 }
 
 describe('JetStreamSource', () => {
+  it('runs the example of its TSDoc (and of JetStreamSink’s)', async () => {
+    const readingsStream = await testStream('readings');
+    const alertsStream = await testStream('alerts');
+    const temps = [25, 31, 29, 35, 40, 12];
+    await publish(temps.map((temp, i) => ({ subject: readingsStream.subject('d'), data: JSON.stringify({ device: `d${i % 2}`, temp }) })));
+    // As in the @example, with the test's streams and checkpoint directory.
+    const connection = { servers: process.env['SPATE_NATS_URL'] ?? 'nats://127.0.0.1:4222' };
+    const p = new Pipeline();
+    p.source(new JetStreamSource<{ device: string; temp: number }>({ connection, stream: readingsStream.name, bounded: true }), { id: 'readings' })
+      .filter((r) => r.temp > 30)
+      .sink(new JetStreamSink<{ device: string; temp: number }>({ connection, subject: alertsStream.subject('hot') }), { id: 'alerts' });
+    await p.run({ checkpointDir: tempDir() });
+    expect(await records(alertsStream.name)).toEqual([
+      { device: 'd1', temp: 31 },
+      { device: 'd1', temp: 35 },
+      { device: 'd0', temp: 40 },
+    ]);
+  });
+
   it('parses the acknowledgement subject of both forms', () => {
     const f = new Float64Array(4);
     expect(ackFields('$JS.ACK.S.C.1.42.7.1796039421584437426.3', f)).toBe(true);

@@ -103,7 +103,14 @@ const json = (record: unknown): string => {
  * duplicated. Every outage is said on the job's log when it starts and when it ends.
  *
  * @example
- * p.source(readings).filter((r) => r.temp > 30).sink(new JetStreamSink<Reading>({ subject: 'alerts.hot' }), { id: 'alerts' });
+ * // Hot readings from the stream READINGS to the subject ALERTS.hot, exactly once across failures.
+ * const connection = { servers: process.env['SPATE_NATS_URL'] ?? 'nats://127.0.0.1:4222' };
+ * const p = new Pipeline();
+ * p.source(new JetStreamSource<{ device: string; temp: number }>({ connection, stream: 'READINGS', bounded: true }), { id: 'readings' })
+ *   .filter((r) => r.temp > 30)
+ *   .sink(new JetStreamSink<{ device: string; temp: number }>({ connection, subject: 'ALERTS.hot' }), { id: 'alerts' });
+ * await p.run({ checkpointDir: 'checkpoints' });
+ * // ALERTS.hot: every reading above 30 °C, once
  */
 export class JetStreamSink<T> implements Sink<T, JetStreamCommittable> {
   readonly parallelism?: number;
