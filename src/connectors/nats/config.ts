@@ -5,36 +5,9 @@
  */
 import { readFileSync } from 'node:fs';
 import { connect, credsAuthenticator, type ConnectionOptions, type NatsConnection } from '@nats-io/transport-node';
+import { DEFAULT_NATS_URL, type NatsConnectionOptions, type RetryOptions } from './options.ts';
 
-/** Where the NATS server is and how to authenticate; everything else passes through to the client. */
-export interface NatsConnectionOptions {
-  /** Server URL(s) (default `nats://127.0.0.1:4222`). */
-  readonly servers?: string | readonly string[];
-  /** A credentials file (`.creds`: user JWT and NKey seed), as `nats --creds` takes it. */
-  readonly credsFile?: string;
-  /** A token (`authorization { token }` on the server). */
-  readonly token?: string;
-  readonly user?: string;
-  readonly pass?: string;
-  /**
-   * TLS: the client's `tls` options (`caFile`, `certFile`, `keyFile`, or PEM text in `ca`,
-   * `cert`, `key`). A `tls://` URL also turns TLS on.
-   */
-  readonly tls?: ConnectionOptions['tls'];
-  /** The connection's name as the server lists it (default: `spate <step id>`). */
-  readonly name?: string;
-  /** Any other option of the client's `connect`, passed as given. */
-  readonly client?: Partial<ConnectionOptions>;
-}
-
-/** Backoff between attempts while the server is away: first and longest delay in ms. */
-export interface RetryOptions {
-  readonly first?: number;
-  readonly max?: number;
-}
-
-/** The address the tests and examples use: `SPATE_NATS_URL` or the local default. */
-export const DEFAULT_NATS_URL = 'nats://127.0.0.1:4222';
+export { DEFAULT_NATS_URL, type NatsConnectionOptions, type RetryOptions };
 
 /** The client options for `options` (credentials read here, so a missing file fails clearly). */
 export function clientOptions(options: NatsConnectionOptions, name: string): ConnectionOptions {
@@ -50,8 +23,8 @@ export function clientOptions(options: NatsConnectionOptions, name: string): Con
     ...(options.token === undefined ? {} : { token: options.token }),
     ...(options.user === undefined ? {} : { user: options.user }),
     ...(options.pass === undefined ? {} : { pass: options.pass }),
-    ...(options.tls === undefined ? {} : { tls: options.tls }),
-    ...options.client,
+    ...(options.tls === undefined ? {} : { tls: { ...options.tls } }),
+    ...(options.client as Partial<ConnectionOptions> | undefined),
   };
   if (options.credsFile !== undefined) {
     let creds: Uint8Array;

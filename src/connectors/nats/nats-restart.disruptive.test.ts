@@ -33,6 +33,19 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 }, 150_000);
 
+/** The job's result, or after 60 s a failure that shows the job's log (what it was waiting for). */
+async function finished<R>(done: Promise<R>, lines: readonly string[]): Promise<R> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`the job did not finish within 60 s; its log:\n${lines.join('\n')}`)), 60_000);
+  });
+  try {
+    return await Promise.race([done, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 interface Rec {
   readonly i: number;
 }
@@ -70,7 +83,7 @@ it('the server is down when the job starts: source and sink wait for it, saying 
   } finally {
     await services('up', 'nats');
   }
-  const result = await running.done;
+  const result = await finished(running.done, lines);
   expect(result.deadLetters).toBe(0);
   await expectExactlyOnce(output.name, n);
   expect(lines.filter((l) => /JetStream source .*connecting: NATS is unavailable \(.*refused/.test(l))).toHaveLength(1);
@@ -97,7 +110,7 @@ it('the server stops for a few seconds while a job reads and writes: it waits, r
   } finally {
     await services('up', 'nats');
   }
-  const result = await running.done;
+  const result = await finished(running.done, lines);
   expect(result.deadLetters).toBe(0);
   expect(before).toBeGreaterThan(0);
   expect(before).toBeLessThan(n);
@@ -133,7 +146,7 @@ it('a sink whose server is away holds the job back (bounded memory) in both deli
     } finally {
       await services('up', 'nats');
     }
-    await running.done;
+    await finished(running.done, lines);
     // 3 s at 5 000/s would be 15 000 records; the sink took what a few checkpoints (exactly once)
     // or its window of unacknowledged messages (at least once) allow, and a batch or two.
     expect(during, delivery).toBeLessThan(rate * 0.5 + 2 * 1024);

@@ -1,5 +1,8 @@
 import { createInbox, headers as natsHeaders, type Msg, type NatsConnection, type Subscription } from '@nats-io/transport-node';
 import { describe } from './config.ts';
+import type { PublisherStats } from './options.ts';
+
+export type { PublisherStats };
 
 /** A message to publish to JetStream, with its deduplication id. */
 interface Outgoing {
@@ -9,16 +12,6 @@ interface Outgoing {
   /** The reply token of its latest sending (0: not in flight). */
   token: number;
   sentAt: number;
-}
-
-/** Counters of a publisher, for logs and tests. */
-export interface PublisherStats {
-  /** Messages the server acknowledged. */
-  acked: number;
-  /** Of those, messages the server had already stored (a resend or a re-commit deduplicated). */
-  duplicates: number;
-  /** Messages sent again after a timeout or a refusal. */
-  resent: number;
 }
 
 /**
@@ -90,7 +83,10 @@ export class Publisher {
   private pump(): void {
     if (this.closed || this.nc.isClosed()) return;
     const now = Date.now();
-    if (now < this.pausedUntil) return;
+    if (now < this.pausedUntil) {
+      this.wakeAt(this.pausedUntil - now);
+      return;
+    }
     while (this.head < this.queue.length && this.inflight.size < this.maxInFlight) {
       const m = this.queue[this.head]!;
       this.queue[this.head++] = undefined as unknown as Outgoing;
@@ -172,12 +168,16 @@ export class Publisher {
     }
     this.backoff = this.backoff === 0 ? this.retry.first : Math.min(this.retry.max, this.backoff * 2);
     this.pausedUntil = Date.now() + this.backoff;
-    if (this.pauseTimer === null) {
-      this.pauseTimer = setTimeout(() => {
-        this.pauseTimer = null;
-        this.pump();
-      }, this.backoff);
-    }
+    this.wakeAt(this.backoff);
+  }
+
+  /** Pumps again after `ms` (a pause that a later failure extended re-arms itself in `pump`). */
+  private wakeAt(ms: number): void {
+    if (this.pauseTimer !== null || this.closed) return;
+    this.pauseTimer = setTimeout(() => {
+      this.pauseTimer = null;
+      this.pump();
+    }, ms);
   }
 
   /** Messages without an acknowledgement for `ackTimeoutMs` are sent again. */

@@ -4,8 +4,9 @@ import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { type KV, Kvm } from '@nats-io/kv';
 import type { Batch } from '../../runtime/batch.ts';
 import type { Committable, Sink, SinkContext } from '../../runtime/sink.ts';
-import { connectNats, describe, type NatsConnectionOptions, type RetryOptions, retrying } from './config.ts';
-import { Publisher, type PublisherStats } from './publisher.ts';
+import { connectNats, describe, retrying } from './config.ts';
+import type { NatsConnectionOptions, PublisherStats, RetryOptions } from './options.ts';
+import { Publisher } from './publisher.ts';
 
 /** Options of {@link JetStreamSink}. */
 export interface JetStreamSinkOptions<T> {

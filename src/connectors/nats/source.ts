@@ -3,7 +3,8 @@ import { createInbox } from '@nats-io/transport-node';
 import { AckPolicy, DeliverPolicy, jetstreamManager, type JetStreamManager, ReplayPolicy, type StreamInfo } from '@nats-io/jetstream';
 import type { Source, SourceContext, SourceOutput, SourceReader, SourceStatus, Split, SplitOutput } from '../../runtime/source.ts';
 import { type DecodeError, deadLetterOf, decoder, type FormatOptions } from '../format.ts';
-import { connectNats, describe, nanos, type NatsConnectionOptions, type RetryOptions, retrying } from './config.ts';
+import { connectNats, describe, nanos, retrying } from './config.ts';
+import type { NatsConnectionOptions, RetryOptions } from './options.ts';
 
 /** Where a fresh job starts reading (a restored job resumes from its checkpoint). */
 export type JetStreamStart =
