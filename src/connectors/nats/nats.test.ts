@@ -346,6 +346,29 @@ describe('JetStreamSink', () => {
     expect((await records<Rec>(s.name)).map((r) => r.i)).toEqual(range(0, n));
   });
 
+  it('two sink instances, stopped without a final checkpoint, restarted as one: exactly once', async () => {
+    const s = await testStream('rescale');
+    const n = 20_000;
+    const dir = tempDir();
+    const job = (): Pipeline => {
+      const p = new Pipeline();
+      p.source(new GeneratorSource<Rec>({ count: n, make: (i) => ({ i }), ratePerSecond: 40_000 }), { id: 'numbers' }).sink(
+        new JetStreamSink<Rec>({ connection, subject: s.subject('out') }),
+        { id: 'out' },
+      );
+      return p;
+    };
+    const running = job().start({ checkpointDir: dir, checkpointInterval: 30, parallelism: 2 });
+    expect(job().explain(2)).toMatch(/task 0 ×2: numbers \(source\) → out \(sink\)/);
+    await until(() => (running.job.metrics().find((m) => m.step === 'out')?.recordsIn ?? 0) > n / 3, 'a third of the input');
+    await running.stop({ checkpoint: false });
+    const partial = (await records<Rec>(s.name)).map((r) => r.i);
+    expect(new Set(partial).size).toBe(partial.length);
+    // The restored checkpoint lists both old instances' messages; the one new instance commits them (again).
+    await job().run({ checkpointDir: dir, checkpointInterval: 30, parallelism: 1 });
+    expect((await records<Rec>(s.name)).map((r) => r.i).sort((a, b) => a - b)).toEqual(range(0, n));
+  });
+
   it('at least once: publishes as records come and acknowledges them at each checkpoint', async () => {
     const s = await testStream('alo');
     const n = 10_000;
