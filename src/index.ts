@@ -77,5 +77,5 @@ export type { PostgresSinkOptions, PostgresConnection, PostgresConnectionOptions
 export type { LineReaderOptions } from './connectors/file/line-reader.ts';
 export { JetStreamSource, type JetStreamSourceOptions, type JetStreamStart, type JetStreamPosition } from './connectors/nats/source.ts';
 export { JetStreamSink, type JetStreamSinkOptions, type JetStreamCommittable } from './connectors/nats/sink.ts';
-export type { NatsConnectionOptions, NatsTlsOptions, RetryOptions as NatsRetryOptions, PublisherStats as JetStreamPublisherStats } from './connectors/nats/options.ts';
+export type { NatsConnectionOptions, NatsTlsOptions, RetryOptions as NatsRetryOptions, PublisherStats as JetStreamPublisherStats, JetStreamSourceStats } from './connectors/nats/options.ts';
 export { DecodeError, type FormatOptions, type Schema, type StandardSchemaV1 } from './connectors/format.ts';

@@ -51,16 +51,17 @@ interface Rec {
 }
 
 /** Input stream → a step taking `costMs` per record → output subject, exactly once. */
-function job(input: string, subject: string, costMs: number): Pipeline {
+function job(input: string, subject: string, costMs: number): Pipeline & { source: JetStreamSource<Rec> } {
   const p = new Pipeline();
-  p.source(new JetStreamSource<Rec>({ connection, stream: input, bounded: true, batch: 256, retryMs, heartbeatMs: 500 }), { id: 'in' })
+  const source = new JetStreamSource<Rec>({ connection, stream: input, bounded: true, batch: 256, retryMs, heartbeatMs: 500 });
+  p.source(source, { id: 'in' })
     .map((r) => {
       const t = performance.now();
       while (performance.now() - t < costMs);
       return { i: r.i, twice: 2 * r.i };
     }, { id: 'work' })
     .sink(new JetStreamSink<{ i: number; twice: number }>({ connection, subject, retryMs, ackTimeoutMs: 1_000 }), { id: 'out' });
-  return p;
+  return Object.assign(p, { source });
 }
 
 async function expectExactlyOnce(stream: string, n: number): Promise<void> {
@@ -78,8 +79,10 @@ it('the server is down when the job starts: source and sink wait for it, saying 
   let running: ReturnType<Pipeline['start']>;
   try {
     await services('down', 'nats');
-    running = job(input.name, output.subject('out'), 0).start({ checkpointDir: join(dir, 'late'), checkpointInterval: 100, log: (l) => lines.push(l) });
+    const late = job(input.name, output.subject('out'), 0);
+    running = late.start({ checkpointDir: join(dir, 'late'), checkpointInterval: 100, log: (l) => lines.push(l) });
     await sleep(2_000);
+    expect(late.source.stats).toMatchObject({ outages: 1, waiting: true });
   } finally {
     await services('up', 'nats');
   }
@@ -97,7 +100,8 @@ it('the server stops for a few seconds while a job reads and writes: it waits, r
   await publish(range(0, n).map((i) => ({ subject: input.subject('x'), data: JSON.stringify({ i }) })), 1_024);
   const lines: string[] = [];
   // A few thousand records a second: the job is mid-way when the server goes.
-  const running = job(input.name, output.subject('out'), 0.2).start({ checkpointDir: join(dir, 'restart'), checkpointInterval: 100, log: (l) => lines.push(l) });
+  const p = job(input.name, output.subject('out'), 0.2);
+  const running = p.start({ checkpointDir: join(dir, 'restart'), checkpointInterval: 100, log: (l) => lines.push(l) });
   const metric = (step: string): number => running.job.metrics().find((m) => m.step === step)?.recordsIn ?? 0;
   await sleep(1_500);
   let before = 0;
@@ -118,6 +122,9 @@ it('the server stops for a few seconds while a job reads and writes: it waits, r
   // fell behind, and backpressure held the rest (the source cannot read either).
   expect(during).toBeLessThanOrEqual(4 * 256 + 2 * 1024);
   await expectExactlyOnce(output.name, n);
+  expect(p.source.stats.reconnects).toBeGreaterThanOrEqual(1);
+  expect(p.source.stats.consumerResets).toBeGreaterThanOrEqual(1); // the server forgot the consumer
+  expect(p.source.stats.waiting).toBe(false);
   expect(lines.some((l) => /JetStream source .*disconnected from NATS/.test(l))).toBe(true);
   expect(lines.some((l) => /JetStream source .*reconnected to NATS/.test(l))).toBe(true);
   expect(lines.some((l) => /JetStream sink .*reconnected to NATS/.test(l))).toBe(true);

@@ -52,3 +52,15 @@ export interface PublisherStats {
   /** Messages sent again after a timeout or a refusal. */
   resent: number;
 }
+
+/** Counters of a JetStream source (summed over its readers in this thread), for tests and monitoring. */
+export interface JetStreamSourceStats {
+  /** Times the connection came back after breaking. */
+  reconnects: number;
+  /** Consumers replaced (a gap in deliveries, a lost consumer, missed heartbeats, a reconnection). */
+  consumerResets: number;
+  /** Outages waited out with backoff (at open, or while replacing a consumer). */
+  outages: number;
+  /** Whether a reader is waiting for the server now. */
+  waiting: boolean;
+}

@@ -4,7 +4,7 @@ import { AckPolicy, DeliverPolicy, jetstreamManager, type JetStreamManager, Repl
 import type { Source, SourceContext, SourceOutput, SourceReader, SourceStatus, Split, SplitOutput } from '../../runtime/source.ts';
 import { type DecodeError, deadLetterOf, decoder, type FormatOptions } from '../format.ts';
 import { connectNats, describe, nanos, retrying } from './config.ts';
-import type { NatsConnectionOptions, RetryOptions } from './options.ts';
+import type { JetStreamSourceStats, NatsConnectionOptions, RetryOptions } from './options.ts';
 
 /** Where a fresh job starts reading (a restored job resumes from its checkpoint). */
 export type JetStreamStart =
@@ -111,6 +111,8 @@ export type JetStreamPosition = number;
 export class JetStreamSource<T> implements Source<T> {
   readonly bounded: boolean;
   readonly maxParallelism: number;
+  /** Counters of the readers this source created in this thread (reconnections, consumer resets, outages). */
+  readonly stats: JetStreamSourceStats = { reconnects: 0, consumerResets: 0, outages: 0, waiting: false };
 
   constructor(private readonly options: JetStreamSourceOptions<T>) {
     validateSourceOptions(options);
@@ -123,10 +125,14 @@ export class JetStreamSource<T> implements Source<T> {
   async splits(ctx: SourceContext): Promise<Split<JetStreamPosition>[]> {
     const o = this.options;
     const log = (line: string): void => logLine(ctx.log, `JetStream source ${o.stream}: ${line}`);
-    const nc = await connectNats(o.connection ?? {}, `spate ${ctx.stepId}`, log, o.retryMs);
+    const onOutage = (down: boolean): void => {
+      if (down) this.stats.outages++;
+      this.stats.waiting = down;
+    };
+    const nc = await connectNats(o.connection ?? {}, `spate ${ctx.stepId}`, log, o.retryMs, undefined, onOutage);
     try {
-      const jsm = await retrying('reading the stream', () => jetstreamManager(nc, { timeout: 5_000 }), log, o.retryMs);
-      const info = await retrying('reading the stream', () => jsm.streams.info(o.stream), log, o.retryMs);
+      const jsm = await retrying('reading the stream', () => jetstreamManager(nc, { timeout: 5_000 }), log, o.retryMs, undefined, onOutage);
+      const info = await retrying('reading the stream', () => jsm.streams.info(o.stream), log, o.retryMs, undefined, onOutage);
       checkRetention(info);
       const position = await startPosition(nc, jsm, info, o.start ?? 'first');
       return splitIds(o).map((id) => ({ id, position }));
@@ -136,7 +142,7 @@ export class JetStreamSource<T> implements Source<T> {
   }
 
   createReader(ctx: SourceContext): SourceReader<T> {
-    return new JetStreamReader<T>(this.options, ctx);
+    return new JetStreamReader<T>(this.options, ctx, this.stats);
   }
 }
 
@@ -334,6 +340,7 @@ class JetStreamReader<T> implements SourceReader<T> {
   constructor(
     private readonly options: JetStreamSourceOptions<T>,
     private readonly ctx: SourceContext,
+    private readonly stats: JetStreamSourceStats,
   ) {
     this.decode = decoder(options);
     this.batch = options.batch ?? 4096;
@@ -346,6 +353,11 @@ class JetStreamReader<T> implements SourceReader<T> {
     logLine(this.ctx.log, `JetStream source ${this.options.stream}: ${line}`);
   }
 
+  private readonly onOutage = (down: boolean): void => {
+    if (down) this.stats.outages++;
+    this.stats.waiting = down;
+  };
+
   async open(splits: readonly Split[]): Promise<void> {
     const o = this.options;
     const filters = new Map(splitIds(o).map((id, i) => [id, o.subjects?.[i]]));
@@ -355,11 +367,11 @@ class JetStreamReader<T> implements SourceReader<T> {
     });
     if (this.splits.length === 0) return;
     const stopped = (): boolean => this.closed;
-    const nc = await connectNats(o.connection ?? {}, `spate ${this.ctx.stepId}[${this.ctx.instance}]`, (l) => this.log(l), o.retryMs, stopped);
+    const nc = await connectNats(o.connection ?? {}, `spate ${this.ctx.stepId}[${this.ctx.instance}]`, (l) => this.log(l), o.retryMs, stopped, this.onOutage);
     this.nc = nc;
     this.watchStatus(nc);
-    this.jsm = await retrying('reading the stream', () => jetstreamManager(nc, { timeout: 5_000 }), (l) => this.log(l), o.retryMs, stopped);
-    const info = await retrying('reading the stream', () => this.jsm!.streams.info(o.stream), (l) => this.log(l), o.retryMs, stopped);
+    this.jsm = await retrying('reading the stream', () => jetstreamManager(nc, { timeout: 5_000 }), (l) => this.log(l), o.retryMs, stopped, this.onOutage);
+    const info = await retrying('reading the stream', () => this.jsm!.streams.info(o.stream), (l) => this.log(l), o.retryMs, stopped, this.onOutage);
     checkRetention(info);
     for (const s of this.splits) {
       if (s.last + 1 < info.state.first_seq && info.state.messages > 0) {
@@ -388,6 +400,7 @@ class JetStreamReader<T> implements SourceReader<T> {
           downSince = Date.now();
           this.log(`disconnected from NATS (${s.server}); reconnecting with backoff, reading waits`);
         } else if (s.type === 'reconnect') {
+          this.stats.reconnects++;
           this.log(`reconnected to NATS (${s.server})${downSince > 0 ? ` after ${((Date.now() - downSince) / 1000).toFixed(1)} s` : ''}; resuming each split after its last message`);
           downSince = 0;
           // In-flight deliveries may have been lost, and the server may have restarted without
@@ -426,6 +439,7 @@ class JetStreamReader<T> implements SourceReader<T> {
       (l) => this.log(l),
       o.retryMs,
       () => this.closed,
+      this.onOutage,
     );
     if (generation !== s.generation || this.closed) {
       void this.jsm?.consumers.delete(o.stream, ci.name).catch(() => undefined);
@@ -443,6 +457,7 @@ class JetStreamReader<T> implements SourceReader<T> {
   /** Replaces the split's consumer (once at a time). */
   private reset(s: SplitState): void {
     if (s.resetting !== null || this.closed) return;
+    this.stats.consumerResets++;
     s.resetting = this.startConsumer(s)
       .catch((error: unknown) => {
         if (!this.closed) this.failure ??= error instanceof Error ? error : new Error(String(error));
