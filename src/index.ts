@@ -60,7 +60,10 @@ export type { Sink, SinkContext, Committable } from './runtime/sink.ts';
 export type { Operator, OperatorContext, Output } from './runtime/operator.ts';
 export type { DeadLetter, OperatorMetrics } from './runtime/operator.ts';
 export { StepFailure } from './runtime/dead-letters.ts';
-export { Job, type JobOptions, type JobResult, type StepMetrics, type StopOptions } from './runtime/job.ts';
+export { Job, type JobOptions, type JobResult, type JobStatus, type JobPhase, type StepMetrics, type StopOptions } from './runtime/job.ts';
+export type { InstanceMetrics } from './runtime/executor.ts';
+export type { RecentDeadLetter } from './runtime/dead-letters.ts';
+export type { View, ViewEntry } from './operators/view.ts';
 
 export { ArraySource, IterableSource } from './connectors/memory/source.ts';
 export { CollectSink, CallbackSink } from './connectors/memory/sink.ts';
@@ -74,8 +77,23 @@ export { WriteAheadLog, WalCursor, type WriteAheadLogOptions } from './connector
 export { WalSource, type WalSourceOptions } from './connectors/wal/source.ts';
 export { PostgresSink, type PostgresCommittable } from './connectors/postgres/sink.ts';
 export type { PostgresSinkOptions, PostgresConnection, PostgresConnectionOptions, PostgresOp } from './connectors/postgres/config.ts';
+export type { TableSinkOptions, RowOp } from './connectors/table-sink.ts';
+export { DuckDBSink, type DuckDBCommittable } from './connectors/duckdb/sink.ts';
+export type { DuckDBSinkOptions } from './connectors/duckdb/config.ts';
+export { DuckDBDatabase, type DuckDBOpenOptions, type DuckDBQueryResult } from './connectors/duckdb/database.ts';
 export type { LineReaderOptions } from './connectors/file/line-reader.ts';
+export { KafkaSource, type KafkaSourceOptions, type KafkaMessage, type KafkaPosition, type KafkaStartFrom } from './connectors/kafka/source.ts';
+export { KafkaSink, type KafkaSinkOptions, type KafkaCommittable } from './connectors/kafka/sink.ts';
+export { kafkaDeadLetterSink, deadLetterJson, type KafkaDeadLetter } from './connectors/kafka/dead-letters.ts';
+export type { KafkaConnection } from './connectors/kafka/client.ts';
+export type { KafkaStats, RetryOptions as KafkaRetryOptions } from './connectors/kafka/retry.ts';
 export { JetStreamSource, type JetStreamSourceOptions, type JetStreamStart, type JetStreamPosition } from './connectors/nats/source.ts';
 export { JetStreamSink, type JetStreamSinkOptions, type JetStreamCommittable } from './connectors/nats/sink.ts';
 export type { NatsConnectionOptions, NatsTlsOptions, RetryOptions as NatsRetryOptions, PublisherStats as JetStreamPublisherStats, JetStreamSourceStats } from './connectors/nats/options.ts';
 export { DecodeError, type FormatOptions, type Schema, type StandardSchemaV1 } from './connectors/format.ts';
+
+export { serveDashboard, type Dashboard, type DashboardOptions } from './ui/dashboard.ts';
+export type { QueryEngine, QueryResult } from './ui/query-engine.ts';
+export type { DashboardStatus, StepRates, InstanceRates, ChannelState } from './ui/status-sampler.ts';
+export { watermarkHolds, type WatermarkHold, type HoldHop, type HoldOrigin } from './ui/watermark-holds.ts';
+export type { JobGraph, GraphTask, GraphStep, GraphEdge } from './ui/graph.ts';

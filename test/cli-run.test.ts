@@ -77,6 +77,10 @@ describe('spate run', () => {
       '--max-parallelism',
       '--errors',
       '--parallelism',
+      '--ui',
+      '--ui-port',
+      '--ui-host',
+      '--ui-token',
       '--help',
     ]) {
       expect(stdout).toContain(flag);
@@ -102,6 +106,30 @@ describe('spate run', () => {
     expect(missing.stderr).toMatch(/no pipeline file at .*nope\.ts/);
     const usage = await spate(['run', fixture, '--checkpoint-interval', 'soon']);
     expect(usage.code).toBe(2);
+  });
+
+  it('--ui serves the dashboard of the running job (worker threads) until it stops', async () => {
+    const out = join(dir, 'ui.jsonl');
+    const run = start([fixture, '--parallelism', '2', '--ui', '--ui-port', '0', '--', out, 'unbounded', '2000']);
+    await until(() => /dashboard at (http:\/\/127\.0\.0\.1:\d+\/)/.test(run.stderr()), 'the dashboard address');
+    const url = /dashboard at (http:\/\/127\.0\.0\.1:\d+\/)/.exec(run.stderr())![1]!;
+    let status: { phase: string; steps: Array<{ step: string; outRate: number }> } = { phase: '', steps: [] };
+    const deadline = Date.now() + 20_000;
+    while (!(status.phase === 'running' && status.steps.find((s) => s.step === 'numbers')!.outRate > 0)) {
+      if (Date.now() > deadline) throw new Error(`no rates: ${JSON.stringify(status)}`);
+      await new Promise((r) => setTimeout(r, 200));
+      status = (await (await fetch(new URL('/api/status', url))).json()) as typeof status;
+    }
+    expect(status.steps.map((s) => s.step)).toEqual(['numbers', 'totals', 'out']);
+    const page = await fetch(url);
+    expect(await page.text()).toContain('<title>counter · Spate dashboard</title>');
+    const metrics = await (await fetch(new URL('/metrics', url))).text();
+    expect(metrics).toMatch(/^spate_step_records_out_total\{step="numbers",kind="source",instance="1"\} [1-9]/m);
+    run.child.kill('SIGTERM');
+    expect(await run.exit).toBe(0);
+    await expect(fetch(url)).rejects.toThrow();
+    // The dashboard options need --ui.
+    expect((await spate(['run', fixture, '--ui-port', '8080'])).code).toBe(2);
   });
 
   it('stops on SIGTERM with a final checkpoint, and a restart resumes exactly where it stopped', async () => {

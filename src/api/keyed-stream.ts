@@ -1,5 +1,6 @@
 import { KeyedProcessOperator, type KeyedCoProcessSpec, type KeyedProcessSpec } from '../operators/keyed-process.ts';
 import { DedupeOperator, type DedupeOptions } from '../operators/dedupe.ts';
+import { ViewOperator } from '../operators/view.ts';
 import type { InputEdge, Partitioning } from '../plan/graph.ts';
 import type { Operator } from '../runtime/operator.ts';
 import type { StateSpec } from '../state/descriptors.ts';
@@ -157,6 +158,25 @@ export class KeyedStream<T, K extends Key> {
   ): Stream<O> {
     const spec = intervalJoinSpec<T, R, O>(bounds, fn);
     return coProcess(this, other, 'interval-join', spec.process as KeyedCoProcessSpec<T, R, K, O, StateSpec>, spec.state, options, [fn]);
+  }
+
+  /**
+   * Keeps the latest record of every key as a queryable view named `name` (see {@link View}):
+   * `job.view(name)` in the API, `GET /views/<name>/<key>` on the dashboard of `spate run --ui`.
+   * Checkpointed with the job; runs in the thread that built the pipeline.
+   *
+   * @example
+   * stats.keyBy((s) => s.device).view('device-stats');
+   */
+  view(name: string, options?: StepOptions): void {
+    if (!/^[A-Za-z0-9_.-]+$/.test(name)) throw new Error(`a view name is letters, digits, '_', '.' and '-', got '${name}'`);
+    const key = this.key as (value: T) => Key;
+    this.stream.pipeline.addOperator('view', { id: options?.id ?? `view-${name}`, ...options }, [this.edge()], () => new ViewOperator<T>(name, key) as Operator<unknown, unknown>, {
+      keyed: true,
+      local: true,
+      view: name,
+      code: [key, name],
+    });
   }
 
   /** Window join: records of both sides with the same key in the same window. */

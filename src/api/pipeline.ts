@@ -108,10 +108,10 @@ export class Pipeline {
     options: StepOptions | undefined,
     inputs: InputEdge[],
     create: () => Operator<unknown, unknown>,
-    traits: { readonly keyed?: boolean; readonly combine?: CombineSpec | undefined; readonly code?: readonly unknown[] } = {},
+    traits: { readonly keyed?: boolean; readonly combine?: CombineSpec | undefined; readonly code?: readonly unknown[]; readonly local?: boolean; readonly view?: string } = {},
   ): Stream<O> {
     const parallelism = checkParallelism(options?.parallelism);
-    const spec = { type: 'operator', create, keyed: traits.keyed ?? false, parallelism, combine: traits.combine } as const;
+    const spec = { type: 'operator', create, keyed: traits.keyed ?? false, parallelism, combine: traits.combine, local: traits.local, view: traits.view } as const;
     const node = this.graph.add(new StepNode(this.graph.stepId(kind, options?.id), kind, inputs, spec, codeOf(traits.code ?? [])));
     return new Stream<O>(this, node);
   }

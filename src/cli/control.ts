@@ -10,8 +10,15 @@ import { join, resolve } from 'node:path';
  * request per connection, one JSON answer.
  */
 
-/** A request to a running job. */
-export type ControlRequest = { readonly command: 'savepoint' } | { readonly command: 'status' };
+/**
+ * A request to a running job. `query` runs one read-only SQL statement on a DuckDB file the job
+ * has open (`database`: its path, needed when the job has several), and answers JSON-safe rows:
+ * another process cannot open the file while the job holds it.
+ */
+export type ControlRequest =
+  | { readonly command: 'savepoint' }
+  | { readonly command: 'status' }
+  | { readonly command: 'query'; readonly sql: string; readonly database?: string };
 
 /** The socket of the job checkpointing into `checkpointDir` (short: socket paths are limited to ~100 bytes). */
 export function controlSocketPath(checkpointDir: string): string {

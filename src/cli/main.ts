@@ -20,8 +20,10 @@ Usage:
   spate demo [--seconds S] [--rate R] run the demo job (live NEXMark analytics) for S seconds
                                       (default 20; 0: until stopped) at R events/s (default 20000)
   spate nexmark --query Q [options]   run NEXMark queries and print throughput
-  spate bench [--events N] [--runs R] [--query Q,Q]
-                                      run the benchmark suite and print the table
+  spate bench [--suite S,S] [--events N] [--runs R] [--query Q,Q] [--seconds S]
+                                      run the benchmark suites and print their tables:
+                                      nexmark, checkpoint, parallel, restore, latency,
+                                      memory, codecs (default: all)
   spate help                          this text
 
 nexmark options:

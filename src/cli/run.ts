@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { basename, dirname, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -11,7 +12,9 @@ import type { JobResult } from '../runtime/job.ts';
 import { MAX_BATCH_SIZE, MAX_KEY_GROUPS } from '../runtime/options.ts';
 import { defaultParallelism } from '../runtime/worker-execution.ts';
 import { numericArg, onStopSignal, UsageError } from './args.ts';
+import { type Dashboard, isLoopbackAddress, serveDashboard } from '../ui/dashboard.ts';
 import { sendControl, serveControl } from './control.ts';
+import { DuckDBDatabase } from '../connectors/duckdb/database.ts';
 
 export const RUN_USAGE = `spate run <pipeline.ts|pipeline.js> [options] [-- args...]
 
@@ -36,6 +39,14 @@ options:
   --errors dead-letter|fail     a failing record becomes a dead letter (default) or fails the job
   --parallelism P               instances of every step (default: the number of cores); above 1
                                 they run in worker threads, each loading the pipeline module
+  --ui                          serve the dashboard (job graph, rates, watermarks, checkpoints,
+                                dead letters, live views, /metrics, /views/<name>/<key>) and
+                                print its address
+  --ui-port P                   dashboard port (default 7070; 0: any free port)
+  --ui-host H                   dashboard address to bind (default 127.0.0.1); any other than
+                                loopback needs a token: --ui-token, SPATE_UI_TOKEN, or a random
+                                one printed in the address
+  --ui-token T                  require this bearer token (default: SPATE_UI_TOKEN if set)
   -h, --help                    this text
 
 With --checkpoint-dir, \`spate savepoint DIR\` takes a savepoint of the running job.
@@ -100,6 +111,10 @@ export async function runCommand(argv: readonly string[]): Promise<number> {
       'max-parallelism': { type: 'string' },
       errors: { type: 'string' },
       parallelism: { type: 'string' },
+      ui: { type: 'boolean' },
+      'ui-port': { type: 'string' },
+      'ui-host': { type: 'string' },
+      'ui-token': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -128,6 +143,16 @@ export async function runCommand(argv: readonly string[]): Promise<number> {
   const parallelism = numericArg('parallelism', values.parallelism, defaultParallelism(), { integer: true, min: 1, max: MAX_KEY_GROUPS });
   options.parallelism = parallelism;
   const log = (line: string): void => void process.stderr.write(line + '\n');
+  let ui: UiOptions | null = null;
+  if (values.ui) {
+    const host = values['ui-host'] ?? '127.0.0.1';
+    let token = values['ui-token'] ?? process.env['SPATE_UI_TOKEN'];
+    // Exposed beyond loopback, the dashboard needs a token: make one up if none is given.
+    if ((token === undefined || token === '') && !isLoopbackAddress(host)) token = randomBytes(18).toString('base64url');
+    ui = { port: numericArg('ui-port', values['ui-port'], 7070, { integer: true, min: 0, max: 65535 }), host, ...(token === undefined || token === '' ? {} : { token }) };
+  } else if (values['ui-port'] !== undefined || values['ui-host'] !== undefined || values['ui-token'] !== undefined) {
+    throw new UsageError('--ui-port, --ui-host and --ui-token need --ui');
+  }
   if (values['restore-from'] !== undefined) {
     const snapshot = await loadCheckpointAt(values['restore-from'], log);
     log(`spate: starting from ${snapshot.kind} ${snapshot.id} (${resolve(values['restore-from'])})`);
@@ -138,12 +163,26 @@ export async function runCommand(argv: readonly string[]): Promise<number> {
   if (parallelism > 1) options.workers = { module: pathToFileURL(path).href, args: rest };
   const p = await buildPipeline(module, rest, options);
   const dir = p.options.checkpointDir;
-  return runToEnd(p, path, typeof dir === 'string' ? dir : undefined, log);
+  return runToEnd(p, path, typeof dir === 'string' ? dir : undefined, log, ui);
 }
 
+/** Dashboard options of `spate run --ui`. */
+type UiOptions = { readonly port: number; readonly host: string; readonly token?: string };
+
 /** Runs a built pipeline until it ends or a signal stops it; prints a summary. */
-async function runToEnd(p: Pipeline, path: string, checkpointDir: string | undefined, log: (line: string) => void): Promise<number> {
+async function runToEnd(p: Pipeline, path: string, checkpointDir: string | undefined, log: (line: string) => void, ui: UiOptions | null): Promise<number> {
   const job = p.start();
+  let dashboard: Dashboard | null = null;
+  if (ui !== null) {
+    try {
+      dashboard = await serveDashboard(job, { ...ui, title: basename(path).replace(/\.[cm]?[jt]s$/, '') });
+    } catch (error) {
+      job.stop({ checkpoint: false });
+      await job.done.catch(() => undefined);
+      throw error;
+    }
+    log(`spate: dashboard at ${dashboard.url}${ui.token === undefined ? '' : `?token=${encodeURIComponent(ui.token)}`}`);
+  }
   let stopping: NodeJS.Signals | null = null;
   const removeFirst = onStopSignal((signal) => {
     stopping = signal;
@@ -160,6 +199,7 @@ async function runToEnd(p: Pipeline, path: string, checkpointDir: string | undef
     checkpointDir === undefined
       ? null
       : await serveControl(checkpointDir, async (request) => {
+          if (request.command === 'query') return DuckDBDatabase.queryOpen(request.sql, request.database);
           if (request.command === 'savepoint') {
             const record = await job.savepoint();
             return { id: record.id, path: resolve(checkpointDir, `savepoint-${String(record.id).padStart(10, '0')}`), bytes: record.bytes };
@@ -175,6 +215,7 @@ async function runToEnd(p: Pipeline, path: string, checkpointDir: string | undef
   } finally {
     removeFirst();
     control?.close();
+    await dashboard?.close();
   }
   summarize(path, result, stopping, log);
   return 0;

@@ -1,3 +1,4 @@
+import type { CheckpointRecord } from '../checkpoint/coordinator.ts';
 import { Pipeline, type RunningJob } from '../api/pipeline.ts';
 import { JsonlSink } from '../connectors/file/jsonl-sink.ts';
 import { CallbackSink } from '../connectors/memory/sink.ts';
@@ -51,6 +52,8 @@ export interface NexmarkRunResult {
   readonly results: number;
   readonly deadLetters: number;
   readonly lateRecords: number;
+  /** Checkpoints taken: how many completed, the longest pause one caused, their mean size and duration. */
+  readonly checkpoints: { readonly completed: number; readonly maxPauseMs: number; readonly meanBytes: number; readonly meanMs: number };
 }
 
 /** Keeps nothing (benchmark sink); the job's metrics count what reaches it. */
@@ -148,5 +151,17 @@ export async function runNexmark(options: NexmarkRunOptions): Promise<NexmarkRun
     results: counted.recordsIn,
     deadLetters: result.deadLetters,
     lateRecords: result.metrics.reduce((n, m) => n + m.lateRecords, 0),
+    checkpoints: summarize(result.checkpoints),
+  };
+}
+
+function summarize(records: readonly CheckpointRecord[]): NexmarkRunResult['checkpoints'] {
+  const done = records.filter((c) => c.status === 'completed');
+  const mean = (f: (c: CheckpointRecord) => number): number => (done.length === 0 ? 0 : done.reduce((n, c) => n + f(c), 0) / done.length);
+  return {
+    completed: done.length,
+    maxPauseMs: done.reduce((n, c) => Math.max(n, c.pauseMs), 0),
+    meanBytes: mean((c) => c.bytes),
+    meanMs: mean((c) => c.phases.align + c.phases.write + c.phases.commit),
   };
 }

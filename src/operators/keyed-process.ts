@@ -180,6 +180,11 @@ export class KeyedProcessOperator implements Operator<unknown, unknown>, TimerCo
     this.previousWatermark = watermark;
   }
 
+  /** The watermark at which the next event-time timer fires, or Infinity. */
+  nextEventTime(): number {
+    return this.eventTimers.peek();
+  }
+
   onProcessingTime(now: number): void {
     this.processingTimers.advance(now, this.fireProcessing);
     this.backend.expire();

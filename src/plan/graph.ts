@@ -79,6 +79,10 @@ export type StepSpec =
       readonly parallelism?: number | undefined;
       /** Offered pre-aggregation of the step's (single, keyed) input. */
       readonly combine?: CombineSpec | undefined;
+      /** Runs as one instance in the thread that built the pipeline (a queryable view). */
+      readonly local?: boolean | undefined;
+      /** The name of the view the step keeps (`KeyedStream.view`). */
+      readonly view?: string | undefined;
     }
   | { readonly type: 'sink'; readonly create: () => Sink<unknown>; readonly parallelism?: number | undefined };
 

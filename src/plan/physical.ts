@@ -13,8 +13,11 @@ import { type CombineSpec, DEAD_LETTER_PORT, type LogicalGraph, MAIN_PORT, type 
  * - `broadcast`: every record to every instance;
  * - `gather`: everything to the single instance of a step of parallelism 1.
  *
- * Placement: `local` sinks (collect, callbacks) run in the thread that built the pipeline
- * (`main`); everything else runs in the workers (or, for a job in one thread, in that thread).
+ * Placement: `local` sinks (collect, callbacks, DuckDB), sources (push endpoints) and views run
+ * in the thread that built the pipeline (`main`) — a local sink as one instance unless it allows
+ * more; everything else runs in the workers (or, for a job in one thread, in that thread). What
+ * follows a local source does not inherit its single instance: it runs at the job's parallelism,
+ * fed round-robin.
  */
 
 export type Ship = 'chain' | 'forward' | 'hash' | 'rebalance' | 'broadcast' | 'gather';
@@ -50,6 +53,30 @@ export interface PhysicalPlan {
   readonly parallelismOf: ReadonlyMap<string, number>;
 }
 
+/** One input channel of a step instance: which edge and which instance of the upstream step feed it. */
+export interface InputChannel {
+  readonly edge: PhysicalEdge;
+  /** The upstream step and its instance. */
+  readonly step: string;
+  readonly instance: number;
+  /** Which input of the receiving step. */
+  readonly input: number;
+}
+
+/**
+ * The input channels of instance `instance` of step `step`, in channel order: per incoming edge,
+ * one channel from the same instance (chain, forward) or one per upstream instance (the others).
+ */
+export function inputChannels(plan: PhysicalPlan, step: string, instance: number): InputChannel[] {
+  const out: InputChannel[] = [];
+  for (const edge of plan.edges) {
+    if (edge.to.id !== step) continue;
+    if (edge.ship === 'chain' || edge.ship === 'forward') out.push({ edge, step: edge.from.id, instance, input: edge.input });
+    else for (let s = 0; s < plan.parallelismOf.get(edge.from.id)!; s++) out.push({ edge, step: edge.from.id, instance: s, input: edge.input });
+  }
+  return out;
+}
+
 /** What the planner needs to know about a step beyond the graph. */
 interface Traits {
   /** Upper bound on instances, and why. */
@@ -63,16 +90,24 @@ interface Traits {
 function traits(step: StepNode): Traits {
   const spec = step.spec;
   if (spec.type === 'source') {
-    const max = spec.create().maxParallelism ?? Infinity;
+    const source = spec.create();
+    if (source.local) return { max: 1, why: 'runs in the main thread (local source)', local: true, requested: undefined };
+    const max = source.maxParallelism ?? Infinity;
     return { max, why: max === 1 ? 'the source cannot be split' : max < Infinity ? `the source has ${max} split(s) at most` : undefined, local: false, requested: spec.options.parallelism };
   }
   if (spec.type === 'sink') {
     const sink = spec.create();
-    if (sink.local) return { max: 1, why: 'runs in the main thread (local sink)', local: true, requested: undefined };
+    if (sink.local) {
+      // A local sink runs in the thread that built the pipeline: one instance unless it says it
+      // can take more (several instances sharing what that thread holds, e.g. one database file).
+      const max = sink.parallelism ?? 1;
+      return { max, why: max === 1 ? 'runs in the main thread (local sink)' : `a local sink of at most ${max} instances`, local: true, requested: spec.parallelism };
+    }
     const max = sink.parallelism ?? Infinity;
     return { max, why: max === 1 ? 'the sink has one writer' : undefined, local: false, requested: spec.parallelism };
   }
   if (step.kind === 'dead-letters') return { max: 1, why: 'dead letters are gathered', local: false, requested: undefined };
+  if (spec.local === true) return { max: 1, why: 'runs in the main thread (a view)', local: true, requested: undefined };
   return { max: Infinity, why: undefined, local: false, requested: spec.parallelism };
 }
 
@@ -96,7 +131,7 @@ export function physicalPlan(graph: LogicalGraph, parallelism: number): Physical
     } else if (node.inputs.some((e) => e.partitioning.type === 'global')) {
       p = 1;
       why = 'a global (non-keyed) step';
-    } else if (single !== undefined && single.partitioning.type === 'forward') {
+    } else if (single !== undefined && single.partitioning.type === 'forward' && !local.get(single.from.id)) {
       p = par.get(single.from.id)!;
       why = notes.get(single.from.id);
     } else p = parallelism;

@@ -7,6 +7,15 @@ import type { Split } from './source.ts';
 export interface SavedSplit extends Split {
   /** Highest event time seen on the split (its watermark is derived from it); -Infinity if none. */
   readonly maxTime: number;
+  /**
+   * The reader emitted on the split's own output (per-split watermark): a restored source
+   * registers it again before the first poll, so that it holds the watermark back at once.
+   */
+  readonly tracked?: boolean;
+  /** The split's output was finished: it no longer holds the watermark back. */
+  readonly finished?: boolean;
+  /** The split's explicit watermark (sources that emit their own). */
+  readonly explicit?: number;
 }
 
 /** One step instance's state at a checkpoint, as the runtime collects it. */

@@ -55,15 +55,15 @@ export function instanceOfKeyGroup(kg: number, parallelism: number, maxParalleli
  * idleness, barriers and end go to every target, after the records before them. A record whose
  * key cannot be computed is a dead letter of the receiving (keyed) step.
  *
- * With a combiner (two-phase aggregation), records are not sent but folded, per target, into one
- * partial aggregate per (pane, key) of the batch; the partials go out at the end of the batch,
+ * With a combiner (two-phase aggregation), records are not sent but folded into one partial
+ * aggregate per (pane, key) of the batch; the partials go out at the end of the batch,
  * each with its pane's start as time, so they meet the same watermark the records would have.
  */
 export class Partitioner implements EdgeTarget {
   private readonly buffers: Array<Batch<unknown>>;
   private rr = 0;
-  /** Per target: pane → key → partial (combining only). */
-  private readonly partials: Array<Map<number, Map<Key, { acc: unknown; n: number }>>>;
+  /** Key → its partial of the batch being folded, with pane and target instance (combining only). */
+  private readonly partials = new Map<Key, { acc: unknown; n: number; p: number; t: number }>();
 
   constructor(
     private readonly ship: Exclude<Ship, 'chain' | 'forward'>,
@@ -79,7 +79,6 @@ export class Partitioner implements EdgeTarget {
     private readonly combiner: CombineSpec | undefined,
   ) {
     this.buffers = targets.map(() => new Batch<unknown>(env.batchSize));
-    this.partials = targets.map(() => new Map());
   }
 
   /** The targets (for the executor's analysis of what feeds what). */
@@ -134,7 +133,11 @@ export class Partitioner implements EdgeTarget {
     this.handAll();
   }
 
-  /** Folds the batch into partials per target, pane and key, then sends the partials. */
+  /**
+   * Folds the batch into one partial per key and pane, then sends the partials. The key's target
+   * instance is computed once per key and batch; a record of a later pane than its key's partial
+   * sends that partial on and starts a new one (disorder across panes is rare, so one map suffices).
+   */
   private combine(batch: Batch<unknown>, c: CombineSpec): void {
     const { values, times, length } = batch;
     const n = this.targets.length;
@@ -145,20 +148,24 @@ export class Partitioner implements EdgeTarget {
       try {
         for (; i < length; i++) {
           const v = values[i];
-          const k = checkKey(c.key(v));
-          const t = n === 1 ? 0 : instanceOfKeyGroup(keyGroupOf(k, maxP), n, maxP);
+          const k = c.key(v);
           const p = c.pane(times[i]!);
-          let byKey = partials[t]!.get(p);
-          if (byKey === undefined) {
-            byKey = new Map();
-            partials[t]!.set(p, byKey);
-          }
-          const e = byKey.get(k);
-          if (e === undefined) byKey.set(k, { acc: c.add(c.create(), v), n: 1 });
-          else {
+          const e = partials.get(k);
+          if (e !== undefined && e.p === p) {
             e.acc = c.add(e.acc, v);
             e.n++;
+            continue;
           }
+          if (e !== undefined) {
+            this.emitPartial(e, k, c);
+            e.p = p;
+            e.acc = c.add(c.create(), v);
+            e.n = 1;
+            continue;
+          }
+          checkKey(k);
+          const t = n === 1 ? 0 : instanceOfKeyGroup(keyGroupOf(k, maxP), n, maxP);
+          partials.set(k, { acc: c.add(c.create(), v), n: 1, p, t });
         }
       } catch (error) {
         this.metrics.deadLetters++;
@@ -166,17 +173,15 @@ export class Partitioner implements EdgeTarget {
         i++;
       }
     }
-    for (let t = 0; t < n; t++) {
-      const b = this.buffers[t]!;
-      for (const [p, byKey] of partials[t]!) {
-        for (const [k, e] of byKey) {
-          b.push({ k, a: c.encode(e.acc), n: e.n } satisfies Partial, p);
-          if (b.length === b.capacity) this.hand(t);
-        }
-      }
-      partials[t]!.clear();
-      this.hand(t);
-    }
+    for (const [k, e] of partials) this.emitPartial(e, k, c);
+    partials.clear();
+    this.handAll();
+  }
+
+  private emitPartial(e: { acc: unknown; n: number; p: number; t: number }, k: Key, c: CombineSpec): void {
+    const b = this.buffers[e.t]!;
+    b.push({ k, a: c.encode(e.acc), n: e.n } satisfies Partial, e.p);
+    if (b.length === b.capacity) this.hand(e.t);
   }
 
   private hand(t: number): void {

@@ -4,6 +4,7 @@ import type { PhysicalPlan } from '../plan/physical.ts';
 import type { Barrier } from './barrier.ts';
 import type { RuntimeEnv, SavedSplit } from './env.ts';
 import { Executor, type InstanceMetrics } from './executor.ts';
+import type { OperatorNode } from './operator-node.ts';
 
 /**
  * Where and how a job's instances run: all in this thread, or in worker threads. The job drives
@@ -31,6 +32,8 @@ export interface Execution {
   run(): Promise<void>;
   /** Counters of every instance. */
   metrics(): InstanceMetrics[];
+  /** The operator instances that run in the thread that built the pipeline (views, local sinks). */
+  mainThreadOperators(): readonly OperatorNode[];
   close(): Promise<void>;
 }
 
@@ -43,6 +46,8 @@ export class InThreadExecution implements Execution {
     private readonly graph: LogicalGraph,
     private readonly plan: PhysicalPlan,
     private readonly env: RuntimeEnv,
+    /** The test kit's hook, called at the top of every turn of the loop. */
+    private readonly betweenPolls?: () => void | Promise<void>,
   ) {}
 
   /** Builds every instance (synchronously). */
@@ -55,6 +60,7 @@ export class InThreadExecution implements Execution {
       channels: null,
       restore,
       splits: (step, instance) => splits.get(step)![instance] ?? [],
+      betweenPolls: this.betweenPolls,
     });
     executor.build();
     executor.onEnded = () => this.onEnded();
@@ -104,6 +110,10 @@ export class InThreadExecution implements Execution {
 
   metrics(): InstanceMetrics[] {
     return this.executor?.metrics() ?? [];
+  }
+
+  mainThreadOperators(): readonly OperatorNode[] {
+    return this.executor?.operators ?? [];
   }
 
   async close(): Promise<void> {

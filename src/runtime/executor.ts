@@ -1,7 +1,7 @@
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { instanceRestore, type JobSnapshot } from '../checkpoint/snapshot.ts';
 import { DEAD_LETTER_PORT, type LogicalGraph, type StepNode } from '../plan/graph.ts';
-import { combineOf, type PhysicalEdge, type PhysicalPlan, type Task } from '../plan/physical.ts';
+import { combineOf, inputChannels, type PhysicalEdge, type PhysicalPlan, type Task } from '../plan/physical.ts';
 import { type Clock, systemClock } from '../time/clock.ts';
 import type { Barrier } from './barrier.ts';
 import type { Collector, EdgeTarget } from './collector.ts';
@@ -24,6 +24,14 @@ export interface InstanceMetrics extends OperatorMetrics {
   readonly ended: boolean;
   /** How long this instance's last checkpoint snapshot held up processing (ms). */
   readonly checkpointPauseMs: number;
+  /** Time its input waited because downstream could not take more — credit, a busy sink (ms, cumulative). */
+  readonly backpressureMs: number;
+  /** Operators: every input channel (in the order of `inputChannels`) with its watermark. */
+  readonly inputs?: ReadonlyArray<{ readonly watermark: number; readonly idle: boolean; readonly ended: boolean }>;
+  /** Operators: the earliest event time at which something is due (a window's end, a timer), or Infinity. */
+  readonly nextEventTime?: number;
+  /** Sources: every split in use with its watermark. */
+  readonly splits?: ReadonlyArray<{ readonly id: string; readonly watermark: number; readonly idle: boolean; readonly finished: boolean }>;
 }
 
 /** What an executor is built from. */
@@ -38,6 +46,8 @@ export interface ExecutorInit {
   readonly restore: JobSnapshot | null;
   /** The splits (with positions) that instance `instance` of source step `step` reads. */
   readonly splits: (step: string, instance: number) => SavedSplit[];
+  /** The test kit's hook (`JobTestHooks.betweenPolls`), called at the top of every turn of the loop. */
+  readonly betweenPolls?: (() => void | Promise<void>) | undefined;
 }
 
 type Node = SourceNode | OperatorNode;
@@ -65,7 +75,12 @@ export class Executor {
   private readonly writers: RemoteWriter[] = [];
   private readonly extraMetrics: Array<{ step: string; metrics: OperatorMetrics }> = [];
   private readonly gates = new Map<SourceNode | RemoteReader, Gate>();
+  /** Since when input entering at a source or channel has been waiting for downstream. */
+  private readonly gatedSince = new Map<SourceNode | RemoteReader, number>();
+  private readonly readerTargets = new Map<RemoteReader, OperatorNode>();
   private pendingBarrier: Barrier | null = null;
+  /** The checkpoint running here: injected, neither complete nor aborted yet. */
+  private inFlight: Barrier | null = null;
   private wake: (() => void) | null = null;
   private woken = false;
   private finished = false;
@@ -95,21 +110,16 @@ export class Executor {
         let node: Node;
         if (spec.type === 'source') {
           const source = withStep(step.id, () => spec.create());
-          const ctx: SourceContext = {
-            stepId: step.id,
-            clock: env.clock,
-            instance: i,
-            parallelism: p,
-            restoredCheckpoint: restore?.id,
-            log: (line) => env.log(`spate: step '${step.id}': ${line}`),
-          };
+          const ctx: SourceContext = { stepId: step.id, clock: env.clock, instance: i, parallelism: p, restoredCheckpoint: restore?.id, log: (line) => env.log(`spate: step '${step.id}': ${line}`) };
           const reader = withStep(step.id, () => source.createReader(ctx));
           node = new SourceNode(id, source, reader, this.init.splits(step.id, i), spec.options, env, r);
           this.sources.push(node);
         } else {
           const operator = withStep(step.id, () => (spec.type === 'sink' ? new SinkOperator(spec.create()) : spec.create()));
           const combined = step.inputs.map((_, input) => plan.edges.some((e) => e.to === step && e.input === input && combineOf(e) !== undefined));
-          node = new OperatorNode(id, operator, this.inputOfChannels(step), env, r, combined);
+          const operatorNode = new OperatorNode(id, operator, this.inputOfChannels(step), env, r, combined);
+          operatorNode.onEnded = () => this.endedDuringCheckpoint(operatorNode);
+          node = operatorNode;
           this.operators.push(node);
         }
         list[i] = node;
@@ -122,24 +132,15 @@ export class Executor {
 
   /** The logical input of each input channel of `step`, in channel order. */
   private inputOfChannels(step: StepNode): number[] {
-    const out: number[] = [];
-    for (const edge of this.init.plan.edges) {
-      if (edge.to !== step) continue;
-      const senders = edge.ship === 'chain' || edge.ship === 'forward' ? 1 : this.init.plan.parallelismOf.get(edge.from.id)!;
-      for (let s = 0; s < senders; s++) out.push(edge.input);
-    }
-    return out;
+    return inputChannels(this.init.plan, step.id, 0).map((c) => c.input);
   }
 
   /** The channel of `to` that edge `edge` feeds from sender instance `sender`. */
   private channelOf(edge: PhysicalEdge, sender: number): number {
-    let base = 0;
-    for (const e of this.init.plan.edges) {
-      if (e.to !== edge.to) continue;
-      if (e === edge) return edge.ship === 'chain' || edge.ship === 'forward' ? base : base + sender;
-      base += e.ship === 'chain' || e.ship === 'forward' ? 1 : this.init.plan.parallelismOf.get(e.from.id)!;
-    }
-    throw new Error(`edge ${edge.from.id} → ${edge.to.id} not in the plan`);
+    // A forward edge feeds receiver `sender` from sender `sender`; the others, any receiver alike.
+    const channel = inputChannels(this.init.plan, edge.to.id, sender).findIndex((c) => c.edge === edge && c.instance === sender);
+    if (channel < 0) throw new Error(`edge ${edge.from.id} → ${edge.to.id} not in the plan`);
+    return channel;
   }
 
   private wire(edge: PhysicalEdge, index: number): void {
@@ -156,7 +157,9 @@ export class Executor {
       for (let s = 0; s < pf; s++) {
         if (senders[s] !== undefined || !feeds(edge.ship, s, r)) continue;
         if (channels === null) throw new Error(`instance ${s} of step '${edge.from.id}' runs nowhere`);
-        this.readers.push(channels.reader(index, s, r, target, this.channelOf(edge, s)));
+        const reader = channels.reader(index, s, r, target, this.channelOf(edge, s));
+        this.readers.push(reader);
+        this.readerTargets.set(reader, target);
       }
     }
     // Sending ends.
@@ -217,6 +220,7 @@ export class Executor {
       if (r instanceof Promise) opening.push(attribute(node.stepId, r));
     }
     await Promise.all(opening);
+    this.announceRestoredWatermarks();
     for (const node of this.sources) await attribute(node.stepId, Promise.resolve(node.reader.open(node.splits)));
     for (const reader of this.readers) this.gates.set(reader, this.gateOf(reader as unknown as EdgeTarget));
   }
@@ -229,6 +233,20 @@ export class Executor {
     for (const node of this.operators) {
       if (withStep(node.stepId, () => node.open()) instanceof Promise) throw new Error(`openSync: step '${node.stepId}' opens asynchronously`);
     }
+    this.announceRestoredWatermarks();
+  }
+
+  /**
+   * After a restore, every step here sends its restored watermark downstream before any input
+   * flows: the watermark of a step with several inputs is the minimum over them, and its input
+   * channels start from scratch, so without this it would stay behind until every input had
+   * advanced past its old watermark — and judge late records differently than the run that was
+   * interrupted.
+   */
+  private announceRestoredWatermarks(): void {
+    if (this.init.restore === null) return;
+    for (const node of this.sources) withStep(node.stepId, () => node.announceWatermark());
+    for (const node of this.operators) withStep(node.stepId, () => node.announceWatermark());
   }
 
   /** Injects `barrier` at every hosted source at the next point between polls. */
@@ -242,13 +260,25 @@ export class Executor {
     const barrier = this.pendingBarrier;
     if (barrier === null) return;
     this.pendingBarrier = null;
+    this.inFlight = barrier;
     for (const node of this.sources) withStep(node.stepId, () => node.injectBarrier(barrier));
     // Ended steps receive no barrier: they have no input left, so their state is final.
     for (const node of this.operators) if (node.ended) withStep(node.stepId, () => node.snapshot(barrier));
   }
 
+  /**
+   * A step here ended while checkpoint `inFlight` runs, without its barrier: every input channel
+   * ended first (their sources had ended before they were asked to inject it). All its input
+   * precedes that checkpoint then, so its final state is its part of it.
+   */
+  private endedDuringCheckpoint(node: OperatorNode): void {
+    const barrier = this.inFlight;
+    if (barrier !== null && node.lastSnapshotId < barrier.id) withStep(node.stepId, () => node.snapshot(barrier));
+  }
+
   /** Checkpoint `id` is complete: steps commit, sources confirm. */
   complete(id: number): void {
+    if (this.inFlight !== null && this.inFlight.id <= id) this.inFlight = null;
     const track = (step: string, p: void | Promise<void>): void => {
       if (!(p instanceof Promise)) return;
       const tracked = attribute(step, p).catch((error: unknown) => this.fail(error));
@@ -261,6 +291,7 @@ export class Executor {
 
   /** Checkpoint `id` failed. */
   abort(id: number): void {
+    if (this.inFlight !== null && this.inFlight.id <= id) this.inFlight = null;
     for (const node of this.operators) node.operator.notifyCheckpointAborted?.(id);
   }
 
@@ -300,7 +331,13 @@ export class Executor {
   async run(): Promise<void> {
     const { batchSize } = this.init.env;
     let lastYield = performance.now();
+    const hook = this.init.betweenPolls;
     while (this.failure === null) {
+      if (hook !== undefined) {
+        const pause = hook();
+        if (pause !== undefined) await pause;
+        if (this.failure !== null) break;
+      }
       this.injectPendingBarrier();
       let progressed = false;
       for (const reader of this.readers) {
@@ -334,8 +371,29 @@ export class Executor {
     if (this.failure !== null) throw (this.failure as { error: unknown }).error;
   }
 
-  /** Whether input entering at `from` must wait (downstream waits for credit or a sink is busy); arranges a wake-up for when it may go on. */
+  /**
+   * Whether input entering at `from` must wait (downstream waits for credit or a sink is busy);
+   * arranges a wake-up for when it may go on, and counts the time waited as the backpressure of
+   * the node the input enters.
+   */
   private gated(from: SourceNode | RemoteReader): boolean {
+    const gated = this.mustWait(from);
+    const since = this.gatedSince.get(from);
+    if (gated) {
+      if (since === undefined) this.gatedSince.set(from, performance.now());
+    } else if (since !== undefined) {
+      this.gatedSince.delete(from);
+      this.entryOf(from).backpressureMs += performance.now() - since;
+    }
+    return gated;
+  }
+
+  /** The node that input entering at `from` goes to first. */
+  private entryOf(from: SourceNode | RemoteReader): SourceNode | OperatorNode {
+    return from instanceof SourceNode ? from : this.readerTargets.get(from)!;
+  }
+
+  private mustWait(from: SourceNode | RemoteReader): boolean {
     const gate = this.gates.get(from);
     if (gate === undefined) return false;
     for (const w of gate.writers) {
@@ -409,6 +467,9 @@ export class Executor {
   /** Counters of every hosted instance, plus dead letters counted by exchanges for their receiving step. */
   metrics(): InstanceMetrics[] {
     const out: InstanceMetrics[] = [];
+    const now = performance.now();
+    const waiting = new Map<SourceNode | OperatorNode, number>();
+    for (const [from, since] of this.gatedSince) waiting.set(this.entryOf(from), Math.max(waiting.get(this.entryOf(from)) ?? 0, now - since));
     for (const [step, list] of this.nodes) {
       for (const node of list) {
         if (node === undefined) continue;
@@ -421,13 +482,17 @@ export class Executor {
           idle: node.idle,
           ended: node.ended,
           checkpointPauseMs: node.lastSnapshotPause,
+          backpressureMs: node.backpressureMs + (waiting.get(node) ?? 0),
+          ...(node instanceof SourceNode
+            ? { splits: node.splitStates() }
+            : { inputs: node.inputStates(), nextEventTime: node.operator.nextEventTime?.() ?? Infinity }),
         });
       }
     }
     for (const { step, metrics } of this.extraMetrics) {
       if (metrics.deadLetters === 0) continue;
       const kind = this.init.graph.nodes.find((n) => n.id === step)?.kind ?? 'operator';
-      out.push({ step, kind, instance: -1, ...metrics, watermark: Infinity, idle: true, ended: true, checkpointPauseMs: 0 });
+      out.push({ step, kind, instance: -1, ...metrics, watermark: Infinity, idle: true, ended: true, checkpointPauseMs: 0, backpressureMs: 0 });
     }
     return out;
   }

@@ -7,9 +7,10 @@ import { type PhysicalPlan, physicalPlan } from '../plan/physical.ts';
 import { DEFAULT_MAX_PARALLELISM } from '../state/key-group.ts';
 import { type Clock, systemClock } from '../time/clock.ts';
 import { DEFAULT_BATCH_SIZE } from './batch.ts';
-import { DeadLetterLog } from './dead-letters.ts';
+import { DeadLetterLog, errorMessage, type RecentDeadLetter } from './dead-letters.ts';
 import { attribute, type Executor, type InstanceMetrics, withStep } from './executor.ts';
 import { type Execution, InThreadExecution } from './execution.ts';
+import { type View, ViewOperator } from '../operators/view.ts';
 import { WorkerExecution } from './worker-execution.ts';
 import type { RuntimeEnv, SavedSplit } from './env.ts';
 import type { OperatorMetrics } from './operator.ts';
@@ -67,6 +68,32 @@ export interface JobOptions {
    * renamed states); without it such a restore is refused with the list of step ids.
    */
   allowDroppedState?: boolean;
+  /**
+   * Test hooks, for `spate/testing`'s crash injection ({@link JobTestHooks}); not for
+   * production use. Jobs in this thread only.
+   */
+  testHooks?: JobTestHooks;
+}
+
+/**
+ * Hooks through which the test kit (`runWithCrashes` in `spate/testing`) drives a job: it
+ * counts polls, advances a virtual clock, triggers checkpoints and kills the job at chosen
+ * points. They run from the job's loop only — once per iteration, never per record — and cost
+ * nothing when absent.
+ *
+ * @example
+ * let polls = 0;
+ * const job = p.createJob({ testHooks: { betweenPolls: (j) => { if (++polls === 100) j.kill(new Error('simulated crash')); } } });
+ */
+export interface JobTestHooks {
+  /**
+   * Called at the top of every iteration of the run loop: between two polls of the sources,
+   * before a pending checkpoint barrier is injected. It may trigger a checkpoint
+   * ({@link Job.checkpoint}) or kill the job ({@link Job.kill}); an exception fails the job. A
+   * returned promise is awaited before the loop goes on (the test kit yields to the event loop
+   * there, so that checkpoint I/O in flight progresses at a steady pace per poll).
+   */
+  betweenPolls?(job: Job): void | Promise<void>;
 }
 
 /** Per-step counters and watermark, as reported by {@link Job.metrics}. */
@@ -77,6 +104,33 @@ export interface StepMetrics extends OperatorMetrics {
   readonly idle: boolean;
   /** How long this step's last checkpoint snapshot held up processing (ms). */
   readonly checkpointPauseMs: number;
+  /** Time its instances waited for downstream, summed (ms); a rate of 1 per instance is fully backpressured. */
+  readonly backpressureMs: number;
+  /** Instances of the step. */
+  readonly instances: number;
+}
+
+/** Where a job is in its life. */
+export type JobPhase = 'created' | 'opening' | 'restoring' | 'running' | 'stopping' | 'finished' | 'failed';
+
+/** Everything a dashboard shows about a running job, as of now (see {@link Job.status}). */
+export interface JobStatus {
+  readonly phase: JobPhase;
+  /** When `run` was called (epoch ms). */
+  readonly startedAt: number;
+  /** The checkpoint it resumed from, if any, and how long opening took (restoring state included). */
+  readonly restoredFrom: { readonly id: number; readonly kind: string } | null;
+  readonly openMs: number | null;
+  readonly parallelism: number;
+  /** Per step (instances summed), in plan order. */
+  readonly steps: readonly StepMetrics[];
+  /** Per step instance: watermarks of every input channel and split, backpressure, next due time. */
+  readonly instances: readonly InstanceMetrics[];
+  readonly checkpoints: readonly CheckpointRecord[];
+  /** The latest dead letters of every step, oldest first. */
+  readonly deadLetters: readonly RecentDeadLetter[];
+  /** The error that failed the job. */
+  readonly error?: string;
 }
 
 /** The outcome of a finished run. */
@@ -126,6 +180,9 @@ export class Job {
   private coordinator: CheckpointCoordinator | null = null;
   private stopRequested = false;
   private opened = false;
+  private phase: JobPhase = 'created';
+  private startedAt = 0;
+  private openMs: number | null = null;
   private interval: NodeJS.Timeout | null = null;
   /** A stop took its own final checkpoint. */
   private stoppedWithCheckpoint = false;
@@ -133,6 +190,8 @@ export class Job {
   private ending = false;
   private closed = false;
   private failure: { error: unknown } | null = null;
+  /** Set by {@link kill}: the job is dead and does nothing more. */
+  private killed: { error: unknown } | null = null;
   private readonly log: (line: string) => void;
 
   constructor(
@@ -167,6 +226,7 @@ export class Job {
     const workers = options.workers;
     if (workers !== undefined) {
       if (options.clock !== undefined) throw new Error('a job in worker threads runs on the wall clock: leave out the clock option');
+      if (options.testHooks !== undefined) throw new Error('test hooks drive a job in this thread only: leave out the workers option');
       this.execution = new WorkerExecution(graph, this.plan, this.env, {
         module: workers.module.toString(),
         args: workers.args ?? [],
@@ -180,7 +240,11 @@ export class Job {
           allowDroppedState: options.allowDroppedState ?? false,
         },
       });
-    } else this.execution = new InThreadExecution(graph, this.plan, this.env);
+    } else {
+      // (Read at every turn: a test may set or remove its hook while the job runs.)
+      const hooks = options.testHooks;
+      this.execution = new InThreadExecution(graph, this.plan, this.env, hooks === undefined ? undefined : () => hooks.betweenPolls?.(this));
+    }
   }
 
   /** The in-thread executor (tests and the harness); fails for a job in worker threads. */
@@ -229,10 +293,18 @@ export class Job {
       log: this.log,
       fail: (error) => this.fail(error),
     });
+    // A killed job hears nothing more: a checkpoint whose writes were in flight when the process
+    // died never tells its sinks to commit.
     coordinator.attach({
-      inject: (barrier) => this.execution.inject(barrier, coordinator.captures(barrier.id)),
-      complete: (id) => this.execution.complete(id),
-      abort: (id) => this.execution.abort(id),
+      inject: (barrier) => {
+        if (this.killed === null) this.execution.inject(barrier, coordinator.captures(barrier.id));
+      },
+      complete: (id) => {
+        if (this.killed === null) this.execution.complete(id);
+      },
+      abort: (id) => {
+        if (this.killed === null) this.execution.abort(id);
+      },
     });
     return coordinator;
   }
@@ -245,7 +317,7 @@ export class Job {
     const restore = this.options.restoreFrom ?? null;
     if (restore !== null) checkRestorable(restore, this.graph, this.maxParallelism, this.options.allowDroppedState ?? false);
     this.restoredFrom = restore;
-    const prepared = assignSplits(this.graph, this.plan, restore, this.storage !== null, this.clock, this.log);
+    const prepared = assignSplits(this.graph, this.plan, restore, this.storage !== null, this.clock, this.env.log);
     for (const [id, p] of prepared) if (p instanceof Promise) throw new Error(`openSync: source '${id}' lists its splits asynchronously`);
     this.coordinator = this.coordinatorFor((restore?.id ?? 0) + 1);
     this.execution.build(restore, prepared as ReadonlyMap<string, SavedSplit[][]>).openSync();
@@ -255,10 +327,12 @@ export class Job {
   async open(): Promise<void> {
     if (this.opened) return;
     this.opened = true;
+    this.phase = 'opening';
     const restore = await this.findRestore();
     if (restore !== null) checkRestorable(restore, this.graph, this.maxParallelism, this.options.allowDroppedState ?? false);
     this.restoredFrom = restore;
-    const prepared = assignSplits(this.graph, this.plan, restore, this.storage !== null, this.clock, this.log);
+    if (restore !== null) this.phase = 'restoring';
+    const prepared = assignSplits(this.graph, this.plan, restore, this.storage !== null, this.clock, this.env.log);
     const splits = new Map<string, SavedSplit[][]>();
     for (const [id, p] of prepared) splits.set(id, await p);
     this.coordinator = this.coordinatorFor(await CheckpointCoordinator.firstId(this.storage, restore?.id));
@@ -270,13 +344,59 @@ export class Job {
     this.execution.fail(error);
   }
 
+  /**
+   * The job as of now — phase, per-step and per-instance metrics (watermarks of every input
+   * channel and split, backpressure, the next due event time), checkpoint history and the latest
+   * dead letters: what the dashboard of `spate run --ui` shows. Metrics of instances in worker
+   * threads are at most 200 ms old.
+   */
+  status(): JobStatus {
+    const instances = this.execution.metrics();
+    const error = this.failure === null ? undefined : errorMessage(this.failure.error);
+    return {
+      phase: this.phase,
+      startedAt: this.startedAt,
+      restoredFrom: this.restoredFrom === null ? null : { id: this.restoredFrom.id, kind: this.restoredFrom.kind },
+      openMs: this.openMs,
+      parallelism: this.parallelism,
+      steps: aggregateMetrics(this.graph, instances),
+      instances,
+      checkpoints: this.checkpoints(),
+      deadLetters: this.env.deadLetterLog.recent.slice(),
+      ...(error === undefined ? {} : { error }),
+    };
+  }
+
+  /**
+   * The view named `name` (`keyedStream.view(name)`), once the job is open — undefined while it
+   * opens or restores (see {@link status} for which), or if there is no such view.
+   */
+  view<T = unknown>(name: string): View<T> | undefined {
+    if (this.phase === 'created' || this.phase === 'opening' || this.phase === 'restoring') return undefined;
+    for (const node of this.execution.mainThreadOperators()) {
+      if (node.operator instanceof ViewOperator && node.operator.name === name) return node.operator as ViewOperator<T>;
+    }
+    return undefined;
+  }
+
+  /** The names of the pipeline's views. */
+  viewNames(): string[] {
+    const names: string[] = [];
+    for (const n of this.graph.nodes) if (n.spec.type === 'operator' && n.spec.view !== undefined) names.push(n.spec.view);
+    return names;
+  }
+
   /** Runs until every source ends (bounded input) or {@link stop} is called. */
   async run(): Promise<JobResult> {
     const opening = performance.now();
+    this.startedAt = Date.now();
     let started = opening;
     try {
       await this.open();
+      if (this.killed !== null) throw this.killed.error;
       started = performance.now();
+      this.openMs = started - opening;
+      this.phase = 'running';
       const every = this.options.checkpointInterval ?? 1000;
       if (every > 0) {
         this.interval = setInterval(() => {
@@ -294,11 +414,16 @@ export class Job {
       await this.execution.run();
       if (this.failure !== null) throw this.failure.error;
     } catch (error) {
+      this.phase = 'failed';
+      this.failure ??= { error };
+      // A killed job closes nothing: a process that dies flushes nothing either.
+      if (this.killed !== null) throw this.killed.error;
       // The job's own failure is what the caller needs to see, not a failure to close after it.
       await this.close().catch(() => undefined);
       throw error;
     }
     await this.close();
+    this.phase = 'finished';
     return {
       durationMs: performance.now() - started,
       openMs: started - opening,
@@ -311,6 +436,7 @@ export class Job {
   /** Ends the run: after a last checkpoint if `checkpoint`, once any checkpoint in flight is done. */
   private finish(checkpoint: boolean): void {
     this.ending = true;
+    this.phase = 'stopping';
     const ending = async (): Promise<void> => {
       while (this.coordinator!.busy) await new Promise((r) => setTimeout(r, 1));
       if (checkpoint) await this.coordinator!.trigger('checkpoint');
@@ -327,6 +453,7 @@ export class Job {
   stop(options: StopOptions = {}): void {
     if (this.stopRequested) return;
     this.stopRequested = true;
+    if (this.phase === 'running') this.phase = 'stopping';
     if (!this.opened || this.coordinator === null) return; // run() halts at once
     if (options.checkpoint !== false && !this.execution.quiet) {
       this.execution.pause();
@@ -342,6 +469,43 @@ export class Job {
       this.execution.halt();
       this.execution.finish();
     }
+  }
+
+  /**
+   * Takes a checkpoint now, as the periodic timer would (with a checkpoint directory it is
+   * written there and counts for recovery and retention); resolves with its record once it is
+   * complete, rejects if it fails.
+   */
+  async checkpoint(): Promise<CheckpointRecord> {
+    await this.takeCheckpoint('checkpoint', false);
+    return this.checkpoints().filter((c) => c.kind === 'checkpoint').pop()!;
+  }
+
+  /** Whether a checkpoint (or savepoint) is in progress. */
+  get checkpointing(): boolean {
+    return this.coordinator?.busy ?? false;
+  }
+
+  /**
+   * Test hook: simulates the process dying at this instant (`kill -9`). The run loop stops at
+   * its next step — no final checkpoint, no sink commit, no `close` of any step, no flush — and
+   * `run()` rejects with `reason` (if it is past `open`; a job killed while opening never
+   * settles, as a dead process never answers). A checkpoint in flight never completes. Work
+   * already under way in promises (a storage write, a sink commit) cannot be recalled: the test
+   * kit fences its storage and sinks so that they drop whatever a killed job still does.
+   * Used by `runWithCrashes` in `spate/testing`.
+   */
+  kill(reason: Error): void {
+    if (this.killed !== null) return;
+    this.killed = { error: reason };
+    if (this.interval !== null) clearInterval(this.interval);
+    this.interval = null;
+    this.execution.fail(reason);
+  }
+
+  /** Whether {@link kill} was called. */
+  get dead(): boolean {
+    return this.killed !== null;
   }
 
   /**
@@ -441,6 +605,8 @@ export function aggregateMetrics(graph: LogicalGraph, instances: readonly Instan
       watermark: live.length === 0 ? -Infinity : Math.min(...live.map((m) => m.watermark)),
       idle: live.length > 0 && live.every((m) => m.idle),
       checkpointPauseMs: live.length === 0 ? 0 : Math.max(...live.map((m) => m.checkpointPauseMs)),
+      backpressureMs: live.reduce((n, m) => n + m.backpressureMs, 0),
+      instances: live.length,
     });
   }
   return out;

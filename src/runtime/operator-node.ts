@@ -62,6 +62,15 @@ export class OperatorNode implements EdgeTarget, OperatorContext<unknown> {
   nextProcessingTime = Infinity;
   /** How long the last checkpoint snapshot held processing up (ms). */
   lastSnapshotPause = 0;
+  /** Time its input from other threads waited because downstream could not take more (ms). */
+  backpressureMs = 0;
+  /** The last checkpoint this instance took its part of. */
+  lastSnapshotId = 0;
+  /**
+   * Called once every input channel has ended, before the end is forwarded: the executor
+   * snapshots a running checkpoint whose barrier never came.
+   */
+  onEnded: () => void = () => undefined;
   readonly restoredOperatorState: readonly unknown[];
   readonly restoredCheckpoint: number | undefined;
   readonly stepId: string;
@@ -223,6 +232,11 @@ export class OperatorNode implements EdgeTarget, OperatorContext<unknown> {
     this.combine();
   }
 
+  /** Every input channel's watermark, idleness and end (for the dashboard). */
+  inputStates(): Array<{ watermark: number; idle: boolean; ended: boolean }> {
+    return this.channelWatermarks.map((watermark, c) => ({ watermark, idle: this.channelIdle[c]!, ended: this.channelEnded[c]! }));
+  }
+
   pushEnd(channel: number): void {
     if (this.channelBlocked[channel]) {
       this.held.push({ kind: 'end', channel });
@@ -240,6 +254,7 @@ export class OperatorNode implements EdgeTarget, OperatorContext<unknown> {
       }
       this.flush();
       this.ended = true;
+      this.onEnded(); // before the end goes downstream: what a snapshot emits precedes it
       for (const port of this.portList) port.end();
     }
   }
@@ -327,7 +342,19 @@ export class OperatorNode implements EdgeTarget, OperatorContext<unknown> {
       throw this.failure(error);
     }
     this.lastSnapshotPause = performance.now() - started;
+    this.lastSnapshotId = barrier.id;
     this.env.snapshots.add(barrier.id, this.stepId, this.instance, { watermark: this.watermark, keyed, operator }, this.lastSnapshotPause);
+  }
+
+  /**
+   * Recovery: sends the restored watermark downstream again, before any input, so that a step
+   * with several inputs gets back what each input had reached (its channels start from scratch).
+   * It never advances a downstream step past its own restored watermark: that was the minimum
+   * over what its inputs had sent.
+   */
+  announceWatermark(): void {
+    if (this.watermark === MIN_WATERMARK) return;
+    for (const port of this.portList) port.watermark(this.watermark);
   }
 
   /** Calls the operator back if the clock reached the time it asked for. */
@@ -418,6 +445,7 @@ export function reportDeadLetter(
   time: number,
 ): void {
   if (env.failFast) throw error instanceof StepFailure ? error : new StepFailure(step, record, error);
+  env.deadLetterLog.remember(step, record, error, time);
   if (port !== null && port.connected) {
     const letter: DeadLetter = { step, error: errorMessage(error), record, time };
     port.emit(letter, Number.isFinite(time) ? time : env.clock.now());

@@ -124,6 +124,12 @@ export interface Operator<IN, OUT> {
   processBatch(batch: Batch<IN>, input: number): void;
   /** The step's watermark advanced to `watermark` (read it also from `ctx.watermark`): fire timers and windows. */
   onWatermark?(watermark: number): void;
+  /**
+   * The earliest event time at which the operator has something due — a window's end, a timer —
+   * or Infinity: the dashboard's answer to "why hasn't my window fired?" compares it with the
+   * watermark and the inputs that hold it back.
+   */
+  nextEventTime?(): number;
   /** The clock reached a time requested with {@link OperatorContext.requestProcessingTime}. */
   onProcessingTime?(now: number): void;
   /** All inputs ended (bounded input): emit what is still pending. Follows the final watermark. */

@@ -62,7 +62,9 @@ export interface Sink<T, C = unknown> {
   readonly parallelism?: number;
   /**
    * Whether the sink must run in the thread that built the pipeline, because it hands records to
-   * that thread's memory (collect, callbacks). Parallel jobs gather its input there.
+   * that thread's memory (collect, callbacks) or to a resource only one thread of the process may
+   * hold (an embedded database file). Parallel jobs send its input there: to one instance, or to
+   * as many as `parallelism` allows (default 1 for a local sink), all in that thread.
    */
   readonly local?: boolean;
   open?(ctx: SinkContext): void | Promise<void>;

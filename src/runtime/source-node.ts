@@ -79,6 +79,8 @@ export class SourceNode {
   readonly parallelism: number;
   /** How long the last checkpoint snapshot held processing up (ms). */
   lastSnapshotPause = 0;
+  /** Time spent unable to read because downstream could not take more (ms). */
+  backpressureMs = 0;
   private readonly timestamp: ((value: unknown) => number) | undefined;
   private readonly derived: boolean;
   private readonly bound: number;
@@ -131,7 +133,19 @@ export class SourceNode {
       let ownMax = Infinity;
       for (const s of restore.splits ?? []) ownMax = Math.min(ownMax, s.maxTime);
       this.own.maxTime = ownMax === Infinity ? MIN_WATERMARK : ownMax;
-      for (const s of restore.splits ?? []) this.savedMax.set(s.id, s.maxTime);
+      for (const s of restore.splits ?? []) {
+        this.savedMax.set(s.id, s.maxTime);
+        // A split that had its own output holds the watermark back from the first poll, as it
+        // did before the checkpoint — not only once the reader emits on it again (readers poll
+        // one split at a time: the first one polled would set the watermark alone).
+        if (s.tracked === true) {
+          const t = new SplitTrack(this, s.id);
+          t.maxTime = s.maxTime;
+          t.explicit = s.explicit ?? MIN_WATERMARK;
+          t.finished = s.finished === true;
+          this.tracks.set(s.id, t);
+        }
+      }
     }
   }
 
@@ -246,15 +260,31 @@ export class SourceNode {
     const started = performance.now();
     this.publish();
     this.flushDeadLetters();
-    const splits: SavedSplit[] = this.reader.snapshot(barrier.id).map((s) => ({
-      id: s.id,
-      position: s.position,
-      maxTime: (this.tracks.get(s.id) ?? this.own).maxTime,
-    }));
+    const splits: SavedSplit[] = this.reader.snapshot(barrier.id).map((s) => {
+      const track = this.tracks.get(s.id);
+      if (track === undefined) return { id: s.id, position: s.position, maxTime: this.own.maxTime };
+      return {
+        id: s.id,
+        position: s.position,
+        maxTime: track.maxTime,
+        tracked: true,
+        ...(track.finished ? { finished: true } : {}),
+        ...(track.explicit > MIN_WATERMARK ? { explicit: track.explicit } : {}),
+      };
+    });
     this.lastSnapshotPause = performance.now() - started;
     this.env.snapshots.add(barrier.id, this.stepId, this.instance, { watermark: this.currentWatermark, splits }, this.lastSnapshotPause);
     for (const port of this.ports.values()) port.barrier(barrier);
     if (barrier.stop) this.stopped = true;
+  }
+
+  /**
+   * Recovery: sends the restored watermark downstream again, before any input, so that a step
+   * with several inputs gets back what each input had reached (its channels start from scratch).
+   */
+  announceWatermark(): void {
+    if (this.currentWatermark === MIN_WATERMARK) return;
+    for (const port of this.ports.values()) port.watermark(this.currentWatermark);
   }
 
   /** Sends the final watermark and end-of-input (bounded input exhausted). */
@@ -349,6 +379,17 @@ export class SourceNode {
   private *activeTracks(): Iterable<SplitTrack> {
     if (this.own.used || this.tracks.size === 0) yield this.own;
     for (const t of this.tracks.values()) if (!t.finished) yield t;
+  }
+
+  /** Every split in use, with its watermark (for the dashboard: which split holds time back). */
+  splitStates(): Array<{ id: string; watermark: number; idle: boolean; finished: boolean }> {
+    const out: Array<{ id: string; watermark: number; idle: boolean; finished: boolean }> = [];
+    const add = (t: SplitTrack): void => {
+      out.push({ id: t.id, watermark: this.derived ? t.maxTime - this.bound - 1 : t.explicit, idle: t.idle, finished: t.finished });
+    };
+    if (this.own.used) add(this.own);
+    for (const t of this.tracks.values()) add(t);
+    return out;
   }
 
   /** The watermark over the splits: the minimum over active, non-idle ones. */

@@ -70,10 +70,10 @@ export interface SourceContext {
   /** Id of the checkpoint the job resumed from; undefined on a fresh start. */
   readonly restoredCheckpoint: number | undefined;
   /**
-   * Logs a line on the job's log, prefixed with the step id (a broker that is away, and its
-   * return). Not deduplicated: the source decides how often to speak.
+   * Logs a line on the job's log, prefixed with the step id (a broker that is unreachable, and
+   * when it answers again). Not deduplicated: the source decides how often to speak.
    */
-  log?(line: string): void;
+  readonly log?: (line: string) => void;
 }
 
 /**
@@ -93,6 +93,12 @@ export interface Source<T> {
   readonly replayable?: boolean;
   /** At most this many parallel readers; 1 for a source whose input cannot be divided. */
   readonly maxParallelism?: number;
+  /**
+   * Whether the source must run in the thread that built the pipeline (one instance), because
+   * its input arrives there: push endpoints listening on a port, with their write-ahead logs.
+   * A parallel job reads it there and sends what follows to the workers.
+   */
+  readonly local?: boolean;
   /** The splits of the input, with their starting positions, on a fresh start. */
   splits(ctx: SourceContext): readonly Split[] | Promise<readonly Split[]>;
   /** A reader for one parallel instance. */

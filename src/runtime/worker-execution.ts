@@ -15,6 +15,7 @@ import type { Barrier } from './barrier.ts';
 import { StepFailure } from './dead-letters.ts';
 import type { RuntimeEnv, SavedSplit } from './env.ts';
 import type { Execution } from './execution.ts';
+import type { OperatorNode } from './operator-node.ts';
 import { Executor, type InstanceMetrics } from './executor.ts';
 import { portChannels } from './port-channels.ts';
 import { loadedHere } from '../api/define-pipeline.ts';
@@ -100,7 +101,7 @@ export class WorkerExecution implements Execution {
         }
       }
     });
-    // The local sinks run here.
+    // The local sources and sinks run here.
     const local = new Executor({
       graph: this.graph,
       plan: this.plan,
@@ -108,7 +109,7 @@ export class WorkerExecution implements Execution {
       hosts: (task) => task.placement === 'main',
       channels: portChannels(mainWriters, mainReaders, this.env.batchSize, () => local.wakeUp()),
       restore,
-      splits: () => [],
+      splits: (step, instance) => splits.get(step)?.[instance] ?? [],
     });
     local.build();
     local.onEnded = () => this.endedOne();
@@ -180,12 +181,14 @@ export class WorkerExecution implements Execution {
         break;
       case 'metrics':
         this.workerMetrics[w] = m.metrics;
+        this.env.deadLetterLog.add(m.deadLetters);
         break;
       case 'ended':
         this.endedOne();
         break;
       case 'closed':
         this.workerMetrics[w] = m.metrics;
+        this.env.deadLetterLog.add(m.deadLetters);
         closed();
         break;
       case 'failed': {
@@ -224,10 +227,12 @@ export class WorkerExecution implements Execution {
 
   pause(): void {
     this.post({ type: 'pause' });
+    this.local?.pause();
   }
 
   halt(): void {
     this.post({ type: 'halt' });
+    this.local?.halt();
   }
 
   /** Whether every thread has reported that its instances ended. */
@@ -259,6 +264,10 @@ export class WorkerExecution implements Execution {
 
   metrics(): InstanceMetrics[] {
     return [...this.workerMetrics.flat(), ...(this.local?.metrics() ?? [])];
+  }
+
+  mainThreadOperators(): readonly OperatorNode[] {
+    return this.local?.operators ?? [];
   }
 
   async close(): Promise<void> {

@@ -3,6 +3,7 @@ import type { InstanceRef } from '../checkpoint/manifest.ts';
 import type { JobSnapshot } from '../checkpoint/snapshot.ts';
 import type { StepSignature } from '../plan/graph.ts';
 import type { Barrier } from './barrier.ts';
+import type { RecentDeadLetter } from './dead-letters.ts';
 import type { InstanceSnapshot, SavedSplit } from './env.ts';
 import type { InstanceMetrics } from './executor.ts';
 
@@ -68,7 +69,7 @@ export type FromWorker =
   | { readonly type: 'snapshot'; readonly id: number; readonly step: string; readonly instance: number; readonly snapshot: InstanceSnapshot; readonly pauseMs: number }
   | { readonly type: 'written'; readonly id: number; readonly step: string; readonly instance: number; readonly ref: InstanceRef; readonly pauseMs: number }
   | { readonly type: 'snapshot-failed'; readonly id: number; readonly message: string }
-  | { readonly type: 'metrics'; readonly metrics: InstanceMetrics[] }
+  | { readonly type: 'metrics'; readonly metrics: InstanceMetrics[]; readonly deadLetters: RecentDeadLetter[] }
   | { readonly type: 'ended' }
-  | { readonly type: 'closed'; readonly metrics: InstanceMetrics[] }
+  | { readonly type: 'closed'; readonly metrics: InstanceMetrics[]; readonly deadLetters: RecentDeadLetter[] }
   | { readonly type: 'failed'; readonly message: string; readonly step: string | undefined; readonly stack: string | undefined };

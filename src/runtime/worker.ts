@@ -93,7 +93,7 @@ async function main(): Promise<void> {
   });
   await executor.open();
   post({ type: 'opened' });
-  const reporting = setInterval(() => post({ type: 'metrics', metrics: executor.metrics() }), 200);
+  const reporting = setInterval(() => post({ type: 'metrics', metrics: executor.metrics(), deadLetters: env.deadLetterLog.takeFresh() }), 200);
   try {
     await executor.run();
   } catch (error) {
@@ -103,7 +103,7 @@ async function main(): Promise<void> {
   }
   clearInterval(reporting);
   await executor.close();
-  post({ type: 'closed', metrics: executor.metrics() });
+  post({ type: 'closed', metrics: executor.metrics(), deadLetters: env.deadLetterLog.takeFresh() });
 }
 
 /**

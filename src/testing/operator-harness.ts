@@ -8,6 +8,7 @@ import type { Job } from '../runtime/job.ts';
 import type { DeadLetter } from '../runtime/operator.ts';
 import type { Source } from '../runtime/source.ts';
 import type { SourceNode } from '../runtime/source-node.ts';
+import type { OperatorNode } from '../runtime/operator-node.ts';
 import type { JobSnapshot } from '../checkpoint/snapshot.ts';
 import { VirtualClock } from '../time/clock.ts';
 
@@ -173,6 +174,20 @@ export class OperatorHarness<I extends readonly unknown[], O> {
     const m = id === undefined ? all[all.length - 1] : all.find((x) => x.step === id);
     if (m === undefined) throw new Error(`no step '${id}'`);
     return m;
+  }
+
+  /**
+   * Number of keys holding keyed state in the memory of step `id` (default: the built stream's
+   * step) — entries of a state with a TTL that expired but were not swept yet included, so a
+   * test can tell a sweep that frees memory from reads that merely hide expired values.
+   *
+   * @example
+   * h.advanceProcessingTime(ttl);
+   * h.stateSize(); // 0 once the expired entries are swept
+   */
+  stateSize(id?: string): number {
+    const step = id ?? this.stepMetrics().step;
+    return (this.job.node(step) as OperatorNode).state.size();
   }
 
   /**

@@ -81,6 +81,8 @@ class TestSourceReader<T> implements SourceReader<T> {
   }
 
   poll(out: SourceOutput<T>, max: number): SourceStatus {
+    // Restored from a checkpoint taken after the script's end: it has ended.
+    if (this.next > 0 && this.items[this.next - 1]!.kind === 'end') return 'end';
     let n = 0;
     while (this.next < this.items.length && n < max) {
       const item = this.items[this.next++]!;

@@ -203,6 +203,11 @@ export class SessionWindowOperator implements Operator<unknown, unknown> {
     this.timers.advance(watermark, this.onTimer);
   }
 
+  /** The watermark at which the next session timer fires, or Infinity. */
+  nextEventTime(): number {
+    return this.timers.peek();
+  }
+
   private timer(key: Key, time: number): void {
     const list = this.sessions.get(key);
     if (list === undefined) return;

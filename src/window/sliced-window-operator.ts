@@ -190,6 +190,16 @@ export class SlicedWindowOperator implements Operator<unknown, unknown> {
     if (drop > 0) this.panes.dropOldest(drop);
   }
 
+  /** The watermark at which the next window fires (its end − 1), or Infinity when none holds records. */
+  nextEventTime(): number {
+    const starts = this.starts;
+    for (let j = 0; j < starts.length; j++) {
+      if (this.lastWindowEnd(starts[j]!) < this.nextEnd) continue;
+      return Math.max(this.nextEnd, this.firstWindowEnd(starts[j]!)) - 1;
+    }
+    return Infinity;
+  }
+
   /** The end of the first window that has not fired at `watermark`. */
   private firstEndAfter(watermark: number): number {
     if (watermark === Infinity) return Infinity;

@@ -129,10 +129,20 @@ describe('spate nexmark CLI', () => {
 
   it('runs every query with --query all, one output file per query', async () => {
     const out = join(dir, 'all.jsonl');
-    const { stdout } = await run(process.execPath, [bin, 'nexmark', '--query', 'all', '--events', '5000', '--out', out]);
+    const eventsOut = join(dir, 'all-events.jsonl');
+    const { stdout } = await run(process.execPath, [bin, 'nexmark', '--query', 'all', '--events', '5000', '--rate', '500', '--out', out, '--events-out', eventsOut]);
     const lines = stdout.trim().split('\n');
     expect(lines.map((l) => l.split(/\s+/)[0])).toEqual([...QUERY_NAMES]);
-    for (const q of QUERY_NAMES) expect(() => readFileSync(join(dir, `all.${q}.jsonl`))).not.toThrow();
+    // Each file holds its own query's results (not an empty or another query's file).
+    const events = readJsonl(eventsOut) as NexmarkEvent[];
+    expect(events).toHaveLength(5000);
+    let rows = 0;
+    for (const q of QUERY_NAMES) {
+      const got = readJsonl(join(dir, `all.${q}.jsonl`));
+      expect(canonical(got), q).toEqual(canonical(oracle(q, events)));
+      rows += got.length;
+    }
+    expect(rows).toBeGreaterThan(5000);
   });
 
   it('rejects an unknown query and a bad parallelism with a usage error', async () => {

@@ -1,6 +1,7 @@
 /**
  * Options of the PostgreSQL sink, their defaults and validation, and the SQL names they lead to.
  */
+import { type RowOp, type TableSinkOptions, validateTableSinkOptions } from '../table-sink.ts';
 
 /**
  * How to reach the server, passed through to `pg` (node-postgres): a connection string
@@ -25,58 +26,17 @@ export interface PostgresConnectionOptions {
   readonly [option: string]: unknown;
 }
 
-/** What a record does to the table: insert or update its row, or delete the row with its key. */
-export type PostgresOp = 'upsert' | 'delete';
+/** What a record does to the table (the {@link RowOp} of every table sink). */
+export type PostgresOp = RowOp;
 
-/** Options of {@link PostgresSink}. */
-export interface PostgresSinkOptions<T> {
+/** Options of {@link PostgresSink}: the options of every table sink, and how to reach the server. */
+export interface PostgresSinkOptions<T> extends TableSinkOptions<T> {
   /** The server (default: `pg`'s defaults and the `PG*` environment variables). */
   readonly connection?: PostgresConnection;
-  /**
-   * The target table, `name` or `schema.name`. Names are used as written (quoted), so write them
-   * as PostgreSQL stores them: lower case for tables created without quotes.
-   */
-  readonly table: string;
-  /**
-   * The columns written. Default: the record's own fields by column name — every column of the
-   * table except generated, identity and serial columns; a column with no field gets NULL, a
-   * field with no column is ignored.
-   */
-  readonly columns?: readonly string[];
-  /** The values of a record, in `columns` order (default: `record[column]` for each column). */
-  readonly row?: (record: T) => readonly unknown[];
-  /**
-   * Upsert by this key: the table needs a primary key or unique index on exactly these columns.
-   * Rows of one checkpoint are applied in the order they were written, so the last write of a key
-   * wins. Without a key the sink appends.
-   */
-  readonly key?: readonly string[];
-  /** Marks records as deletes (by key; other columns are ignored). Needs `key`. Default: all upserts. */
-  readonly op?: (record: T) => PostgresOp;
-  /**
-   * Create the table if it does not exist: a `CREATE TABLE` statement, or column types
-   * (`{ device: 'text', count: 'bigint' }`, with `key` as the primary key).
-   */
-  readonly create?: string | Readonly<Record<string, string>>;
-  /**
-   * Names this sink's pre-committed rows and commits (default: `<step id>:<table>`). Two jobs
-   * writing the same table with the same step id must set distinct ids; the sink refuses to open
-   * while another live job holds its id.
-   */
-  readonly sinkId?: string;
-  /** The commit table (default `spate_commits`, in the target table's schema). */
-  readonly commitTable?: string;
-  /** At most this many parallel instances. */
-  readonly parallelism?: number;
   /** Rows sent to the server per statement (default 5 000). */
   readonly rowsPerFlush?: number;
   /** Rows buffered in memory before the sink reports backpressure (default 50 000). */
   readonly maxBufferedRows?: number;
-  /**
-   * Rows the commit of one checkpoint may reject (constraint violations found only when they
-   * reach the table) before the commit gives up and waits for the table to be fixed (default 1 000).
-   */
-  readonly maxRejectsPerCommit?: number;
   /** Backoff between attempts when the server is unreachable: first and longest delay in ms (default 100 and 10 000). */
   readonly retryMs?: { readonly first?: number; readonly max?: number };
 }
@@ -135,30 +95,8 @@ export function literal(text: string): string {
 
 /** Checks options that do not need the server; throws a clear error. */
 export function validateOptions<T>(options: PostgresSinkOptions<T>): void {
-  if (typeof options.table !== 'string' || options.table.length === 0) throw new Error('PostgresSink: `table` is required');
+  validateTableSinkOptions('PostgresSink', options, { rowsPerFlush: options.rowsPerFlush, maxBufferedRows: options.maxBufferedRows });
   parseTableName(options.table);
-  if (options.row !== undefined && options.columns === undefined) throw new Error('PostgresSink: `row` needs `columns` (the names of the values it returns)');
-  if (options.columns !== undefined) {
-    if (options.columns.length === 0) throw new Error('PostgresSink: `columns` is empty');
-    const dup = options.columns.find((c, i) => options.columns!.indexOf(c) !== i);
-    if (dup !== undefined) throw new Error(`PostgresSink: column '${dup}' is listed twice`);
-  }
-  if (options.key !== undefined) {
-    if (options.key.length === 0) throw new Error('PostgresSink: `key` is empty');
-    const missing = options.columns === undefined ? [] : options.key.filter((k) => !options.columns!.includes(k));
-    if (missing.length > 0) throw new Error(`PostgresSink: key column(s) ${missing.join(', ')} are not among \`columns\``);
-  }
-  if (options.op !== undefined && options.key === undefined) throw new Error('PostgresSink: `op` (deletes) needs `key`');
-  for (const [name, value] of [
-    ['rowsPerFlush', options.rowsPerFlush],
-    ['maxBufferedRows', options.maxBufferedRows],
-    ['parallelism', options.parallelism],
-  ] as const) {
-    if (value !== undefined && !(Number.isInteger(value) && value >= 1)) throw new Error(`PostgresSink: \`${name}\` must be a positive integer, got ${value}`);
-  }
-  if (options.maxRejectsPerCommit !== undefined && !(Number.isInteger(options.maxRejectsPerCommit) && options.maxRejectsPerCommit >= 0)) {
-    throw new Error(`PostgresSink: \`maxRejectsPerCommit\` must be an integer ≥ 0, got ${options.maxRejectsPerCommit}`);
-  }
 }
 
 /** `pg` client options for `connection`, with this sink's defaults. */

@@ -22,10 +22,12 @@ export interface WalSourceOptions<T> {
  * replays exactly what followed it; when a checkpoint completes, each log is truncated up to the
  * position that checkpoint recorded — what no restore can need again.
  *
- * The logs belong to the process that receives the data, so the source runs in that process.
+ * The logs belong to the thread that receives the data, so the source runs there (`local`): in a
+ * parallel job, the main thread reads them and sends what follows to the workers.
  */
 export class WalSource<T> implements Source<T> {
   readonly bounded = false;
+  readonly local = true;
 
   constructor(private readonly options: WalSourceOptions<T>) {
     if (options.logs.length === 0) throw new Error('WalSource: no logs');

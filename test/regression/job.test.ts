@@ -4,7 +4,7 @@ import { CallbackSink, CollectSink, count, GeneratorSource, Pipeline, tumbling, 
 import { TestSource } from '../../src/testing/index.ts';
 import { readerSource } from '../support/reader-source.ts';
 
-describe('LocalJob: open failure', () => {
+describe('Job: open failure', () => {
   it('closes the sinks and sources it already opened when a later source fails to open', async () => {
     const events: string[] = [];
     const good: Source<number> = readerSource(
@@ -37,7 +37,7 @@ describe('LocalJob: open failure', () => {
   });
 });
 
-describe('LocalJob: lost wake-ups before sleep', () => {
+describe('Job: lost wake-ups before sleep', () => {
   it('stop() called from a sink while no source progressed takes effect promptly', async () => {
     const p = new Pipeline();
     const src = new TestSource<number>().record(1, 1).record(2, 2).record(3, 3);
