@@ -55,4 +55,11 @@ describe('source conformance: JetStreamSource', () => {
     destroy: (input) => drop(input.stream),
   };
   for (const check of sourceConformance(harness)) it(check.name, check.run);
+  // Bounded: reads up to the stream's end as of opening, then ends.
+  const bounded: SourceHarness<Item, Input> = {
+    ...harness,
+    bounded: true,
+    source: (input) => new JetStreamSource<Item>({ connection, stream: input.stream.name, subjects: [input.stream.subject('p0'), input.stream.subject('p1')], batch: 64, bounded: true }),
+  };
+  for (const check of sourceConformance(bounded, { prefix: 'bounded' })) it(check.name, check.run);
 });

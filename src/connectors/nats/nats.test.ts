@@ -163,21 +163,22 @@ describe('JetStreamSource', () => {
     expect(got.map((l) => (JSON.parse(l) as Rec).i)).toEqual(range(0, n));
   });
 
-  it('reads subject partitions with two parallel instances, each partition in order', async () => {
+  it('reads subject partitions with two parallel instances, or both with one, each partition in order', async () => {
     const s = await testStream('parallel');
     const n = 4_000;
     await publish(range(0, n).map((i) => ({ subject: s.subject(`p${i % 2}.x`), data: JSON.stringify({ i }) })));
-    const out = new CollectSink<Rec>();
-    const p = new Pipeline();
-    const source = new JetStreamSource<Rec>({ connection, stream: s.name, subjects: [s.subject('p0.>'), s.subject('p1.>')], bounded: true, batch: 128 });
-    p.source(source, { id: 'in' }).sink(out);
-    expect(p.explain(2)).toMatch(/task 0 ×2: in \(source\)/);
-    const lines: string[] = [];
-    const result = await p.run({ parallelism: 2, log: (l) => lines.push(l) });
-    const values = out.values.map((r) => r.i);
-    expect([...values].sort((a, b) => a - b)).toEqual(range(0, n));
-    for (const part of [0, 1]) expect(values.filter((i) => i % 2 === part)).toEqual(range(0, n).filter((i) => i % 2 === part)); // in order
-    expect(result.metrics.find((m) => m.step === 'in')!.recordsOut).toBe(n);
+    for (const parallelism of [2, 1]) {
+      const out = new CollectSink<Rec>();
+      const p = new Pipeline();
+      const source = new JetStreamSource<Rec>({ connection, stream: s.name, subjects: [s.subject('p0.>'), s.subject('p1.>')], bounded: true, batch: 128 });
+      p.source(source, { id: 'in' }).sink(out);
+      if (parallelism === 2) expect(p.explain(2)).toMatch(/task 0 ×2: in \(source\)/);
+      const result = await p.run({ parallelism });
+      const values = out.values.map((r) => r.i);
+      expect([...values].sort((a, b) => a - b), `parallelism ${parallelism}`).toEqual(range(0, n));
+      for (const part of [0, 1]) expect(values.filter((i) => i % 2 === part)).toEqual(range(0, n).filter((i) => i % 2 === part)); // in order
+      expect(result.metrics.find((m) => m.step === 'in')!.recordsOut).toBe(n);
+    }
   });
 
   it('turns bad messages into dead letters with the stream, subject, sequence, size and payload; the job goes on', async () => {

@@ -581,8 +581,11 @@ class JetStreamReader<T> implements SourceReader<T> {
     this.emitted = 0;
     let more = false;
     let live = 0;
+    // Splits take turns at being first, so that one busy split does not starve the others.
+    const first = this.turn;
+    this.turn = (first + 1) % n;
     for (let k = 0; k < n; k++) {
-      const s = this.splits[(this.turn + k) % n]!;
+      const s = this.splits[(first + k) % n]!;
       if (s.finished) continue;
       live++;
       if (s.buffered > 0 && this.emitted < max) {
@@ -608,7 +611,6 @@ class JetStreamReader<T> implements SourceReader<T> {
           s.compact();
         }
         s.idle = false;
-        this.turn = (this.turn + k + 1) % n;
       }
       if (s.buffered > 0) more = true;
       else if (s.received >= s.endSeq || (this.options.bounded === true && s.serverPending === 0 && s.resetting === null && s.consumer !== null)) {
