@@ -95,6 +95,10 @@ export { KafkaSink, type KafkaSinkOptions, type KafkaCommittable } from './conne
 export { kafkaDeadLetterSink, deadLetterJson, type KafkaDeadLetter } from './connectors/kafka/dead-letters.ts';
 export type { KafkaConnection } from './connectors/kafka/client.ts';
 export type { KafkaStats, RetryOptions as KafkaRetryOptions } from './connectors/kafka/retry.ts';
+export { JetStreamSource, type JetStreamSourceOptions, type JetStreamStart, type JetStreamPosition } from './connectors/nats/source.ts';
+export { JetStreamSink, type JetStreamSinkOptions, type JetStreamCommittable } from './connectors/nats/sink.ts';
+export type { NatsConnectionOptions, NatsTlsOptions, RetryOptions as NatsRetryOptions, PublisherStats as JetStreamPublisherStats, JetStreamSourceStats } from './connectors/nats/options.ts';
+export { DecodeError, type FormatOptions, type Schema, type StandardSchemaV1 } from './connectors/format.ts';
 
 export { serveDashboard, type Dashboard, type DashboardOptions } from './ui/dashboard.ts';
 export type { QueryEngine, QueryResult } from './ui/query-engine.ts';
