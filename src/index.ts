@@ -98,7 +98,6 @@ export type { KafkaStats, RetryOptions as KafkaRetryOptions } from './connectors
 export { JetStreamSource, type JetStreamSourceOptions, type JetStreamStart, type JetStreamPosition } from './connectors/nats/source.ts';
 export { JetStreamSink, type JetStreamSinkOptions, type JetStreamCommittable } from './connectors/nats/sink.ts';
 export type { NatsConnectionOptions, NatsTlsOptions, RetryOptions as NatsRetryOptions, PublisherStats as JetStreamPublisherStats, JetStreamSourceStats } from './connectors/nats/options.ts';
-export { DecodeError, type FormatOptions, type Schema, type StandardSchemaV1 } from './connectors/format.ts';
 
 export { serveDashboard, type Dashboard, type DashboardOptions } from './ui/dashboard.ts';
 export type { QueryEngine, QueryResult } from './ui/query-engine.ts';
