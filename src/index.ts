@@ -74,4 +74,6 @@ export { WriteAheadLog, WalCursor, type WriteAheadLogOptions } from './connector
 export { WalSource, type WalSourceOptions } from './connectors/wal/source.ts';
 export { PostgresSink, type PostgresCommittable } from './connectors/postgres/sink.ts';
 export type { PostgresSinkOptions, PostgresConnection, PostgresConnectionOptions, PostgresOp } from './connectors/postgres/config.ts';
+export { PostgresCdcSource, type PostgresCdcOptions, type ChangeRecord, type ChangeOp, type CdcMetrics } from './connectors/postgres/cdc-source.ts';
+export type { ValueParser, ValueOptions } from './connectors/postgres/pg-values.ts';
 export type { LineReaderOptions } from './connectors/file/line-reader.ts';

@@ -95,7 +95,14 @@ export class Executor {
         let node: Node;
         if (spec.type === 'source') {
           const source = withStep(step.id, () => spec.create());
-          const ctx: SourceContext = { stepId: step.id, clock: env.clock, instance: i, parallelism: p, restoredCheckpoint: restore?.id };
+          const ctx: SourceContext = {
+            stepId: step.id,
+            clock: env.clock,
+            instance: i,
+            parallelism: p,
+            restoredCheckpoint: restore?.id,
+            log: (line) => env.log(`spate: step '${step.id}': ${line}`),
+          };
           const reader = withStep(step.id, () => source.createReader(ctx));
           node = new SourceNode(id, source, reader, this.init.splits(step.id, i), spec.options, env, r);
           this.sources.push(node);

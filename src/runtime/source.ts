@@ -69,6 +69,12 @@ export interface SourceContext {
   readonly parallelism: number;
   /** Id of the checkpoint the job resumed from; undefined on a fresh start. */
   readonly restoredCheckpoint: number | undefined;
+  /**
+   * Logs a line on the job's log, prefixed with the step id (a server that is unreachable, and
+   * when it answers again). Not deduplicated: the source decides how often to speak. Absent when
+   * splits are enumerated.
+   */
+  log?(line: string): void;
 }
 
 /**
@@ -88,6 +94,12 @@ export interface Source<T> {
   readonly replayable?: boolean;
   /** At most this many parallel readers; 1 for a source whose input cannot be divided. */
   readonly maxParallelism?: number;
+  /**
+   * The idle timeout when the step sets none (default: the runtime's, 10 s). A source whose reader
+   * knows when it has caught up with its input, and says so with `markIdle`, sets 0: silence alone
+   * then never makes it idle.
+   */
+  readonly idleTimeout?: number;
   /** The splits of the input, with their starting positions, on a fresh start. */
   splits(ctx: SourceContext): readonly Split[] | Promise<readonly Split[]>;
   /** A reader for one parallel instance. */
