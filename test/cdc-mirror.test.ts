@@ -1,0 +1,91 @@
+/**
+ * End to end, across SIGKILLs: a PostgreSQL table changed by concurrent inserts, updates (some of
+ * the key) and deletes, mirrored by `spate run` of a pipeline module (CDC source → PostgresSink
+ * upserting and deleting by key) into another table. The job is killed at random moments — during
+ * the snapshot and during the stream — and restarted from its checkpoint directory; at the end the
+ * target table equals the source table.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { PostgresCdcSource } from '../src/index.ts';
+import { createItems, writer } from './support/cdc.ts';
+import { PG_URL, sql, testSchema } from './support/postgres.ts';
+
+const bin = join(import.meta.dirname, '..', 'bin', 'spate.js');
+const fixture = join(import.meta.dirname, 'fixtures', 'cdc-mirror.ts');
+const dir = mkdtempSync(join(tmpdir(), 'spate-cdc-mirror-'));
+const slot = `spate_cdc_mirror_${process.pid}`;
+let schema: { name: string; drop: () => Promise<void> };
+
+beforeAll(async () => {
+  schema = await testSchema('cdcmirror');
+});
+afterAll(async () => {
+  await PostgresCdcSource.drop(PG_URL, { slot, publication: slot });
+  await schema.drop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function start(args: string[]): { child: ChildProcess; stderr: () => string; exit: Promise<{ code: number | null; signal: string | null }> } {
+  const child = spawn(process.execPath, [bin, 'run', ...args], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  child.stdout!.resume();
+  const exit = new Promise<{ code: number | null; signal: string | null }>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+  return { child, stderr: () => err, exit };
+}
+
+/** Rows in one table and not the other (both ways, with multiplicity). */
+async function difference(a: string, b: string): Promise<unknown[]> {
+  return sql(`(SELECT id, v, note FROM ${a} EXCEPT ALL SELECT id, v, note FROM ${b}) UNION ALL (SELECT id, v, note FROM ${b} EXCEPT ALL SELECT id, v, note FROM ${a})`);
+}
+
+it('a CDC pipeline killed at random moments and restarted mirrors the table exactly', async () => {
+  const source = `${schema.name}.items`;
+  const target = `${schema.name}.mirror`;
+  await createItems(source, 40_000);
+  await sql(`CREATE TABLE ${target} (id int PRIMARY KEY, v int, note text)`);
+  const ck = join(dir, 'checkpoints');
+  const args = [fixture, '--parallelism', '2', '--checkpoint-dir', ck, '--checkpoint-interval', '100', '--', PG_URL, slot, source, target];
+  const w = writer(source, { keys: 40_000, pauseMs: 1 });
+  let log = '';
+  let kills = 0;
+  try {
+    // Killed at random moments: the first runs mostly during the snapshot, later ones in the stream.
+    for (let round = 0; round < 5; round++) {
+      const run = start(args);
+      await sleep(1_200 + Math.random() * 2_500);
+      run.child.kill('SIGKILL');
+      const exit = await run.exit;
+      log += run.stderr();
+      if (exit.signal === 'SIGKILL') kills++;
+      else throw new Error(`the job ended by itself (${JSON.stringify(exit)}): ${run.stderr()}`);
+    }
+  } finally {
+    await w.stop();
+  }
+  // A last run, left to catch up with the table, then stopped.
+  const run = start(args);
+  const deadline = Date.now() + 60_000;
+  let diff = await difference(source, target);
+  while (diff.length > 0 && Date.now() < deadline) {
+    await sleep(250);
+    diff = await difference(source, target);
+  }
+  run.child.kill('SIGTERM');
+  const exit = await run.exit;
+  log += run.stderr();
+  if (process.env["SPATE_TEST_VERBOSE"]) console.log(log);
+  expect(exit.code, log).toBe(0);
+  expect(kills).toBe(5);
+  expect(log).toMatch(/resuming from checkpoint/);
+  expect(diff).toEqual([]);
+  expect(await difference(source, target)).toEqual([]);
+  const [{ n }] = await sql<{ n: string }>(`SELECT count(*) AS n FROM ${target}`);
+  expect(Number(n)).toBeGreaterThan(30_000);
+}, 150_000);
