@@ -876,7 +876,10 @@ class CdcReader<R extends Record<string, unknown>> implements SourceReader<Chang
       if (this.repl === repl) this.repl = null;
       await repl.close();
       if (this.closed) return;
-      if (classify(why) !== ErrorKind.transient && sqlState(why) !== '55006') throw why;
+      // A server error that retrying cannot fix fails the job; a connection that ended or broke (the
+      // server stopping ends the stream, or the socket closes) is reconnected.
+      const state = sqlState(why);
+      if (state !== undefined && classify(why) !== ErrorKind.transient && state !== '55006') throw why;
       this.log(`change stream broke (${describeError(why)}); reconnecting`);
       // What was queued of a transaction is kept; the server sends it again from its start.
       if (this.recvTx !== null && !this.recvTx.duplicate) this.partial = { finalLsn: this.recvTx.finalLsn, queued: this.recvTx.queued };
