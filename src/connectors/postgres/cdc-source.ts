@@ -207,22 +207,25 @@ const PREVIEW = 1_000;
  * A replication slot is one stream: the source has one reader (`maxParallelism` 1).
  *
  * @example
- * // Mirror a table into another one, exactly once: snapshot, then inserts, updates and deletes.
+ * // Mirror a table into another one, exactly once: snapshot, then inserts, updates and deletes
+ * // (keys are not updated here; see the README for key changes).
  * const url = process.env['SPATE_PG_URL'] ?? 'postgres://spate:spate@127.0.0.1:5432/spate';
  * const p = new Pipeline();
- * p.source(new PostgresCdcSource<{ id: number; name: string }>({ connection: url, slot: 'accounts_mirror', tables: ['accounts'] }), { id: 'cdc' })
- *   .sink(
- *     new PostgresSink<ChangeRecord<{ id: number; name: string }>>({
- *       connection: url,
- *       table: 'accounts_copy',
- *       columns: ['id', 'name'],
- *       row: (c) => [c.key!.id, c.new?.name ?? null],
- *       key: ['id'],
- *       op: (c) => (c.op === 'delete' ? 'delete' : 'upsert'),
- *     }),
- *     { id: 'mirror' },
- *   );
+ * p.source(new PostgresCdcSource<{ id: number; name: string }>({ connection: url, slot: 'accounts_mirror', tables: ['accounts'] }), { id: 'cdc' }).sink(
+ *   new PostgresSink<ChangeRecord<{ id: number; name: string }>>({
+ *     connection: url,
+ *     table: 'accounts_copy',
+ *     create: { id: 'integer', name: 'text' },
+ *     columns: ['id', 'name'],
+ *     row: (c) => [c.key!.id, c.new?.name ?? null],
+ *     key: ['id'],
+ *     op: (c) => (c.op === 'delete' ? 'delete' : 'upsert'),
+ *     parallelism: 1,
+ *   }),
+ *   { id: 'mirror' },
+ * );
  * const running = p.start({ checkpointDir: 'checkpoints', checkpointInterval: 1_000 });
+ * // … later: await running.stop();
  */
 export class PostgresCdcSource<R extends Record<string, unknown> = Record<string, unknown>> implements Source<ChangeRecord<R>> {
   readonly bounded = false;

@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CollectSink, Pipeline, type Batch, type DeadLetter, type JobSnapshot, type RunningJob, type Sink } from '../../index.ts';
+import { CollectSink, Pipeline, PostgresSink, type Batch, type DeadLetter, type JobSnapshot, type RunningJob, type Sink } from '../../index.ts';
 import { PostgresCdcSource, type ChangeRecord, type PostgresCdcOptions } from './cdc-source.ts';
 import { parseLsn } from './pgoutput.ts';
 import { PG_URL, sql, testSchema } from '../../../test/support/postgres.ts';
@@ -382,5 +382,41 @@ describe('PostgresCdcSource', () => {
     const noTables = cdcJob<Row>({ slot: slotName() });
     await expect(noTables.running.done).rejects.toThrow(/publication spate_cdct_\d+_\d+ does not exist; give `tables`/);
     expect(() => new PostgresCdcSource({ slot: 'Bad-Name' })).toThrow(/`slot` must be/);
+  });
+
+  it('runs the example of its TSDoc', async () => {
+    const accounts = `${schema.name}.accounts`;
+    const copy = `${schema.name}.accounts_copy`;
+    await sql(`CREATE TABLE ${accounts} (id integer PRIMARY KEY, name text)`);
+    await sql(`INSERT INTO ${accounts} VALUES (1, 'ann'), (2, 'bob')`);
+    const slot = slotName();
+    const checkpoints = tempDir();
+    // As in the @example of PostgresCdcSource, with the test's names.
+    const url = process.env['SPATE_PG_URL'] ?? 'postgres://spate:spate@127.0.0.1:5432/spate';
+    const p = new Pipeline();
+    p.source(new PostgresCdcSource<{ id: number; name: string }>({ connection: url, slot, tables: [accounts] }), { id: 'cdc' }).sink(
+      new PostgresSink<ChangeRecord<{ id: number; name: string }>>({
+        connection: url,
+        table: copy,
+        create: { id: 'integer', name: 'text' },
+        columns: ['id', 'name'],
+        row: (c) => [c.key!.id, c.new?.name ?? null],
+        key: ['id'],
+        op: (c) => (c.op === 'delete' ? 'delete' : 'upsert'),
+        parallelism: 1,
+      }),
+      { id: 'mirror' },
+    );
+    const running = p.start({ checkpointDir: checkpoints, checkpointInterval: 1_000 });
+    await sql(`INSERT INTO ${accounts} VALUES (3, 'cy')`);
+    await sql(`UPDATE ${accounts} SET name = 'bo' WHERE id = 2`);
+    await sql(`DELETE FROM ${accounts} WHERE id = 1`);
+    const same = async (): Promise<boolean> => JSON.stringify(await sql(`SELECT * FROM ${copy} ORDER BY id`).catch(() => [])) === JSON.stringify(await sql(`SELECT * FROM ${accounts} ORDER BY id`));
+    await until(same, 'the copy to equal the table');
+    await running.stop();
+    expect(await sql(`SELECT * FROM ${copy} ORDER BY id`)).toEqual([
+      { id: 2, name: 'bo' },
+      { id: 3, name: 'cy' },
+    ]);
   });
 });
