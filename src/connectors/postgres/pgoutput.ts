@@ -104,8 +104,6 @@ export type LogicalMessage =
   | { readonly tag: 'truncate'; readonly relations: readonly Relation[]; readonly cascade: boolean; readonly restartIdentity: boolean }
   | { readonly tag: 'other'; readonly type: string };
 
-const text = new TextDecoder('utf-8', { fatal: false });
-
 /**
  * Decodes `pgoutput` messages (protocol version 1), keeping the relations the server described
  * (it describes each before its first change in a session, and again after a schema change).
@@ -219,7 +217,7 @@ export class PgoutputDecoder {
       else if (kind === 0x74 /* t */) {
         const len = this.buf.readInt32BE(this.pos);
         this.pos += 4;
-        const s = text.decode(this.buf.subarray(this.pos, this.pos + len));
+        const s = this.buf.toString('utf8', this.pos, this.pos + len);
         this.pos += len;
         size += len;
         try {
@@ -262,7 +260,7 @@ export class PgoutputDecoder {
 
   private str(): string {
     const end = this.buf.indexOf(0, this.pos);
-    const s = text.decode(this.buf.subarray(this.pos, end));
+    const s = this.buf.toString('utf8', this.pos, end);
     this.pos = end + 1;
     return s;
   }
