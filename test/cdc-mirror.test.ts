@@ -6,7 +6,7 @@
  * target table equals the source table.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -40,6 +40,12 @@ function start(args: string[]): { child: ChildProcess; stderr: () => string; exi
   return { child, stderr: () => err, exit };
 }
 
+/** The id of the newest complete checkpoint in `ck` (0 if none). */
+function newest(ck: string): number {
+  if (!existsSync(ck)) return 0;
+  return Math.max(0, ...readdirSync(ck).filter((n) => /^chk-\d+$/.test(n) && existsSync(join(ck, n, '_MANIFEST'))).map((n) => Number(n.slice(4))));
+}
+
 /** Rows in one table and not the other (both ways, with multiplicity). */
 async function difference(a: string, b: string): Promise<unknown[]> {
   return sql(`(SELECT id, v, note FROM ${a} EXCEPT ALL SELECT id, v, note FROM ${b}) UNION ALL (SELECT id, v, note FROM ${b} EXCEPT ALL SELECT id, v, note FROM ${a})`);
@@ -48,18 +54,24 @@ async function difference(a: string, b: string): Promise<unknown[]> {
 it('a CDC pipeline killed at random moments and restarted mirrors the table exactly', async () => {
   const source = `${schema.name}.items`;
   const target = `${schema.name}.mirror`;
-  await createItems(source, 40_000);
+  await createItems(source, 150_000);
   await sql(`CREATE TABLE ${target} (id int PRIMARY KEY, v int, note text)`);
   const ck = join(dir, 'checkpoints');
   const args = [fixture, '--parallelism', '2', '--checkpoint-dir', ck, '--checkpoint-interval', '100', '--', PG_URL, slot, source, target];
-  const w = writer(source, { keys: 40_000, pauseMs: 1 });
+  const w = writer(source, { keys: 150_000, pauseMs: 1 });
   let log = '';
   let kills = 0;
   try {
     // Killed at random moments: the first runs mostly during the snapshot, later ones in the stream.
     for (let round = 0; round < 5; round++) {
       const run = start(args);
-      await sleep(1_200 + Math.random() * 2_500);
+      if (round === 0) {
+        // The first kill lands during the snapshot, right after a checkpoint of it completes.
+        const began = Date.now();
+        while (!/reading the snapshot/.test(run.stderr()) && Date.now() - began < 30_000) await sleep(5);
+        const before = newest(ck);
+        while (newest(ck) === before && Date.now() - began < 30_000) await sleep(5);
+      } else await sleep(1_200 + Math.random() * 2_500);
       run.child.kill('SIGKILL');
       const exit = await run.exit;
       log += run.stderr();
@@ -84,8 +96,9 @@ it('a CDC pipeline killed at random moments and restarted mirrors the table exac
   expect(exit.code, log).toBe(0);
   expect(kills).toBe(5);
   expect(log).toMatch(/resuming from checkpoint/);
+  expect(log).toMatch(/resuming the snapshot at/); // the first crash was during the snapshot
   expect(diff).toEqual([]);
   expect(await difference(source, target)).toEqual([]);
   const [{ n }] = await sql<{ n: string }>(`SELECT count(*) AS n FROM ${target}`);
-  expect(Number(n)).toBeGreaterThan(30_000);
+  expect(Number(n)).toBeGreaterThan(140_000);
 }, 150_000);
