@@ -3,7 +3,7 @@ import type { Source, SourceContext, SourceOutput, SourceReader, SourceStatus, S
 import { type Schema, validate } from '../format.ts';
 import { clientConfig, ident, literal, parseTableName, type PostgresConnection } from './config.ts';
 import { classify, describeError, ErrorKind, sqlState } from './errors.ts';
-import { formatLsn, type LogicalMessage, type Lsn, parseFrame, parseLsn, PgoutputDecoder, type Relation, statusUpdate, type Tuple } from './pgoutput.ts';
+import { formatLsn, type LogicalMessage, type Lsn, parseFrame, parseLsn, PgoutputDecoder, type Relation, statusUpdate } from './pgoutput.ts';
 import { Oid, parserFor, type ValueOptions, type ValueParser } from './pg-values.ts';
 import { ReplicationConnection } from './replication.ts';
 
@@ -327,6 +327,12 @@ class CdcReader<R extends Record<string, unknown>> implements SourceReader<Chang
   private lastProbe = 0;
   private readonly sleeps = new Set<() => void>();
   private createdPublication = false;
+  /** Tables whose snapshot rows are all queued (an attempt broken afterwards does not redo them). */
+  private readonly recvDone = new Set<number>();
+  /** Whether an attempt was queued in this run (a retried read then resumes with a temporary slot). */
+  private queuedAttempt = false;
+  /** Snapshot cursors of what was queued (ahead of what was emitted). */
+  private readonly recvCursor = new Map<number, readonly string[]>();
 
   // --- the emitting side ---
   private txContext: { finalLsn: Lsn; commitTime: number; xid: number } | null = null;
@@ -789,11 +795,6 @@ class CdcReader<R extends Record<string, unknown>> implements SourceReader<Chang
     }
   }
 
-  /** Tables whose snapshot rows are all queued (an attempt broken afterwards does not redo them). */
-  private readonly recvDone = new Set<number>();
-  /** Whether an attempt was queued in this run (a retried read then resumes with a temporary slot). */
-  private queuedAttempt = false;
-
   private async readTable(session: Client, index: number, t: TableProgress, lsn: string, time: number): Promise<void> {
     const { schema, name } = parseTableName(t.table.includes('"') ? t.table : splitQualified(t.table));
     const target = `${ident(schema!)}.${ident(name)}`;
@@ -853,9 +854,6 @@ class CdcReader<R extends Record<string, unknown>> implements SourceReader<Chang
     }
     await session.query('CLOSE spate_snapshot');
   }
-
-  /** Snapshot cursors of what was queued (ahead of what was emitted). */
-  private readonly recvCursor = new Map<number, readonly string[]>();
 
   /** Streams the slot, reconnecting with backoff whenever the connection breaks. */
   private async stream(): Promise<void> {
@@ -1191,4 +1189,3 @@ function bigMax(a: bigint, b: bigint): bigint {
   return a > b ? a : b;
 }
 
-export type { Tuple };
