@@ -194,8 +194,9 @@ const PREVIEW = 1_000;
  * do not make the slot retain WAL forever.
  *
  * **Idleness and time.** A record's time is its commit time (or the step's `timestamp`
- * function). The source declares itself idle only when it has caught up with the server — not
- * after a timeout (`idleTimeout` of the step overrides).
+ * function). The source declares itself idle only when it has caught up with the server — every
+ * change received is emitted, and the server sent nothing between two keepalives (asked for every
+ * second while nothing is buffered) — not after a timeout (`idleTimeout` of the step overrides).
  *
  * **Failures.** An unreachable server (at start or while running) is retried with backoff, said on
  * the job's log when it starts and ends, and counted in {@link PostgresCdcSource.metrics}; the

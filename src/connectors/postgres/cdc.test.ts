@@ -419,4 +419,19 @@ describe('PostgresCdcSource', () => {
       { id: 3, name: 'cy' },
     ]);
   });
+
+  it('is idle only once it has caught up with the server, and active again with the next change', async () => {
+    const t = `${schema.name}.idle`;
+    await createItems(t, 100);
+    const slot = slotName();
+    const { running, out } = cdcJob<Item>({ slot, tables: [t] });
+    const node = (): { idle: boolean } => running.job.node('cdc') as unknown as { idle: boolean };
+    await until(() => out.values.length >= 100, 'the snapshot');
+    await until(() => node().idle, 'idleness once caught up', 10_000);
+    await sql(`UPDATE ${t} SET v = -1 WHERE id = 5`);
+    await until(() => out.values.length >= 101, 'the change');
+    expect(node().idle).toBe(false);
+    await until(() => node().idle, 'idleness again', 10_000);
+    await running.stop();
+  });
 });
