@@ -89,6 +89,8 @@ export type { TableSinkOptions, RowOp } from './connectors/table-sink.ts';
 export { DuckDBSink, type DuckDBCommittable } from './connectors/duckdb/sink.ts';
 export type { DuckDBSinkOptions } from './connectors/duckdb/config.ts';
 export { DuckDBDatabase, type DuckDBOpenOptions, type DuckDBQueryResult } from './connectors/duckdb/database.ts';
+export { PostgresCdcSource, type PostgresCdcOptions, type ChangeRecord, type ChangeOp, type CdcMetrics } from './connectors/postgres/cdc-source.ts';
+export type { ValueParser, ValueOptions } from './connectors/postgres/pg-values.ts';
 export type { LineReaderOptions } from './connectors/file/line-reader.ts';
 export { KafkaSource, type KafkaSourceOptions, type KafkaMessage, type KafkaPosition, type KafkaStartFrom } from './connectors/kafka/source.ts';
 export { KafkaSink, type KafkaSinkOptions, type KafkaCommittable } from './connectors/kafka/sink.ts';

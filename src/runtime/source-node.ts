@@ -122,7 +122,7 @@ export class SourceNode {
     this.derived = source.watermarks !== 'explicit';
     this.bound = options.outOfOrderness ?? 0;
     this.maxSkew = options.maxTimeSkew ?? Infinity;
-    this.idleTimeout = options.idleTimeout ?? DEFAULT_IDLE_TIMEOUT;
+    this.idleTimeout = options.idleTimeout ?? source.idleTimeout ?? DEFAULT_IDLE_TIMEOUT;
     this.lastActivity = env.clock.now();
     // The collector's batch is written directly: emit() is on the hot path of every source.
     this.batch = this.output.batch;

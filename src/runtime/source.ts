@@ -105,6 +105,12 @@ export interface Source<T> {
    * A parallel job reads it there and sends what follows to the workers.
    */
   readonly local?: boolean;
+  /**
+   * The idle timeout when the step sets none (default: the runtime's, 10 s). A source whose reader
+   * knows when it has caught up with its input, and says so with `markIdle`, sets 0: silence alone
+   * then never makes it idle.
+   */
+  readonly idleTimeout?: number;
   /** The splits of the input, with their starting positions, on a fresh start. */
   splits(ctx: SourceContext): readonly Split[] | Promise<readonly Split[]>;
   /** A reader for one parallel instance. */
