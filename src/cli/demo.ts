@@ -1,114 +1,202 @@
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, rmSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import type { Worker } from 'node:worker_threads';
 import { Pipeline } from '../api/pipeline.ts';
-import { CallbackSink } from '../connectors/memory/sink.ts';
-import type { Q4Row, Q5Row, Q7Row, Q11Row } from '../nexmark/model.ts';
-import { q4, q5, q7, q11 } from '../nexmark/queries.ts';
-import { NexmarkSource } from '../nexmark/source.ts';
-import { numericArg, onStopSignal } from './args.ts';
+import { postgresQueryEngine } from '../connectors/postgres/query-engine.ts';
+import { DEFAULT_FAULTS, parseFaults } from '../demo/fleet.ts';
+import type { FleetWorkerData } from '../demo/fleet-worker.ts';
+import { buildDemoJob, parseDemoJobArgs } from '../demo/pipeline.ts';
+import { PROTOCOLS, type SenderStats, type SenderTargets } from '../demo/sender.ts';
+import { MAX_KEY_GROUPS } from '../runtime/options.ts';
+import { isLoopbackAddress } from '../ui/dashboard.ts';
+import { siblingEntry, startModuleWorker } from '../util/module-worker.ts';
+import { numericArg, UsageError } from './args.ts';
+import { runToEnd } from './run.ts';
 
-const money = (cents: number): string =>
-  `$${(cents / 100).toLocaleString('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 2 })}`;
-const clock = (ms: number): string => new Date(ms).toISOString().slice(11, 19);
+export const DEMO_USAGE = `spate demo [options]        (what npm start runs)
 
-/**
- * `spate demo` (what `npm start` runs): a live auction site. A NEXMark generator produces people,
- * auctions and bids in real time; one job answers four questions continuously — the hottest
- * auctions (sliding windows), the highest bids (tumbling windows), bidder sessions (session
- * windows) and average closing prices per category (a join with timers, then a running
- * aggregate) — and prints what it finds every two seconds.
- */
-export async function runDemo(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: { seconds: { type: 'string' }, rate: { type: 'string' } } });
-  // setTimeout fires at once for delays beyond 2^31 - 1 ms (24.8 days): refuse those.
-  const seconds = numericArg('seconds', values.seconds, 20, { min: 0, max: 2_147_483, hint: '0: run until stopped' });
-  const rate = numericArg('rate', values.rate, 20_000, { min: 0, exclusiveMin: true, hint: 'events per second' });
+A fleet of simulated street noise sensors sends readings over HTTP, WebSocket and MQTT into one
+Spate job on every core: validated, deduplicated, analysed (10 s stats, sliding 1-minute p95,
+anomaly alerts, active devices per region, the noisiest devices), stored exactly once in an
+embedded DuckDB file and shown on a live dashboard. Stop it with Ctrl-C; started again with the
+same --dir, it resumes from its last checkpoint.
 
-  const p = new Pipeline();
-  const start = Date.now();
-  const events = p.source(() => new NexmarkSource({ rate, baseTime: start, live: true, seed: 7 }), {
-    id: 'auction-events',
-    idleTimeout: 0,
+options:
+  --port P                dashboard port (default: $PORT, else 7070); the endpoints listen on
+                          P+1 (HTTP), P+2 (WebSocket) and P+3 (MQTT) unless set below
+  --host H                address to bind (default 127.0.0.1); any other needs a token:
+                          --token, SPATE_UI_TOKEN, or a random one printed with the URL
+  --token T               bearer token for the dashboard and the endpoints
+  --http-port P, --ws-port P, --mqtt-port P
+  --mqtt-url URL          ingest from this external MQTT broker (mqtt://host:1883) instead of the
+                          in-process one; the fleet publishes there
+  --devices N             simulated devices (default 500; 0: no fleet, only what you send)
+  --rate R                readings per second over the fleet (default 2000)
+  --faults SPEC           fault mix, e.g. outOfOrder=0.1,late=0.02,malformed=0.01,duplicate=0.02,
+                          oversized=0.001 (the rest keep their defaults; none: no faults)
+  --seed N                the fleet's random seed (default 7)
+  --store duckdb|postgres where results go (default duckdb: DIR/results.duckdb)
+  --pg-url URL            PostgreSQL for --store postgres (default: the PG* environment)
+  --dir DIR               checkpoints, ingestion logs and the DuckDB file (default .spate/demo)
+  --fresh                 delete DIR first: start over
+  --parallelism P         instances of every step (default: the number of cores)
+  --checkpoint-interval MS  (default 2000)
+  --seconds S             stop after S seconds (default 0: until Ctrl-C or SIGTERM)
+  -h, --help              this text
+
+Query the results while it runs: spate query "SELECT * FROM device_stats LIMIT 5"
+`;
+
+/** `spate demo`: the sensors-to-screen job, on embedded defaults (no external service). */
+export async function runDemo(argv: readonly string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: [...argv],
+    options: {
+      port: { type: 'string' },
+      host: { type: 'string' },
+      token: { type: 'string' },
+      'http-port': { type: 'string' },
+      'ws-port': { type: 'string' },
+      'mqtt-port': { type: 'string' },
+      'mqtt-url': { type: 'string' },
+      devices: { type: 'string' },
+      rate: { type: 'string' },
+      faults: { type: 'string' },
+      seed: { type: 'string' },
+      store: { type: 'string' },
+      'pg-url': { type: 'string' },
+      dir: { type: 'string' },
+      fresh: { type: 'boolean' },
+      parallelism: { type: 'string' },
+      'checkpoint-interval': { type: 'string' },
+      seconds: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
   });
-
-  let hot: Q5Row[] = [];
-  let highest: Q7Row[] = [];
-  const categories = new Map<number, number>();
-  let sessions = 0;
-  let sessionBids = 0;
-  let longest: Q11Row | null = null;
-  q5(events).sink(new CallbackSink<Q5Row>((r) => {
-    if (hot.length > 0 && hot[0]!.window_end !== r.window_end) hot = [];
-    hot.push(r);
-  }));
-  q7(events).sink(new CallbackSink<Q7Row>((r) => {
-    if (highest.length > 0 && Math.floor(highest[0]!.dateTime / 10_000) !== Math.floor(r.dateTime / 10_000)) highest = [];
-    highest.push(r);
-  }));
-  q11(events).sink(new CallbackSink<Q11Row>((r) => {
-    sessions++;
-    sessionBids += r.bid_count;
-    if (longest === null || r.bid_count > longest.bid_count) longest = r;
-  }));
-  q4(events).sink(new CallbackSink<Q4Row>((r) => categories.set(r.category, r.avg)));
-
-  process.stdout.write(
-    `Spate demo: a live auction site, ${rate.toLocaleString('en-US')} events/s of people, auctions and bids.\n` +
-      `One job, four continuous queries; ${seconds > 0 ? `stops after ${seconds} s` : 'runs until Ctrl-C or SIGTERM'} (--seconds N, --rate R).\n\n`,
-  );
-  const job = p.start();
-  let last = { time: Date.now(), events: 0 };
-  const report = (): void => {
-    const metrics = job.job.metrics();
-    const source = metrics.find((m) => m.step === 'auction-events')!;
-    const now = Date.now();
-    const perSecond = ((source.recordsOut - last.events) * 1000) / Math.max(1, now - last.time);
-    last = { time: now, events: source.recordsOut };
-    const late = metrics.reduce((n, m) => n + m.lateRecords, 0);
-    const lines = [
-      `[${clock(now)}] ${source.recordsOut.toLocaleString('en-US')} events (${Math.round(perSecond).toLocaleString('en-US')}/s), ` +
-        `watermark lag ${Number.isFinite(source.watermark) ? now - source.watermark : '-'} ms, late ${late}, dead letters ${job.job.deadLetterCount()}`,
-    ];
-    const h = hot[0];
-    if (h !== undefined) {
-      lines.push(
-        `  hottest auction ${clock(h.window_start)}–${clock(h.window_end)}: ${hot.map((r) => `#${r.auction}`).join(', ')} with ${h.num.toLocaleString('en-US')} bids`,
-      );
-    }
-    const b = highest[0];
-    if (b !== undefined) lines.push(`  highest bid in the last 10 s window: ${money(b.price)} by bidder ${b.bidder} on auction #${b.auction}`);
-    if (categories.size > 0) {
-      const avg = [...categories].sort((x, y) => x[0] - y[0]).map(([c, v]) => `${c}: ${money(v)}`);
-      lines.push(`  average winning bid by category: ${avg.join('  ')}`);
-    }
-    if (sessions > 0) {
-      lines.push(
-        `  bidder sessions closed: ${sessions.toLocaleString('en-US')}, ${(sessionBids / sessions).toFixed(1)} bids on average, longest ${longest!.bid_count} bids by bidder ${longest!.bidder}`,
-      );
-    }
-    process.stdout.write(lines.join('\n') + '\n\n');
-  };
-  const timer = setInterval(report, 2000);
-  let stopped: NodeJS.Signals | undefined;
-  // SIGTERM (a service manager, `kill`, a container stop) ends the demo as cleanly as Ctrl-C.
-  const removeHandlers = onStopSignal((signal) => {
-    stopped ??= signal;
-    void job.stop();
-  });
-  const deadline = seconds > 0 ? setTimeout(() => void job.stop(), seconds * 1000) : null;
-  let result;
-  try {
-    result = await job.done;
-  } finally {
-    clearInterval(timer);
-    if (deadline !== null) clearTimeout(deadline);
-    removeHandlers();
+  if (values.help) {
+    process.stdout.write(DEMO_USAGE);
+    return 0;
   }
-  report();
-  const steps = result.metrics.filter((m) => m.kind !== 'sink');
-  process.stdout.write(
-    `Done in ${(result.durationMs / 1000).toFixed(1)} s${stopped === undefined ? '' : ` (stopped by ${stopped})`}. Per step (records in → out):\n` +
-      steps.map((m) => `  ${m.step.padEnd(22)} ${m.kind.padEnd(16)} ${String(m.recordsIn).padStart(10)} → ${m.recordsOut}`).join('\n') +
-      '\n',
-  );
-  return 0;
+  const port = numericArg('port', values.port ?? process.env['PORT'], 7070, { integer: true, min: 1, max: 65532 });
+  const endpointPort = (name: string, raw: string | undefined, offset: number): number => numericArg(name, raw, port + offset, { integer: true, min: 0, max: 65535 });
+  const httpPort = endpointPort('http-port', values['http-port'], 1);
+  const wsPort = endpointPort('ws-port', values['ws-port'], 2);
+  const mqttPort = endpointPort('mqtt-port', values['mqtt-port'], 3);
+  const devices = numericArg('devices', values.devices, 500, { integer: true, min: 0, max: 1_000_000 });
+  const rate = numericArg('rate', values.rate, 2000, { min: 0, exclusiveMin: true, max: 1_000_000, hint: 'readings per second' });
+  const seed = numericArg('seed', values.seed, 7, { integer: true, min: 0 });
+  const seconds = numericArg('seconds', values.seconds, 0, { min: 0, max: 2_147_483, hint: '0: run until stopped' });
+  const parallelism = numericArg('parallelism', values.parallelism, availableParallelism(), { integer: true, min: 1, max: MAX_KEY_GROUPS });
+  const interval = numericArg('checkpoint-interval', values['checkpoint-interval'], 2000, { min: 1, hint: 'ms' });
+  let faults = DEFAULT_FAULTS;
+  if (values.faults !== undefined) {
+    try {
+      faults = parseFaults(values.faults);
+    } catch (error) {
+      throw new UsageError(`--faults: ${(error as Error).message}`);
+    }
+  }
+  const host = values.host ?? '127.0.0.1';
+  let token = values.token ?? process.env['SPATE_UI_TOKEN'];
+  if (token === '') token = undefined;
+  if (token === undefined && !isLoopbackAddress(host)) token = randomBytes(18).toString('base64url');
+
+  const dir = resolve(values.dir ?? '.spate/demo');
+  if (values.fresh) rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  const checkpointDir = join(dir, 'checkpoints');
+  const moduleArgs = [
+    '--host', host,
+    '--http-port', String(httpPort),
+    '--ws-port', String(wsPort),
+    '--mqtt-port', String(mqttPort),
+    '--duckdb', join(dir, 'results.duckdb'),
+    ...(token === undefined ? [] : ['--token', token]),
+    ...(values['mqtt-url'] === undefined ? [] : ['--mqtt-url', values['mqtt-url']]),
+    ...(values.store === undefined ? [] : ['--store', values.store]),
+    ...(values['pg-url'] === undefined ? [] : ['--pg-url', values['pg-url']]),
+  ];
+  let config;
+  try {
+    config = parseDemoJobArgs(moduleArgs);
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+
+  // The module the worker threads load: the demo job, from the sources or compiled alike.
+  const pipelineModule = new URL(`../demo/pipeline${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url);
+  const p = new Pipeline({
+    checkpointDir,
+    checkpointInterval: interval,
+    parallelism,
+    ...(parallelism > 1 ? { workers: { module: pipelineModule.href, args: moduleArgs } } : {}),
+  });
+  const endpoints = buildDemoJob(p, config);
+  const queries = config.store === 'postgres' ? postgresQueryEngine(config.pgUrl) : undefined;
+  const log = (line: string): void => void process.stderr.write(line + '\n');
+  const out = (line: string): void => void process.stdout.write(line + '\n');
+
+  return runToEnd(p, 'demo', checkpointDir, log, { port, host, title: 'Spate demo: street noise sensors', ...(token === undefined ? {} : { token }), ...(queries === undefined ? {} : { queries }) }, {
+    started: async (job, dashboard) => {
+      const [http, ws, mqtt] = await Promise.all([endpoints.http.listening(), endpoints.websocket.listening(), endpoints.mqtt.listening()]);
+      const targets: SenderTargets = { http: http.url, ws: ws.url, mqtt: values['mqtt-url'] ?? mqtt.url, ...(token === undefined ? {} : { token }) };
+      const url = `${dashboard!.url}${token === undefined ? '' : `?token=${encodeURIComponent(token)}`}`;
+      const where = relative(process.cwd(), dir) || '.';
+      out(
+        [
+          '',
+          `Spate demo: street noise sensors — open ${url}`,
+          '',
+          `  ${devices > 0 ? `${devices} simulated devices send ${rate} readings/s` : 'No simulated devices (--devices 0): send your own'} over`,
+          `    HTTP       ${targets.http}`,
+          `    WebSocket  ${targets.ws}`,
+          `    MQTT       ${targets.mqtt}  (topic sensors/<device>/readings, QoS 1)`,
+          `  into one job on ${parallelism} thread(s), checkpointing every ${interval} ms into ${where}/checkpoints;`,
+          `  results exactly once in ${config.store === 'duckdb' ? `${where}/results.duckdb` : 'PostgreSQL'}: spate query "SELECT * FROM device_stats ORDER BY window_end DESC LIMIT 5"${where === '.spate/demo' ? '' : ` --dir ${where}`}`,
+          '',
+          `  Send a reading yourself:`,
+          `    curl -d '{"id":"r-1","device":"my-sensor","region":"north","time":'$(date +%s000)',"db":61.5}' ${targets.http}`,
+          '',
+        ].join('\n'),
+      );
+      let fleet: Worker | null = null;
+      let stats: SenderStats | null = null;
+      if (devices > 0) {
+        const data: FleetWorkerData = { devices, rate, faults, seed, targets, oversizedBytes: config.maxMessageBytes + 1024 };
+        fleet = startModuleWorker(siblingEntry(pipelineModule.href, 'fleet-worker'), { workerData: data });
+        fleet.on('message', (s: SenderStats) => (stats = s));
+        fleet.on('error', (error) => log(`spate demo: the simulated fleet failed: ${error.message}`));
+      }
+      let last = { at: Date.now(), acknowledged: 0 };
+      const report = setInterval(() => {
+        const metrics = job.job.metrics();
+        const ingested = metrics.filter((m) => m.kind === 'source').reduce((n, m) => n + m.recordsOut, 0);
+        const checkpoints = job.job.checkpoints().filter((c) => c.status === 'completed').length;
+        let line = `[${new Date().toISOString().slice(11, 19)}] ${ingested.toLocaleString('en-US')} readings ingested, ${job.job.deadLetterCount()} dead letters, ${checkpoints} checkpoints`;
+        if (stats !== null) {
+          const acknowledged = PROTOCOLS.reduce((n, k) => n + stats!.acknowledged[k], 0);
+          const now = Date.now();
+          line += `; fleet: ${Math.round(((acknowledged - last.acknowledged) * 1000) / Math.max(1, now - last.at))}/s acknowledged (${PROTOCOLS.map((k) => `${k} ${stats!.acknowledged[k]}`).join(', ')}), ${stats.retries} retries`;
+          last = { at: now, acknowledged };
+        }
+        out(line);
+      }, 10_000);
+      report.unref();
+      const deadline = seconds > 0 ? setTimeout(() => void job.stop(), seconds * 1000) : null;
+      return async () => {
+        clearInterval(report);
+        if (deadline !== null) clearTimeout(deadline);
+        if (fleet !== null) {
+          const stopped = new Promise<void>((resolve) => fleet!.once('exit', () => resolve()));
+          fleet.postMessage('stop');
+          await Promise.race([stopped, new Promise((resolve) => setTimeout(resolve, 3000))]);
+          await fleet.terminate();
+        }
+        await queries?.close();
+      };
+    },
+  });
 }

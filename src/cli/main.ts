@@ -7,6 +7,7 @@ import { MAX_BATCH_SIZE, MAX_KEY_GROUPS } from '../runtime/options.ts';
 import { numericArg, onStopSignal, outputFileArg, UsageError } from './args.ts';
 import { runBench } from './bench.ts';
 import { runDemo } from './demo.ts';
+import { queryCommand } from './query.ts';
 import { planCommand, runCommand, savepointCommand } from './run.ts';
 
 const USAGE = `spate — real-time stream processing for TypeScript
@@ -17,8 +18,10 @@ Usage:
   spate plan <pipeline.ts> [--against DIR]
                                       print the plan, and what a restore from DIR would do
   spate savepoint <checkpoint-dir>    take a savepoint of the job running with that directory
-  spate demo [--seconds S] [--rate R] run the demo job (live NEXMark analytics) for S seconds
-                                      (default 20; 0: until stopped) at R events/s (default 20000)
+  spate demo [options]                the demo job (npm start): simulated sensors over HTTP,
+                                      WebSocket and MQTT, analytics on every core, results in
+                                      DuckDB, a live dashboard (spate demo --help)
+  spate query "SQL" [options]         query a running job's results (spate query --help)
   spate nexmark --query Q [options]   run NEXMark queries and print throughput
   spate bench [--suite S,S] [--events N] [--runs R] [--query Q,Q] [--seconds S]
                                       run the benchmark suites and print their tables:
@@ -191,6 +194,8 @@ export async function main(argv: string[]): Promise<number> {
         return await runBench(rest);
       case 'demo':
         return await runDemo(rest);
+      case 'query':
+        return await queryCommand(rest);
       case undefined:
       case 'help':
       case '--help':
@@ -202,7 +207,7 @@ export async function main(argv: string[]): Promise<number> {
     }
   } catch (error) {
     if (error instanceof UsageError || (error instanceof TypeError && (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS'))) {
-      process.stderr.write(`spate: ${error.message}\n\n${command === 'run' || command === 'plan' || command === 'savepoint' ? `spate ${command} --help lists the options\n` : USAGE}`);
+      process.stderr.write(`spate: ${error.message}\n\n${command === 'run' || command === 'plan' || command === 'savepoint' || command === 'demo' || command === 'query' ? `spate ${command} --help lists the options\n` : USAGE}`);
       return 2;
     }
     // A failed job: its error (which names the step) without a stack trace, unless asked for.

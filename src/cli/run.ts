@@ -3,7 +3,7 @@ import { basename, dirname, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { buildPipeline, loadPipelineModule, type PipelineModule } from '../api/define-pipeline.ts';
-import type { Pipeline, PipelineOptions } from '../api/pipeline.ts';
+import type { Pipeline, PipelineOptions, RunningJob } from '../api/pipeline.ts';
 import { compatibilityReport, formatReport } from '../checkpoint/compatibility.ts';
 import { loadCheckpoint, loadLatest } from '../checkpoint/manifest.ts';
 import type { JobSnapshot } from '../checkpoint/snapshot.ts';
@@ -15,6 +15,7 @@ import { numericArg, onStopSignal, UsageError } from './args.ts';
 import { type Dashboard, isLoopbackAddress, serveDashboard } from '../ui/dashboard.ts';
 import { sendControl, serveControl } from './control.ts';
 import { DuckDBDatabase } from '../connectors/duckdb/database.ts';
+import type { QueryEngine } from '../ui/query-engine.ts';
 
 export const RUN_USAGE = `spate run <pipeline.ts|pipeline.js> [options] [-- args...]
 
@@ -167,21 +168,47 @@ export async function runCommand(argv: readonly string[]): Promise<number> {
 }
 
 /** Dashboard options of `spate run --ui`. */
-type UiOptions = { readonly port: number; readonly host: string; readonly token?: string };
+export type UiOptions = { readonly port: number; readonly host: string; readonly token?: string; readonly title?: string; readonly queries?: QueryEngine };
+
+/** What a command built on `spate run` (the demo) adds around the job. */
+export interface RunHooks {
+  /**
+   * Called once the job runs and the dashboard (if any) listens; what it returns is called when
+   * the job has ended (before the summary).
+   */
+  readonly started?: (job: RunningJob, dashboard: Dashboard | null) => Promise<() => Promise<void>>;
+}
+
+/**
+ * The dashboard's SQL engine by default: the DuckDB databases the job has open (its DuckDB
+ * sinks' files), queried read-only in this process.
+ */
+const duckdbQueries: QueryEngine = { query: (sql) => DuckDBDatabase.queryOpen(sql) };
 
 /** Runs a built pipeline until it ends or a signal stops it; prints a summary. */
-async function runToEnd(p: Pipeline, path: string, checkpointDir: string | undefined, log: (line: string) => void, ui: UiOptions | null): Promise<number> {
+export async function runToEnd(p: Pipeline, path: string, checkpointDir: string | undefined, log: (line: string) => void, ui: UiOptions | null, hooks: RunHooks = {}): Promise<number> {
   const job = p.start();
   let dashboard: Dashboard | null = null;
   if (ui !== null) {
     try {
-      dashboard = await serveDashboard(job, { ...ui, title: basename(path).replace(/\.[cm]?[jt]s$/, '') });
+      dashboard = await serveDashboard(job, { queries: duckdbQueries, ...ui, title: ui.title ?? basename(path).replace(/\.[cm]?[jt]s$/, '') });
     } catch (error) {
       job.stop({ checkpoint: false });
       await job.done.catch(() => undefined);
       throw error;
     }
     log(`spate: dashboard at ${dashboard.url}${ui.token === undefined ? '' : `?token=${encodeURIComponent(ui.token)}`}`);
+  }
+  let ended: (() => Promise<void>) | null = null;
+  if (hooks.started !== undefined) {
+    try {
+      ended = await hooks.started(job, dashboard);
+    } catch (error) {
+      job.stop({ checkpoint: false });
+      await job.done.catch(() => undefined);
+      await dashboard?.close();
+      throw error;
+    }
   }
   let stopping: NodeJS.Signals | null = null;
   const removeFirst = onStopSignal((signal) => {
@@ -215,6 +242,7 @@ async function runToEnd(p: Pipeline, path: string, checkpointDir: string | undef
   } finally {
     removeFirst();
     control?.close();
+    await ended?.();
     await dashboard?.close();
   }
   summarize(path, result, stopping, log);

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { siblingEntry, startModuleWorker } from '../util/module-worker.ts';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { availableParallelism } from 'node:os';
@@ -293,25 +294,9 @@ function cut(snapshot: JobSnapshot, plan: PhysicalPlan, hosted: (task: Task, ins
   return { ...snapshot, steps };
 }
 
-/**
- * Starts a worker on its entry file, next to this one: compiled JavaScript as it is; TypeScript
- * sources (running from a checkout) through a bootstrap that first registers tsx in the worker's
- * own thread — module hooks are per thread.
- */
+/** Starts a worker on its entry file, next to this one. */
 function startWorker(init: WorkerInit, ports: ReadonlyArray<ChannelEnd['port']>): Worker {
-  const options = { workerData: init, transferList: [...ports], stdout: false, stderr: false };
-  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./worker.js', import.meta.url), options);
-  const tsx = JSON.stringify(tsxRegisterUrl());
-  const entry = JSON.stringify(new URL('./worker.ts', import.meta.url).href);
-  return new Worker(`import(${tsx}).then((m) => { m.register(); return import(${entry}); });`, { ...options, eval: true });
-}
-
-/** The ESM entry of tsx's `register` API (resolved from tsx's package exports: tests run without import.meta.resolve). */
-function tsxRegisterUrl(): string {
-  const require = createRequire(import.meta.url);
-  const manifest = require.resolve('tsx/package.json');
-  const exports = (JSON.parse(readFileSync(manifest, 'utf8')) as { exports: Record<string, { import: { default: string } }> }).exports;
-  return pathToFileURL(join(dirname(manifest), exports['./esm/api']!.import.default)).href;
+  return startModuleWorker(siblingEntry(import.meta.url, 'worker'), { workerData: init, transferList: [...ports], stdout: false, stderr: false });
 }
 
 /** The default parallelism of a job in worker threads: one instance per core. */
