@@ -145,10 +145,15 @@ export class MqttSource<T = unknown, R = T> extends PushSource<R> {
       broker.handle(socket);
     });
     const address = await listen(server, this.options.port!, this.host);
-    broker.on('clientError', (client, error) => log(`mqtt: client ${client.id}: ${error.message}`));
+    // Clients' errors while the broker closes (their connections cut, the emitter closed) are the stop itself.
+    let stopping = false;
+    broker.on('clientError', (client, error) => {
+      if (!stopping) log(`mqtt: client ${client.id}: ${error.message}`);
+    });
     return {
       address: { ...address, url: `mqtt://${hostForUrl(address.host)}:${address.port}` },
       stop: async () => {
+        stopping = true;
         server.close();
         await handler.idle();
         await new Promise<void>((resolve) => broker.close(() => resolve()));
