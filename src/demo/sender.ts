@@ -51,16 +51,26 @@ export interface SenderOptions {
   readonly batch?: number;
   /** A message bigger than this is sent alone (default 4 KiB): one oversized reading does not sink a batch. */
   readonly aloneAbove?: number;
+  /**
+   * MQTT connections the devices share, as gateways would (default 8). A broker takes one
+   * client's messages one after another, so one connection would be held to one durable append
+   * at a time; several let the job's log group their appends into one fsync.
+   */
+  readonly mqttClients?: number;
 }
 
 const zero = (): Record<Protocol, number> => ({ http: 0, ws: 0, mqtt: 0 });
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
+function hash(s: string): number {
+  let h = 0;
+  for (let i = 0; i < s.length; i++) h = (h * 31 + s.charCodeAt(i)) >>> 0;
+  return h;
+}
+
 /** The protocol a device speaks: fixed per device, a third each. */
 export function protocolOf(device: string): Protocol {
-  let h = 0;
-  for (let i = 0; i < device.length; i++) h = (h * 31 + device.charCodeAt(i)) >>> 0;
-  return PROTOCOLS[h % 3]!;
+  return PROTOCOLS[hash(device) % 3]!;
 }
 
 /**
@@ -77,7 +87,7 @@ export class FleetSender {
   private readonly maxPending: number;
   private readonly batch: number;
   private readonly aloneAbove: number;
-  private mqttClient: MqttClient | null = null;
+  private readonly mqttClients: MqttClient[] = [];
   private socket: WebSocket | null = null;
   private httpSeq = 0;
   private readonly nonce = Math.random().toString(36).slice(2, 10);
@@ -124,13 +134,25 @@ export class FleetSender {
   /** Messages sent but not yet answered, per protocol. */
   private readonly inFlight: Record<Protocol, number> = zero();
 
+  /**
+   * Stops the fleet (no new messages), waits until everything sent is acknowledged, then stops;
+   * false if that took longer than `timeoutMs`.
+   */
+  async finish(timeoutMs = 60_000): Promise<boolean> {
+    if (this.timer !== null) clearInterval(this.timer);
+    this.timer = null;
+    const drained = await this.drain(timeoutMs);
+    await this.stop();
+    return drained;
+  }
+
   /** Stops the fleet and the loops; unacknowledged messages are abandoned. */
   async stop(): Promise<void> {
     this.running = false;
     if (this.timer !== null) clearInterval(this.timer);
     for (const p of PROTOCOLS) this.wake[p]?.();
     this.socket?.terminate();
-    await this.mqttClient?.endAsync(true).catch(() => undefined);
+    await Promise.all(this.mqttClients.map((c) => c.endAsync(true).catch(() => undefined)));
     await Promise.all(this.loops);
   }
 
@@ -290,15 +312,18 @@ export class FleetSender {
   // ---- MQTT: QoS 1 publishes on a persistent session; mqtt.js keeps and resends what is unacknowledged.
 
   private async mqttLoop(): Promise<void> {
-    const client = mqtt.connect(this.targets.mqtt, {
-      clientId: `spate-demo-fleet-${this.nonce}`,
-      clean: false,
-      reconnectPeriod: 500,
-      connectTimeout: 5_000,
-      ...(this.targets.token === undefined ? {} : { username: 'fleet', password: this.targets.token }),
-    });
-    client.on('error', () => undefined); // reconnects by itself
-    this.mqttClient = client;
+    const n = Math.max(1, this.options.mqttClients ?? 8);
+    for (let i = 0; i < n; i++) {
+      const client = mqtt.connect(this.targets.mqtt, {
+        clientId: `spate-demo-fleet-${this.nonce}-${i}`,
+        clean: false,
+        reconnectPeriod: 500,
+        connectTimeout: 5_000,
+        ...(this.targets.token === undefined ? {} : { username: 'fleet', password: this.targets.token }),
+      });
+      client.on('error', () => undefined); // reconnects by itself
+      this.mqttClients.push(client);
+    }
     let inFlight = 0;
     while (this.running) {
       if (this.queues.mqtt.length === 0 || inFlight >= 1000) {
@@ -309,7 +334,8 @@ export class FleetSender {
       this.stats.pending.mqtt = this.queues.mqtt.length;
       inFlight++;
       this.inFlight.mqtt++;
-      client.publish(`sensors/${m.device}/readings`, m.payload, { qos: 1 }, (error) => {
+      // A device always goes through the same connection (its readings stay in order).
+      this.mqttClients[hash(m.device) % n]!.publish(`sensors/${m.device}/readings`, m.payload, { qos: 1 }, (error) => {
         inFlight--;
         // An error here is the client ending (stop): the message is abandoned, not acknowledged.
         if (error === undefined || error === null) this.acknowledge('mqtt', [m], new Set());
