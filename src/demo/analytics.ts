@@ -108,8 +108,11 @@ export function buildAnalytics(readings: Stream<Reading>): Analytics {
     );
   const late = stats.sideOutput(lateTag).map((r): LateReading => ({ ...r, arrivedAt: Date.now() }), { id: 'late-readings' });
 
+  // The sketches' windows drop late readings (counted in lateDropped): a percentile or a
+  // distinct count a reading tens of seconds late would barely move is not worth reopening.
   const p95 = byDevice
     .window(sliding(60_000, 10_000))
+    .onLate({ policy: 'drop' })
     .aggregate(
       approxQuantiles((r: Reading) => r.db, [0.95]),
       (device, q, w): DeviceP95 => ({ device, end: w.end, p95: q[0]! }),
@@ -152,6 +155,7 @@ export function buildAnalytics(readings: Stream<Reading>): Analytics {
   const regions = unique
     .keyBy((r) => r.region)
     .window(tumbling(10_000))
+    .onLate({ policy: 'drop' })
     .aggregate(
       approxDistinct((r: Reading) => r.device),
       (region, devices, w): RegionActivity => ({ region, end: w.end, devices }),
@@ -161,6 +165,7 @@ export function buildAnalytics(readings: Stream<Reading>): Analytics {
   const noisiest = unique
     .filter((r) => r.db > LOUD_DB, { id: 'loud' })
     .windowAll(tumbling(60_000))
+    .onLate({ policy: 'drop' })
     .aggregate(
       approxTopK((r: Reading) => r.device, 10),
       (_key, top, w): NoisiestDevices => ({ end: w.end, devices: top.map((t) => ({ device: String(t.item), loudReadings: t.count })) }),

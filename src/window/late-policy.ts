@@ -4,7 +4,8 @@ import type { OperatorContext } from '../runtime/operator.ts';
 /**
  * What a window does with a record that arrives after the watermark has passed its window.
  *
- * - `drop` (default): count it and drop it.
+ * - `drop` (default): count it and drop it; the default warns once on the job's log, an explicit
+ *   `drop` does not.
  * - `side-output`: count it and send it to the tag's side output.
  * - `dead-letter`: count it and send it to the dead-letter output.
  * - `update`: keep windows for `allowedLateness` ms after they fire; a late record within that
@@ -62,7 +63,8 @@ export class LateHandler {
         break;
       default:
         m.lateDropped += count;
-        if (!this.warned) {
+        // Said once, where dropping is the default rather than a choice (`onLate({ policy: 'drop' })`).
+        if (!this.warned && this.reject === DROP_LATE) {
           this.warned = true;
           this.ctx.warnOnce(
             `drops late records (the first at event time ${time}, behind the watermark ${this.ctx.watermark}); ` +
