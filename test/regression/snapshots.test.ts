@@ -99,4 +99,14 @@ describe('late records', () => {
     expect(warnings).toHaveLength(1);
     expect(warnings[0]).toMatch(/warning: step 'tens': drops late records \(the first at event time 3, behind the watermark 20\)/);
   });
+
+  it('dropping them by an explicit policy is counted without a warning', async () => {
+    const lines: string[] = [];
+    const p = new Pipeline({ log: (l) => lines.push(l) });
+    const src = new TestSource<number>().record(1, 5).watermark(20).record(2, 3).end();
+    p.source(src).windowAll(tumbling(10)).onLate({ policy: 'drop' }).aggregate(count(), { id: 'tens' }).sink(new CallbackSink(() => undefined));
+    const result = await p.run();
+    expect(result.metrics.find((m) => m.step === 'tens')).toMatchObject({ lateRecords: 1, lateDropped: 1 });
+    expect(lines.filter((l) => l.includes('late'))).toEqual([]);
+  });
 });
