@@ -207,7 +207,7 @@ export async function main(argv: string[]): Promise<number> {
     }
   } catch (error) {
     if (error instanceof UsageError || (error instanceof TypeError && (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS'))) {
-      process.stderr.write(`spate: ${error.message}\n\n${command === 'run' || command === 'plan' || command === 'savepoint' || command === 'demo' || command === 'query' ? `spate ${command} --help lists the options\n` : USAGE}`);
+      process.stderr.write(`spate: ${error.message}\n\n${command === 'run' || command === 'plan' || command === 'savepoint' ? `spate ${command} --help lists the options\n` : USAGE}`);
       return 2;
     }
     // A failed job: its error (which names the step) without a stack trace, unless asked for.
