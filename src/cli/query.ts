@@ -11,7 +11,8 @@ Runs one read-only SQL statement (SELECT, WITH, SHOW, DESCRIBE, …) against a j
 prints them as a table. By default it asks the demo (spate demo / npm start) in .spate/demo.
 
 options:
-  --dir DIR               the demo's directory (default .spate/demo)
+  --dir DIR               the demo's directory (default .spate/demo); a running demo answers
+                          from its results, in DuckDB or (--store postgres) PostgreSQL
   --checkpoint-dir DIR    ask the job running with this checkpoint directory (spate run
                           --checkpoint-dir DIR): it answers from the DuckDB file it has open
   --database FILE         the DuckDB file, when the job has several open — or, when no job runs,
