@@ -148,7 +148,13 @@ export async function runDemo(argv: readonly string[]): Promise<number> {
 
   return runToEnd(p, 'demo', checkpointDir, log, { port, host, title: 'Spate demo: street noise sensors', ...(token === undefined ? {} : { token }), ...(queries === undefined ? {} : { queries }) }, {
     started: async (job, dashboard) => {
-      const [http, ws, mqtt] = await Promise.all([endpoints.http.listening(), endpoints.websocket.listening(), endpoints.mqtt.listening()]);
+      // An endpoint that cannot start (its port taken, the broker refusing) fails the job, and its
+      // listening() never resolves: the job's end is the answer then.
+      const ended = job.done.then(
+        () => Promise.reject(new Error('the demo job ended before its endpoints listened')),
+        (error: unknown) => Promise.reject(error),
+      );
+      const [http, ws, mqtt] = await Promise.race([Promise.all([endpoints.http.listening(), endpoints.websocket.listening(), endpoints.mqtt.listening()]), ended]);
       const targets: SenderTargets = { http: http.url, ws: ws.url, mqtt: values['mqtt-url'] ?? mqtt.url, ...(token === undefined ? {} : { token }) };
       const url = `${dashboard!.url}${token === undefined ? '' : `?token=${encodeURIComponent(token)}`}`;
       const where = relative(process.cwd(), dir) || '.';
