@@ -1,14 +1,15 @@
 /**
  * `spate demo` when it cannot start: an ingestion endpoint whose port is taken, or an external
  * MQTT broker that refuses, fails the command at once (exit 1, naming the step) rather than
- * leaving it waiting for an endpoint that will never listen.
+ * leaving it waiting for an endpoint that will never listen. And `spate query --url` with the
+ * address a demo with a token prints (`?token=…`).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { freePorts, spate } from '../support/demo.ts';
+import { freePorts, spate, spateQuery, startDemo } from '../support/demo.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'spate-demo-cli-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -40,5 +41,21 @@ describe('spate demo that cannot start', () => {
     const r = await spate(['demo', '--dir', join(root, 'usage'), '--mqtt-client-id', 'x']);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/--mqtt-client-id needs --mqtt-url/);
+  });
+});
+
+describe('spate demo --token', () => {
+  it('prints an address with its token, which `spate query --url` takes as it is', async () => {
+    const demo = await startDemo(join(root, 'token'), ['--devices', '0', '--token', 's3cret-token']);
+    try {
+      expect(demo.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/\?token=s3cret-token$/);
+      expect(await spateQuery('SELECT count(*) AS n FROM device_stats', ['--url', demo.url])).toEqual([{ n: '0' }]);
+      const bare = demo.url.replace(/\?.*$/, '');
+      await expect(spateQuery('SELECT 1 AS n', ['--url', bare])).rejects.toThrow(/answered 401/);
+      expect(await spateQuery('SELECT 1 AS n', ['--url', bare, '--token', 's3cret-token'])).toEqual([{ n: 1 }]);
+      expect(await demo.stop()).toEqual({ code: 0, signal: null });
+    } finally {
+      await demo.kill();
+    }
   });
 });
