@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, rmSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join, relative, resolve } from 'node:path';
@@ -33,6 +33,9 @@ options:
   --http-port P, --ws-port P, --mqtt-port P
   --mqtt-url URL          ingest from this external MQTT broker (mqtt://host:1883) instead of the
                           in-process one; the fleet publishes there
+  --mqtt-client-id ID     the job's client id there: its persistent session, which keeps what the
+                          job has not taken while it is down (default: spate-demo-<hash of --dir>,
+                          so demos in other directories do not take each other's session over)
   --devices N             simulated devices (default 500; 0: no fleet, only what you send)
   --rate R                readings per second over the fleet (default 2000)
   --faults SPEC           fault mix, e.g. outOfOrder=0.1,late=0.02,malformed=0.01,duplicate=0.02,
@@ -62,6 +65,7 @@ export async function runDemo(argv: readonly string[]): Promise<number> {
       'ws-port': { type: 'string' },
       'mqtt-port': { type: 'string' },
       'mqtt-url': { type: 'string' },
+      'mqtt-client-id': { type: 'string' },
       devices: { type: 'string' },
       rate: { type: 'string' },
       faults: { type: 'string' },
@@ -108,6 +112,9 @@ export async function runDemo(argv: readonly string[]): Promise<number> {
   if (values.fresh) rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
   const checkpointDir = join(dir, 'checkpoints');
+  if (values['mqtt-client-id'] !== undefined && values['mqtt-url'] === undefined) throw new UsageError('--mqtt-client-id needs --mqtt-url');
+  // Stable across restarts in the same directory (the session resumes), distinct between directories.
+  const mqttClientId = values['mqtt-url'] === undefined ? undefined : (values['mqtt-client-id'] ?? `spate-demo-${createHash('sha256').update(dir).digest('hex').slice(0, 12)}`);
   const moduleArgs = [
     '--host', host,
     '--http-port', String(httpPort),
@@ -115,7 +122,7 @@ export async function runDemo(argv: readonly string[]): Promise<number> {
     '--mqtt-port', String(mqttPort),
     '--duckdb', join(dir, 'results.duckdb'),
     ...(token === undefined ? [] : ['--token', token]),
-    ...(values['mqtt-url'] === undefined ? [] : ['--mqtt-url', values['mqtt-url']]),
+    ...(values['mqtt-url'] === undefined ? [] : ['--mqtt-url', values['mqtt-url'], '--mqtt-client-id', mqttClientId!]),
     ...(values.store === undefined ? [] : ['--store', values.store]),
     ...(values['pg-url'] === undefined ? [] : ['--pg-url', values['pg-url']]),
   ];
@@ -141,7 +148,13 @@ export async function runDemo(argv: readonly string[]): Promise<number> {
 
   return runToEnd(p, 'demo', checkpointDir, log, { port, host, title: 'Spate demo: street noise sensors', ...(token === undefined ? {} : { token }), ...(queries === undefined ? {} : { queries }) }, {
     started: async (job, dashboard) => {
-      const [http, ws, mqtt] = await Promise.all([endpoints.http.listening(), endpoints.websocket.listening(), endpoints.mqtt.listening()]);
+      // An endpoint that cannot start (its port taken, the broker refusing) fails the job, and its
+      // listening() never resolves: the job's end is the answer then.
+      const ended = job.done.then(
+        () => Promise.reject(new Error('the demo job ended before its endpoints listened')),
+        (error: unknown) => Promise.reject(error),
+      );
+      const [http, ws, mqtt] = await Promise.race([Promise.all([endpoints.http.listening(), endpoints.websocket.listening(), endpoints.mqtt.listening()]), ended]);
       const targets: SenderTargets = { http: http.url, ws: ws.url, mqtt: values['mqtt-url'] ?? mqtt.url, ...(token === undefined ? {} : { token }) };
       const url = `${dashboard!.url}${token === undefined ? '' : `?token=${encodeURIComponent(token)}`}`;
       const where = relative(process.cwd(), dir) || '.';
@@ -153,7 +166,7 @@ export async function runDemo(argv: readonly string[]): Promise<number> {
           `  ${devices > 0 ? `${devices} simulated devices send ${rate} readings/s` : 'No simulated devices (--devices 0): send your own'} over`,
           `    HTTP       ${targets.http}`,
           `    WebSocket  ${targets.ws}`,
-          `    MQTT       ${targets.mqtt}  (topic sensors/<device>/readings, QoS 1)`,
+          `    MQTT       ${targets.mqtt}  (topic sensors/<device>/readings, QoS 1${mqttClientId === undefined ? '' : `; the job subscribes as ${mqttClientId}`})`,
           `  into one job on ${parallelism} thread(s), checkpointing every ${interval} ms into ${where}/checkpoints;`,
           `  results exactly once in ${config.store === 'duckdb' ? `${where}/results.duckdb` : 'PostgreSQL'}: spate query "SELECT * FROM device_stats ORDER BY window_end DESC LIMIT 5"${where === '.spate/demo' ? '' : ` --dir ${where}`}`,
           '',

@@ -11,13 +11,16 @@ Runs one read-only SQL statement (SELECT, WITH, SHOW, DESCRIBE, …) against a j
 prints them as a table. By default it asks the demo (spate demo / npm start) in .spate/demo.
 
 options:
-  --dir DIR               the demo's directory (default .spate/demo)
+  --dir DIR               the demo's directory (default .spate/demo); a running demo answers
+                          from its results, in DuckDB or (--store postgres) PostgreSQL
   --checkpoint-dir DIR    ask the job running with this checkpoint directory (spate run
                           --checkpoint-dir DIR): it answers from the DuckDB file it has open
   --database FILE         the DuckDB file, when the job has several open — or, when no job runs,
                           the file to open and read
-  --url URL               ask a job's dashboard over HTTP instead (http://127.0.0.1:7070)
-  --token T               the dashboard's bearer token (default: SPATE_UI_TOKEN)
+  --url URL               ask a job's dashboard over HTTP instead (http://127.0.0.1:7070; the
+                          address spate demo prints, ?token=… included, will do)
+  --token T               the dashboard's bearer token (default: the URL's ?token=, else
+                          SPATE_UI_TOKEN)
   --json                  print the rows as JSON lines
   -h, --help              this text
 `;
@@ -45,7 +48,14 @@ export async function queryCommand(argv: readonly string[]): Promise<number> {
   if (sql === '') throw new UsageError(`a SQL statement is required\n\n${QUERY_USAGE}`);
   let result: DuckDBQueryResult;
   if (values.url !== undefined) {
-    result = await overHttp(values.url, sql, values.token ?? process.env['SPATE_UI_TOKEN']);
+    // The address the demo prints carries the token (?token=…): it goes as the bearer token.
+    let fromUrl: string | undefined;
+    try {
+      fromUrl = new URL(values.url).searchParams.get('token') ?? undefined;
+    } catch {
+      throw new UsageError(`--url: not a URL: '${values.url}'`);
+    }
+    result = await overHttp(values.url, sql, values.token ?? fromUrl ?? process.env['SPATE_UI_TOKEN']);
   } else {
     const demo = resolve(values.dir ?? '.spate/demo');
     const checkpointDir = values['checkpoint-dir'] ?? join(demo, 'checkpoints');

@@ -15,7 +15,7 @@ import { numericArg, onStopSignal, UsageError } from './args.ts';
 import { type Dashboard, isLoopbackAddress, serveDashboard } from '../ui/dashboard.ts';
 import { sendControl, serveControl } from './control.ts';
 import { DuckDBDatabase } from '../connectors/duckdb/database.ts';
-import type { QueryEngine } from '../ui/query-engine.ts';
+import { type QueryEngine, readOnlyViolation } from '../ui/query-engine.ts';
 
 export const RUN_USAGE = `spate run <pipeline.ts|pipeline.js> [options] [-- args...]
 
@@ -226,7 +226,14 @@ export async function runToEnd(p: Pipeline, path: string, checkpointDir: string 
     checkpointDir === undefined
       ? null
       : await serveControl(checkpointDir, async (request) => {
-          if (request.command === 'query') return DuckDBDatabase.queryOpen(request.sql, request.database);
+          if (request.command === 'query') {
+            // A job whose results are elsewhere (the demo with --store postgres) answers with the
+            // engine its dashboard uses, so \`spate query\` sees what /api/query sees.
+            if (ui?.queries === undefined) return DuckDBDatabase.queryOpen(request.sql, request.database);
+            const violation = readOnlyViolation(request.sql);
+            if (violation !== null) throw new Error(violation);
+            return ui.queries.query(request.sql);
+          }
           if (request.command === 'savepoint') {
             const record = await job.savepoint();
             return { id: record.id, path: resolve(checkpointDir, `savepoint-${String(record.id).padStart(10, '0')}`), bytes: record.bytes };

@@ -31,6 +31,8 @@ export interface DemoJobConfig {
   /** Port of the in-process MQTT broker, unless `mqttUrl` names an external one. */
   readonly mqttPort: number;
   readonly mqttUrl: string | undefined;
+  /** The job's client id at the external broker (`mqttUrl`; default `spate-mqtt`): its persistent session. */
+  readonly mqttClientId: string | undefined;
   readonly store: 'duckdb' | 'postgres';
   /** The DuckDB file (`store` duckdb). */
   readonly duckdb: string;
@@ -57,6 +59,7 @@ export function parseDemoJobArgs(args: readonly string[]): DemoJobConfig {
       'ws-port': { type: 'string' },
       'mqtt-port': { type: 'string' },
       'mqtt-url': { type: 'string' },
+      'mqtt-client-id': { type: 'string' },
       store: { type: 'string' },
       duckdb: { type: 'string' },
       'pg-url': { type: 'string' },
@@ -80,6 +83,7 @@ export function parseDemoJobArgs(args: readonly string[]): DemoJobConfig {
     wsPort: port('ws-port', values['ws-port'], 7072),
     mqttPort: port('mqtt-port', values['mqtt-port'], 7073),
     mqttUrl: values['mqtt-url'],
+    mqttClientId: values['mqtt-client-id'],
     store,
     duckdb: values.duckdb ?? '.spate/demo/results.duckdb',
     pgUrl: values['pg-url'],
@@ -145,7 +149,7 @@ export function buildDemoJob(p: Pipeline, config: DemoJobConfig): DemoEndpoints 
     websocket: new WebSocketSource<Reading>({ ...common, port: config.wsPort, maxMessageBytes: config.maxMessageBytes }),
     mqtt: new MqttSource<Reading>({
       ...common,
-      ...(config.mqttUrl === undefined ? { port: config.mqttPort } : { url: config.mqttUrl }),
+      ...(config.mqttUrl === undefined ? { port: config.mqttPort } : { url: config.mqttUrl, ...(config.mqttClientId === undefined ? {} : { clientId: config.mqttClientId }) }),
       topics: [MQTT_TOPIC],
       maxMessageBytes: config.maxMessageBytes,
     }),

@@ -1,4 +1,4 @@
-import pg, { type ClientConfig } from 'pg';
+import pg, { type ClientConfig, type QueryArrayConfig } from 'pg';
 import type { QueryEngine, QueryResult } from '../../ui/query-engine.ts';
 import { clientConfig, type PostgresConnection } from './config.ts';
 
@@ -20,7 +20,10 @@ export function postgresQueryEngine(connection: PostgresConnection | undefined, 
       const client = await pool.connect();
       try {
         await client.query(`BEGIN READ ONLY; SET LOCAL statement_timeout = ${timeout}`);
-        const result = await client.query({ text: sql, rowMode: 'array' });
+        // The extended protocol takes one statement only: the simple one would run `…; COMMIT; DROP …`
+        // past the read-only transaction. (`queryMode` is not in @types/pg.)
+        const query: QueryArrayConfig = { text: sql, rowMode: 'array', ...{ queryMode: 'extended' } };
+        const result = await client.query(query);
         const rows = (result.rows as unknown[][]).map((row) => Object.fromEntries(result.fields.map((f, i) => [f.name, jsonSafe(row[i])])));
         return { columns: result.fields.map((f) => ({ name: f.name })), rows };
       } finally {
