@@ -64,6 +64,12 @@ async function attr(selector: string, name: string): Promise<number> {
 }
 
 /** The dead letters counted on the page's steps table, over all steps. */
+/** The Late column of a step in the steps table. */
+async function lateOnPage(step: string): Promise<number> {
+  const text = await page.locator(`#steps-table td[data-counter="late"][data-step="${step}"]`).textContent();
+  return Number((text ?? '0').replace(/,/g, ''));
+}
+
 async function deadLettersOnPage(): Promise<number> {
   const texts = await page.locator('#steps-table td[data-counter="dead-letters"]').allTextContents();
   return texts.reduce((n, t) => n + Number(t.replace(/,/g, '')), 0);
@@ -124,6 +130,13 @@ describe('spate demo in a browser', () => {
     expect(firstTime).toMatch(/^\d\d:\d\d:\d\d\.\d{3}$/);
   });
 
+  it('counts late readings: the fleet holds some back 15–60 s, past their windows', async () => {
+    // They correct their closed windows (allowed lateness 30 s): device-stats counts each.
+    await expect.poll(() => lateOnPage('device-stats'), { timeout: 60_000, interval: 500 }).toBeGreaterThan(0);
+    const late = await lateOnPage('device-stats');
+    await expect.poll(() => lateOnPage('device-stats'), { timeout: 30_000, interval: 500 }).toBeGreaterThan(late);
+  });
+
   it('answers SQL on device_stats in its query panel', async () => {
     await page.locator('#query').waitFor({ state: 'visible' });
     const sql = 'SELECT device, region, readings, avg_db FROM device_stats ORDER BY window_end DESC, device LIMIT 5';
@@ -156,10 +169,16 @@ describe('spate demo in a browser', () => {
     runningCount = Math.max(count(control), count(http));
   });
 
-  it('keeps receiving view updates, without errors on the page (and writes the screenshot when asked)', async () => {
+  it('keeps receiving view updates, without errors on the page, and writes a screenshot', async () => {
     // More windows close (every device's, every 10 s) and late readings correct closed ones.
     await expect.poll(() => attr('#views .chart[data-view="device-stats"]', 'data-points'), { timeout: 30_000, interval: 250 }).toBeGreaterThan(firstPoints);
     expect(problems).toEqual([]);
+    // A test artifact every run (test-artifacts/, ignored by git)...
+    const artifact = resolve(ROOT, 'test-artifacts', 'demo.png');
+    mkdirSync(dirname(artifact), { recursive: true });
+    await page.screenshot({ path: artifact, fullPage: true });
+    expect(statSync(artifact).size).toBeGreaterThan(10_000);
+    // ...and, when asked, the README's picture.
     if (SCREENSHOT !== undefined && SCREENSHOT !== '') {
       // Charts of views with one window only have a single x value (uPlot then spans years):
       // wait for the next windows (10 s later), then scroll to the top.
