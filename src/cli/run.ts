@@ -249,8 +249,9 @@ export async function runToEnd(p: Pipeline, path: string, checkpointDir: string 
   } finally {
     removeFirst();
     control?.close();
-    await ended?.();
+    // The dashboard first: what the hook closes (a query engine) may still serve its requests.
     await dashboard?.close();
+    await ended?.();
   }
   summarize(path, result, stopping, log);
   return 0;
