@@ -95,7 +95,12 @@ export interface SinkHarness<T, D = unknown> {
   create(): D | Promise<D>;
   /** A new sink object writing to `destination` (each parallel instance and each restart gets its own). */
   sink(destination: D): Sink<T>;
-  /** What a reader of the destination sees now (committed data only), as records shaped like {@link record}'s. */
+  /**
+   * What a reader of the destination sees now (committed data only), as records shaped like
+   * {@link record}'s. If the destination makes a returned commit visible asynchronously (Kafka
+   * writes a transaction's markers after EndTxn returns), wait here until commits that returned
+   * are visible — without waiting for what is only pre-committed.
+   */
   read(destination: D): readonly T[] | Promise<readonly T[]>;
   /** Test record number `i` (distinct for distinct `i`). */
   record(i: number): T;

@@ -240,7 +240,7 @@ describe('KafkaSource', () => {
     const result = await p.run();
     expect(out.values).toEqual([{ id: 1 }, { id: 6 }]);
     expect(result.deadLetters).toBe(4);
-    const letters = (await readCommitted(dlq)).map((r) => JSON.parse(r.value) as { step: string; error: string; record: Record<string, unknown> });
+    const letters = (await readCommitted(dlq, { settled: true })).map((r) => JSON.parse(r.value) as { step: string; error: string; record: Record<string, unknown> });
     expect(letters.map((l) => [l.step, l.record['offset'], l.record['partition'], l.record['topic']])).toEqual([
       ['orders', 1, 0, t],
       ['orders', 2, 0, t],
@@ -423,7 +423,7 @@ describe('KafkaSink', () => {
     await new Promise((r) => setTimeout(r, 200));
     expect(await readCommitted(t)).toEqual([]);
     await sink.commit([{ checkpointId: 1, instance: 0, data: c1 }]);
-    expect((await readCommitted(t)).map((r) => JSON.parse(r.value).i)).toEqual(Array.from({ length: 10 }, (_, i) => i));
+    expect((await readCommitted(t, { settled: true })).map((r) => JSON.parse(r.value).i)).toEqual(Array.from({ length: 10 }, (_, i) => i));
     // Checkpoint 3's transaction reuses checkpoint 1's transactional id (with a new epoch); a crash comes before checkpoint 3 completes.
     sink.write(batch(15, 3));
     const c3 = (await sink.preCommit())!;
@@ -482,6 +482,6 @@ describe('KafkaSink', () => {
     const result = await p.run();
     expect(result.deadLetters).toBe(1);
     expect((out.values[0] as { step: string; error: string }).error).toMatch(/larger than maxRecordBytes/);
-    expect((await readCommitted(t)).map((r) => r.value)).toEqual(['{"i":1}', '{"i":3}']);
+    expect((await readCommitted(t, { settled: true })).map((r) => r.value)).toEqual(['{"i":1}', '{"i":3}']);
   });
 });
