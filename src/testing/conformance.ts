@@ -562,6 +562,26 @@ class ReaderDriver<T> {
   }
 }
 
+/**
+ * Runs the runtime's loop on a reader with nothing new to read, for `window` ms: poll, and after
+ * `wait` await ready(). Counts the polls (a reader whose ready() resolves without input spins).
+ */
+async function idleLoop<T>(r: ReaderDriver<T>, window: number): Promise<{ polls: number; waited: boolean; window: number }> {
+  const start = Date.now();
+  let polls = 0;
+  let waited = false;
+  while (Date.now() - start < window) {
+    polls++;
+    const status = r.poll(100);
+    if (status === 'end') throw new ConformanceError('an unbounded source returned end');
+    if (status === 'wait') {
+      waited = true;
+      await r.ready(window - (Date.now() - start));
+    }
+  }
+  return { polls, waited, window };
+}
+
 function sourceContext(instance: number, parallelism: number, restoredCheckpoint: number | undefined): SourceContext {
   return { stepId: 'conformance', clock: systemClock, instance, parallelism, restoredCheckpoint };
 }
@@ -571,7 +591,8 @@ function sourceContext(instance: number, parallelism: number, restoredCheckpoint
  * (read, snapshot, read on, crash, restore into a fresh object, compare), reads every record once,
  * ends when bounded, waits without busy-spinning when an unbounded input is caught up (and wakes
  * for new input), dead-letters bad input and reads on, and divides its splits between parallel
- * readers so that a restore at another parallelism reads on exactly. Positions go through
+ * readers so that a restore at another parallelism reads on exactly (a reader left without
+ * splits ends, or waits without busy-spinning if unbounded). Positions go through
  * msgpack, as a checkpoint stores them. Unbounded sources need `append` in the harness.
  *
  * @example
@@ -720,17 +741,25 @@ export function sourceConformance<T, I>(harness: SourceHarness<T, I>, options: C
         await one.open(snaps.flat());
         await readAll(one, total - before.length, true);
         expectRecords([...before, ...one.out.records.map((x) => x.value)], total, `${p} reader(s), then one reader restored from their snapshots`);
-        // More instances than splits (where the source allows them): a reader without splits must not fail.
+        // More instances than splits (where the source allows them): a reader without splits must
+        // not fail — bounded, it ends; unbounded, it waits without busy-spinning (it is there when
+        // the job runs at a parallelism above the input's partitions, for as long as the job runs).
         if ((probe.maxParallelism ?? Infinity) > splits.length) {
           const idle = readers(splits.length, splits.length + 1, 1);
           await idle.open([]);
-          let status = idle.poll(10);
-          if (status === 'wait') {
-            await idle.ready(h.bounded ? timeoutMs : 20);
-            status = idle.poll(10);
+          if (h.bounded) {
+            let status = idle.poll(10);
+            if (status === 'wait') {
+              await idle.ready(timeoutMs);
+              status = idle.poll(10);
+            }
+            if (status !== 'end') throw new ConformanceError(`a bounded reader without splits returned ${status}, not end`);
+          } else {
+            const { polls, window } = await idleLoop(idle, 300);
+            const allowed = ((h.idlePollsPerSecond ?? 250) * window) / 1000;
+            if (polls > allowed) throw new ConformanceError(`a reader without splits was polled ${polls} times in ${window} ms: ready() resolves with nothing to read (busy-spinning; at most ${allowed} allowed)`);
           }
           if (idle.out.records.length > 0) throw new ConformanceError('a reader without splits emitted records');
-          if (h.bounded && status !== 'end') throw new ConformanceError(`a bounded reader without splits returned ${status}, not end`);
         }
       }),
     },
@@ -760,19 +789,7 @@ export function sourceConformance<T, I>(harness: SourceHarness<T, I>, options: C
         await r.open(await initialSplits(r.source, 1));
         await r.readUntil(10);
         // Caught up: run the runtime's loop for a while — poll, and after `wait` await ready().
-        const window = 500;
-        const start = Date.now();
-        let polls = 0;
-        let waited = false;
-        while (Date.now() - start < window) {
-          polls++;
-          const status = r.poll(100);
-          if (status === 'end') throw new ConformanceError('an unbounded source returned end');
-          if (status === 'wait') {
-            waited = true;
-            await r.ready(window - (Date.now() - start));
-          }
-        }
+        const { polls, waited, window } = await idleLoop(r, 500);
         if (!waited) throw new ConformanceError('caught up with its input, the reader never returned wait (it reports more with nothing to read)');
         if (r.out.records.length !== 10) throw new ConformanceError(`caught up with its input, the reader emitted ${r.out.records.length - 10} records more`);
         const allowed = ((h.idlePollsPerSecond ?? 250) * window) / 1000;
