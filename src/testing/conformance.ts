@@ -123,6 +123,12 @@ export interface ConformanceOptions {
   readonly prefix?: string;
   /** How long a source check waits for records that should come (ms; default 10 000). */
   readonly timeoutMs?: number;
+  /**
+   * An unbounded source has emitted the records a check expects; how long it must then stay
+   * silent for the check to conclude that nothing more comes — duplicates (ms; default 300).
+   * Raise it for a source that takes longer to (re)start a stream after its first records.
+   */
+  readonly settleMs?: number;
 }
 
 /** One sink instance driven as the runtime drives it (see `SinkOperator`). */
@@ -526,6 +532,24 @@ class ReaderDriver<T> {
     }
   }
 
+  /**
+   * Reads on until no record came for `quietMs` (an unbounded source that has emitted what a
+   * check expects): what comes then is more than the input holds.
+   */
+  async settle(quietMs: number): Promise<void> {
+    const deadline = Date.now() + this.timeoutMs;
+    let count = this.out.records.length;
+    let last = Date.now();
+    while (this.status !== 'end' && Date.now() - last < quietMs && Date.now() < deadline) {
+      const status = this.poll(50);
+      if (this.out.records.length !== count) {
+        count = this.out.records.length;
+        last = Date.now();
+      }
+      if (status === 'wait') await this.ready(quietMs - (Date.now() - last));
+    }
+  }
+
   /** Reads a bounded input to its end. */
   async readToEnd(): Promise<void> {
     const deadline = Date.now() + this.timeoutMs;
@@ -607,6 +631,7 @@ export function sourceConformance<T, I>(harness: SourceHarness<T, I>, options: C
   const h = harness as SourceHarness<T, unknown>;
   const prefix = options.prefix === undefined ? '' : `${options.prefix}: `;
   const timeoutMs = options.timeoutMs ?? 10_000;
+  const settleMs = options.settleMs ?? 300;
 
   const withInput = (records: number, fn: (input: unknown, readers: (instance?: number, parallelism?: number, restored?: number) => ReaderDriver<T>) => Promise<void>) => async (): Promise<void> => {
     if (!h.bounded && h.append === undefined) throw new ConformanceError('an unbounded source needs `append` in the harness: the suite must control what the input holds');
@@ -633,10 +658,16 @@ export function sourceConformance<T, I>(harness: SourceHarness<T, I>, options: C
     return unpack(pack(splits)) as Split[];
   };
 
-  /** Reads the whole input: to the end if bounded, else until `count` records (`lenient`: fewer, after the timeout). */
+  /**
+   * Reads the whole input: to the end if bounded, else until `count` records (`lenient`: fewer,
+   * after the timeout) and on until the source stays silent (whatever comes then is extra).
+   */
   const readAll = async (d: ReaderDriver<T>, count: number, lenient = false): Promise<void> => {
     if (h.bounded) await d.readToEnd();
-    else await d.readUntil(count, 7, lenient);
+    else {
+      await d.readUntil(count, 7, lenient);
+      await d.settle(settleMs);
+    }
   };
 
   /** Asserts the emitted values are records 0 … count − 1, each once (compared with `record` if given). */
