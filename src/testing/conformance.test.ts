@@ -146,7 +146,7 @@ describe('sinkConformance', () => {
 
 // ---- an in-memory input of two splits, and a source that can be broken on purpose ----
 
-type SourceBug = 'none' | 'snapshot off by one' | 'busy-spins' | 'swallows bad input' | 'ignores max';
+type SourceBug = 'none' | 'snapshot off by one' | 'busy-spins' | 'spins without splits' | 'swallows bad input' | 'ignores max';
 
 /** Items of the input; item k belongs to split k % 2. */
 class Input {
@@ -205,6 +205,8 @@ class MemorySource implements Source<{ id: number }> {
       },
       ready(): Promise<void> {
         if (bug === 'busy-spins') return Promise.resolve();
+        // What the Kafka source did: with no partitions, nothing to wait for, so ready() resolved at once.
+        if (bug === 'spins without splits' && owned.length === 0) return Promise.resolve();
         if (owned.some((s) => s.read < itemsOf(s.k).length)) return Promise.resolve();
         return new Promise((resolve) => input.waiters.add(resolve));
       },
@@ -260,8 +262,18 @@ describe('sourceConformance', () => {
 
   it('fails a source that busy-spins when caught up', async () => {
     const failed = await failures('busy-spins');
-    expect(failed.map((f) => f[0])).toEqual(['caught up, it waits without busy-spinning, and wakes up for new input']);
-    expect(failed[0]![1]).toMatch(/polled \d+ times in 500 ms: ready\(\) resolves without new input \(busy-spinning/);
+    expect(failed.map((f) => f[0])).toEqual([
+      'splits are divided between parallel readers; restored at another parallelism, it reads on exactly',
+      'caught up, it waits without busy-spinning, and wakes up for new input',
+    ]);
+    expect(failed[0]![1]).toMatch(/a reader without splits was polled \d+ times in 300 ms: ready\(\) resolves with nothing to read \(busy-spinning/);
+    expect(failed[1]![1]).toMatch(/polled \d+ times in 500 ms: ready\(\) resolves without new input \(busy-spinning/);
+  });
+
+  it('fails a source whose reader without splits busy-spins', async () => {
+    const failed = await failures('spins without splits');
+    expect(failed.map((f) => f[0])).toEqual(['splits are divided between parallel readers; restored at another parallelism, it reads on exactly']);
+    expect(failed[0]![1]).toMatch(/a reader without splits was polled \d+ times in 300 ms/);
   });
 
   it('fails a source that swallows bad input', async () => {

@@ -95,7 +95,12 @@ export interface SinkHarness<T, D = unknown> {
   create(): D | Promise<D>;
   /** A new sink object writing to `destination` (each parallel instance and each restart gets its own). */
   sink(destination: D): Sink<T>;
-  /** What a reader of the destination sees now (committed data only), as records shaped like {@link record}'s. */
+  /**
+   * What a reader of the destination sees now (committed data only), as records shaped like
+   * {@link record}'s. If the destination makes a returned commit visible asynchronously (Kafka
+   * writes a transaction's markers after EndTxn returns), wait here until commits that returned
+   * are visible — without waiting for what is only pre-committed.
+   */
   read(destination: D): readonly T[] | Promise<readonly T[]>;
   /** Test record number `i` (distinct for distinct `i`). */
   record(i: number): T;
@@ -118,6 +123,12 @@ export interface ConformanceOptions {
   readonly prefix?: string;
   /** How long a source check waits for records that should come (ms; default 10 000). */
   readonly timeoutMs?: number;
+  /**
+   * An unbounded source has emitted the records a check expects; how long it must then stay
+   * silent for the check to conclude that nothing more comes — duplicates (ms; default 300).
+   * Raise it for a source that takes longer to (re)start a stream after its first records.
+   */
+  readonly settleMs?: number;
 }
 
 /** One sink instance driven as the runtime drives it (see `SinkOperator`). */
@@ -521,6 +532,24 @@ class ReaderDriver<T> {
     }
   }
 
+  /**
+   * Reads on until no record came for `quietMs` (an unbounded source that has emitted what a
+   * check expects): what comes then is more than the input holds.
+   */
+  async settle(quietMs: number): Promise<void> {
+    const deadline = Date.now() + this.timeoutMs;
+    let count = this.out.records.length;
+    let last = Date.now();
+    while (this.status !== 'end' && Date.now() - last < quietMs && Date.now() < deadline) {
+      const status = this.poll(50);
+      if (this.out.records.length !== count) {
+        count = this.out.records.length;
+        last = Date.now();
+      }
+      if (status === 'wait') await this.ready(quietMs - (Date.now() - last));
+    }
+  }
+
   /** Reads a bounded input to its end. */
   async readToEnd(): Promise<void> {
     const deadline = Date.now() + this.timeoutMs;
@@ -557,6 +586,26 @@ class ReaderDriver<T> {
   }
 }
 
+/**
+ * Runs the runtime's loop on a reader with nothing new to read, for `window` ms: poll, and after
+ * `wait` await ready(). Counts the polls (a reader whose ready() resolves without input spins).
+ */
+async function idleLoop<T>(r: ReaderDriver<T>, window: number): Promise<{ polls: number; waited: boolean; window: number }> {
+  const start = Date.now();
+  let polls = 0;
+  let waited = false;
+  while (Date.now() - start < window) {
+    polls++;
+    const status = r.poll(100);
+    if (status === 'end') throw new ConformanceError('an unbounded source returned end');
+    if (status === 'wait') {
+      waited = true;
+      await r.ready(window - (Date.now() - start));
+    }
+  }
+  return { polls, waited, window };
+}
+
 function sourceContext(instance: number, parallelism: number, restoredCheckpoint: number | undefined): SourceContext {
   return { stepId: 'conformance', clock: systemClock, instance, parallelism, restoredCheckpoint };
 }
@@ -566,7 +615,8 @@ function sourceContext(instance: number, parallelism: number, restoredCheckpoint
  * (read, snapshot, read on, crash, restore into a fresh object, compare), reads every record once,
  * ends when bounded, waits without busy-spinning when an unbounded input is caught up (and wakes
  * for new input), dead-letters bad input and reads on, and divides its splits between parallel
- * readers so that a restore at another parallelism reads on exactly. Positions go through
+ * readers so that a restore at another parallelism reads on exactly (a reader left without
+ * splits ends, or waits without busy-spinning if unbounded). Positions go through
  * msgpack, as a checkpoint stores them. Unbounded sources need `append` in the harness.
  *
  * @example
@@ -581,6 +631,7 @@ export function sourceConformance<T, I>(harness: SourceHarness<T, I>, options: C
   const h = harness as SourceHarness<T, unknown>;
   const prefix = options.prefix === undefined ? '' : `${options.prefix}: `;
   const timeoutMs = options.timeoutMs ?? 10_000;
+  const settleMs = options.settleMs ?? 300;
 
   const withInput = (records: number, fn: (input: unknown, readers: (instance?: number, parallelism?: number, restored?: number) => ReaderDriver<T>) => Promise<void>) => async (): Promise<void> => {
     if (!h.bounded && h.append === undefined) throw new ConformanceError('an unbounded source needs `append` in the harness: the suite must control what the input holds');
@@ -607,10 +658,16 @@ export function sourceConformance<T, I>(harness: SourceHarness<T, I>, options: C
     return unpack(pack(splits)) as Split[];
   };
 
-  /** Reads the whole input: to the end if bounded, else until `count` records (`lenient`: fewer, after the timeout). */
+  /**
+   * Reads the whole input: to the end if bounded, else until `count` records (`lenient`: fewer,
+   * after the timeout) and on until the source stays silent (whatever comes then is extra).
+   */
   const readAll = async (d: ReaderDriver<T>, count: number, lenient = false): Promise<void> => {
     if (h.bounded) await d.readToEnd();
-    else await d.readUntil(count, 7, lenient);
+    else {
+      await d.readUntil(count, 7, lenient);
+      await d.settle(settleMs);
+    }
   };
 
   /** Asserts the emitted values are records 0 … count − 1, each once (compared with `record` if given). */
@@ -715,17 +772,25 @@ export function sourceConformance<T, I>(harness: SourceHarness<T, I>, options: C
         await one.open(snaps.flat());
         await readAll(one, total - before.length, true);
         expectRecords([...before, ...one.out.records.map((x) => x.value)], total, `${p} reader(s), then one reader restored from their snapshots`);
-        // More instances than splits (where the source allows them): a reader without splits must not fail.
+        // More instances than splits (where the source allows them): a reader without splits must
+        // not fail — bounded, it ends; unbounded, it waits without busy-spinning (it is there when
+        // the job runs at a parallelism above the input's partitions, for as long as the job runs).
         if ((probe.maxParallelism ?? Infinity) > splits.length) {
           const idle = readers(splits.length, splits.length + 1, 1);
           await idle.open([]);
-          let status = idle.poll(10);
-          if (status === 'wait') {
-            await idle.ready(h.bounded ? timeoutMs : 20);
-            status = idle.poll(10);
+          if (h.bounded) {
+            let status = idle.poll(10);
+            if (status === 'wait') {
+              await idle.ready(timeoutMs);
+              status = idle.poll(10);
+            }
+            if (status !== 'end') throw new ConformanceError(`a bounded reader without splits returned ${status}, not end`);
+          } else {
+            const { polls, window } = await idleLoop(idle, 300);
+            const allowed = ((h.idlePollsPerSecond ?? 250) * window) / 1000;
+            if (polls > allowed) throw new ConformanceError(`a reader without splits was polled ${polls} times in ${window} ms: ready() resolves with nothing to read (busy-spinning; at most ${allowed} allowed)`);
           }
           if (idle.out.records.length > 0) throw new ConformanceError('a reader without splits emitted records');
-          if (h.bounded && status !== 'end') throw new ConformanceError(`a bounded reader without splits returned ${status}, not end`);
         }
       }),
     },
@@ -755,19 +820,7 @@ export function sourceConformance<T, I>(harness: SourceHarness<T, I>, options: C
         await r.open(await initialSplits(r.source, 1));
         await r.readUntil(10);
         // Caught up: run the runtime's loop for a while — poll, and after `wait` await ready().
-        const window = 500;
-        const start = Date.now();
-        let polls = 0;
-        let waited = false;
-        while (Date.now() - start < window) {
-          polls++;
-          const status = r.poll(100);
-          if (status === 'end') throw new ConformanceError('an unbounded source returned end');
-          if (status === 'wait') {
-            waited = true;
-            await r.ready(window - (Date.now() - start));
-          }
-        }
+        const { polls, waited, window } = await idleLoop(r, 500);
         if (!waited) throw new ConformanceError('caught up with its input, the reader never returned wait (it reports more with nothing to read)');
         if (r.out.records.length !== 10) throw new ConformanceError(`caught up with its input, the reader emitted ${r.out.records.length - 10} records more`);
         const allowed = ((h.idlePollsPerSecond ?? 250) * window) / 1000;

@@ -148,13 +148,37 @@ export interface ReadRecord {
 }
 
 /**
+ * Waits (up to 30 s) until no transaction whose transactional id contains `text` is between its
+ * end and its markers. EndTxn returns once the coordinator has logged the decision; the markers
+ * that make a committed transaction visible to `read_committed` readers (or drop an aborted one)
+ * are written to the partitions afterwards — a reader right after a commit may not see it yet.
+ */
+export async function settleTransactions(text: string, client?: PlatformaticKafkaClient): Promise<void> {
+  const own = client ?? new PlatformaticKafkaClient({ brokers: KAFKA_BROKERS });
+  try {
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const ending = (await own.listTransactions(['PrepareCommit', 'PrepareAbort'])).filter((t) => t.transactionalId.includes(text));
+      if (ending.length === 0) return;
+      if (Date.now() > deadline) throw new Error(`transactions still being ended after 30 s: ${ending.map((t) => `${t.transactionalId} (${t.state})`).join(', ')}`);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  } finally {
+    if (client === undefined) await own.close();
+  }
+}
+
+/**
  * Reads every partition of a topic from the start up to its last stable offset, as a
  * `read_committed` consumer: what readers of the topic see. With `waitStable`, first waits (up to
- * 30 s) until no transaction is open on the topic (LSO = high watermark).
+ * 30 s) until no transaction is open on the topic (LSO = high watermark). With `settled`, first
+ * waits until the transactions whose transactional ids contain the topic's name (the sink's
+ * default prefix does) have their markers written: every commit that returned is visible.
  */
-export async function readCommitted(topic: string, options: { waitStable?: boolean } = {}): Promise<ReadRecord[]> {
+export async function readCommitted(topic: string, options: { waitStable?: boolean; settled?: boolean } = {}): Promise<ReadRecord[]> {
   const client = new PlatformaticKafkaClient({ brokers: KAFKA_BROKERS });
   try {
+    if (options.settled) await settleTransactions(topic, client);
     const n = await client.partitions(topic);
     const leaders = await client.leaders(topic);
     const out: ReadRecord[] = [];

@@ -212,8 +212,12 @@ export interface KafkaClient {
   produce(node: number, producer: ProducerIdentity, transactionalId: string | null, parts: readonly PartitionRecords[], timeoutMs: number): Promise<number[]>;
   /** EndTxn: commits or aborts the transaction that (transactionalId, producer id, epoch) opened. */
   endTxn(transactionalId: string, producer: ProducerIdentity, commit: boolean): Promise<void>;
-  /** Open (ongoing) transactions on every broker (empty if the brokers do not support listing them). */
-  listTransactions(): Promise<ListedTransaction[]>;
+  /**
+   * Transactions in the given states (default: open, `Ongoing`) on every broker (empty if the
+   * brokers do not support listing them). Other states: `PrepareCommit` and `PrepareAbort` (ended,
+   * markers not yet written: not yet visible to `read_committed` readers), `CompleteCommit`, …
+   */
+  listTransactions(states?: readonly string[]): Promise<ListedTransaction[]>;
   close(): Promise<void>;
 }
 
@@ -489,13 +493,13 @@ export class PlatformaticKafkaClient implements KafkaClient {
     });
   }
 
-  async listTransactions(): Promise<ListedTransaction[]> {
+  async listTransactions(states: readonly string[] = ['Ongoing']): Promise<ListedTransaction[]> {
     const metadata = await this.base.metadata({ topics: [] });
     const out: ListedTransaction[] = [];
     for (const node of metadata.brokers.keys()) {
       let r: { errorCode: number; transactionStates: Array<{ transactionalId: string; producerId: bigint; transactionState: string }> };
       try {
-        r = await this.call('ListTransactions', node, ['Ongoing'], [], -1n, null);
+        r = await this.call('ListTransactions', node, [...states], [], -1n, null);
       } catch (error) {
         if (/Unsupported API/i.test(String((error as Error).message))) return [];
         throw error;

@@ -92,6 +92,11 @@ interface Txn {
   readonly pending: Map<number, Pending[]>;
   /** Next sequence number per partition. */
   readonly sequences: Map<number, number>;
+  /**
+   * Records at the head of a partition's pending list that were sent in a request whose outcome
+   * is unknown (the response lost, or an error): the next request resends exactly them.
+   */
+  readonly inflight: Map<number, number>;
   readonly added: Set<number>;
   records: number;
   unsent: number;
@@ -140,8 +145,9 @@ interface Slot {
  * line on the log when it goes away and one when it answers again, counted in
  * {@link KafkaSink.stats}); records wait in a bounded buffer and the sink reports backpressure
  * when it is full, so the job slows down instead of growing memory; a produce request whose
- * outcome is unknown is sent again with the same sequence numbers, which the broker
- * deduplicates: nothing is lost or duplicated.
+ * outcome is unknown is sent again as it was — the same records with the same sequence numbers,
+ * records written meanwhile held for the next request — which the broker deduplicates: nothing
+ * is lost or duplicated.
  *
  * @example
  * p.source(new KafkaSource<Bid>({ topic: 'bids' }), { id: 'bids' })
@@ -392,6 +398,7 @@ export class KafkaSink<T> implements Sink<T, KafkaCommittable> {
       pending: new Map(),
       // Idempotent (at-least-once) writes continue one sequence per partition across checkpoints.
       sequences: this.exactlyOnce ? new Map() : this.idempotentSequences,
+      inflight: new Map(),
       added: new Set(),
       records: 0,
       unsent: 0,
@@ -515,9 +522,18 @@ export class KafkaSink<T> implements Sink<T, KafkaCommittable> {
     for (const p of partitions) {
       const list = txn.pending.get(p)!;
       let bytes = 0;
-      let n = 0;
-      while (n < list.length && (n === 0 || (bytes + list[n]!.size <= PARTITION_BATCH_BYTES && total + bytes + list[n]!.size <= this.maxRequestBytes))) bytes += list[n++]!.size;
-      if (n === 0) continue;
+      let n = txn.inflight.get(p) ?? 0;
+      if (n > 0) {
+        // Sent before, outcome unknown: the broker may hold the batch. It recognises a retry only
+        // as the identical batch (same first and last sequence number) — records written since
+        // wait for the next batch, or it refuses the sequence (OUT_OF_ORDER_SEQUENCE_NUMBER).
+        for (let k = 0; k < n; k++) bytes += list[k]!.size;
+        if (total > 0 && total + bytes > this.maxRequestBytes) continue; // in the next request
+      } else {
+        while (n < list.length && (n === 0 || (bytes + list[n]!.size <= PARTITION_BATCH_BYTES && total + bytes + list[n]!.size <= this.maxRequestBytes))) bytes += list[n++]!.size;
+        if (n === 0) continue;
+        txn.inflight.set(p, n);
+      }
       // A copy: `write` may append to the list while the request is out.
       parts.push({ topic: this.options.topic, partition: p, records: list.slice(0, n), firstSequence: txn.sequences.get(p) ?? 0 });
       total += bytes;
@@ -532,6 +548,7 @@ export class KafkaSink<T> implements Sink<T, KafkaCommittable> {
       // A duplicate sequence: the broker has these records already (a retry after an unknown outcome).
       if (code === 0 || code === KafkaErrors.DUPLICATE_SEQUENCE_NUMBER) {
         const n = part.records.length;
+        txn.inflight.delete(part.partition);
         const list = txn.pending.get(part.partition)!;
         if (n === list.length) txn.pending.set(part.partition, []);
         else list.splice(0, n);

@@ -293,7 +293,11 @@ class KafkaReader<T, V> implements SourceReader<T> {
       })
       .finally(() => {
         this.fetching = null;
-        this.wake();
+        // A failure must reach poll. Otherwise the loop stopped with nothing to fetch (no
+        // partitions, or bounded ones read to their end) or a full buffer (poll has records and
+        // restarts it): waking `ready()` here would make a reader without partitions — more
+        // instances than partitions — spin between poll and ready, starving its thread.
+        if (this.failure !== null || this.closed) this.wake();
       });
   }
 
