@@ -509,9 +509,20 @@ function drawViewChart(panel) {
   if (panel.chart === null) {
     panel.chartHost.replaceChildren();
     const series = [{ label: epoch ? 'event time' : 'time' }, ...panel.keys.map((k, i) => ({ label: k, stroke: PALETTE[i % PALETTE.length], width: 1.5, spanGaps: true, points: { size: 4 } }))];
-    panel.chart = new uPlot({ width: chartWidth(panel.chartHost), height: 220, series, scales: { x: { time: epoch } }, axes: [{}, { size: 56 }], legend: { live: true } }, data, panel.chartHost);
+    // One distinct x (a view's first window): uPlot would widen the scale by a day and more
+    // around it; show ±10 s (or ±1) instead.
+    const xRange = (u, min, max) => {
+      const x = u.data[0];
+      if (x.length === 0 || x[0] !== x[x.length - 1]) return [min, max];
+      const pad = epoch ? 10 : 1;
+      return [x[0] - pad, x[0] + pad];
+    };
+    panel.chart = new uPlot({ width: chartWidth(panel.chartHost), height: 220, series, scales: { x: { time: epoch, range: xRange } }, axes: [{}, { size: 56 }], legend: { live: true } }, data, panel.chartHost);
   } else panel.chart.setData(data);
   panel.chartHost.setAttribute('data-points', String(panel.total));
+  // The x scale's width (seconds for event time), for tests and tools reading the page.
+  const { min, max } = panel.chart.scales.x;
+  if (min != null && max != null) panel.chartHost.setAttribute('data-x-span', String(max - min));
 }
 
 function renderLatest(panel) {
