@@ -125,9 +125,8 @@ describe('spate demo in a browser', () => {
     firstPoints = await attr(chart, 'data-points');
     expect(await page.locator(`${chart} canvas`).count()).toBe(1);
     // The x axis spans the windows seen (here one or two 10 s windows), not years around one point.
-    const span = await attr(chart, 'data-x-span');
-    expect(span).toBeGreaterThan(0);
-    expect(span).toBeLessThanOrEqual(60);
+    await expect.poll(() => attr(chart, 'data-x-span'), poll).toBeGreaterThan(0);
+    expect(await attr(chart, 'data-x-span')).toBeLessThanOrEqual(60);
     expect(await page.locator('#views section[data-view="device-stats"] table.latest tbody tr').count()).toBe(10);
     expect(await page.locator('#views section[data-view="device-stats"] table.latest tbody tr').first().getAttribute('data-key')).toMatch(/^sensor-\d{4}$/);
     firstTime = (await page.locator('#views section[data-view="device-stats"] table.latest tbody tr td').nth(1).textContent()) ?? '';

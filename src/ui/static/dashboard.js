@@ -517,12 +517,14 @@ function drawViewChart(panel) {
       const pad = epoch ? 10 : 1;
       return [x[0] - pad, x[0] + pad];
     };
-    panel.chart = new uPlot({ width: chartWidth(panel.chartHost), height: 220, series, scales: { x: { time: epoch, range: xRange } }, axes: [{}, { size: 56 }], legend: { live: true } }, data, panel.chartHost);
+    // The x scale's width (seconds for event time) once uPlot has set it, for tests and tools reading the page.
+    const host = panel.chartHost;
+    const setScale = (u, key) => {
+      if (key === 'x' && u.scales.x.min != null && u.scales.x.max != null) host.setAttribute('data-x-span', String(u.scales.x.max - u.scales.x.min));
+    };
+    panel.chart = new uPlot({ width: chartWidth(host), height: 220, series, scales: { x: { time: epoch, range: xRange } }, axes: [{}, { size: 56 }], legend: { live: true }, hooks: { setScale: [setScale] } }, data, host);
   } else panel.chart.setData(data);
   panel.chartHost.setAttribute('data-points', String(panel.total));
-  // The x scale's width (seconds for event time), for tests and tools reading the page.
-  const { min, max } = panel.chart.scales.x;
-  if (min != null && max != null) panel.chartHost.setAttribute('data-x-span', String(max - min));
 }
 
 function renderLatest(panel) {
