@@ -59,11 +59,34 @@ export function instanceOfKeyGroup(kg: number, parallelism: number, maxParalleli
  * aggregate per (pane, key) of the batch; the partials go out at the end of the batch,
  * each with its pane's start as time, so they meet the same watermark the records would have.
  */
+/** A key's partial aggregate in a combining partitioner. */
+interface PartialEntry {
+  readonly k: Key;
+  acc: unknown;
+  n: number;
+  /** Pane. */
+  p: number;
+  /** Target instance. */
+  readonly t: number;
+  /** The batch the partial belongs to. */
+  epoch: number;
+}
+
+/** Partials kept between batches at most (beyond, all are dropped after a batch). */
+const MAX_KEPT_PARTIALS = 8192;
+
 export class Partitioner implements EdgeTarget {
   private readonly buffers: Array<Batch<unknown>>;
   private rr = 0;
-  /** Key → its partial of the batch being folded, with pane and target instance (combining only). */
-  private readonly partials = new Map<Key, { acc: unknown; n: number; p: number; t: number }>();
+  /**
+   * Key → its partial (combining only): accumulator, count, pane, target instance, and the batch
+   * it belongs to. Entries are kept across batches (a key's target is computed once, no entry is
+   * allocated per batch) and dropped together when there are more than {@link MAX_KEPT_PARTIALS}.
+   */
+  private readonly partials = new Map<Key, PartialEntry>();
+  /** Entries in use in the batch being folded, in first-use order. */
+  private readonly used: PartialEntry[] = [];
+  private epoch = 0;
 
   constructor(
     private readonly ship: Exclude<Ship, 'chain' | 'forward'>,
@@ -143,6 +166,8 @@ export class Partitioner implements EdgeTarget {
     const n = this.targets.length;
     const maxP = this.env.maxParallelism;
     const partials = this.partials;
+    const used = this.used;
+    const epoch = ++this.epoch;
     let i = 0;
     while (i < length) {
       try {
@@ -150,22 +175,31 @@ export class Partitioner implements EdgeTarget {
           const v = values[i];
           const k = c.key(v);
           const p = c.pane(times[i]!);
-          const e = partials.get(k);
-          if (e !== undefined && e.p === p) {
-            e.acc = c.add(e.acc, v);
-            e.n++;
-            continue;
-          }
-          if (e !== undefined) {
-            this.emitPartial(e, k, c);
+          let e = partials.get(k);
+          if (e !== undefined && e.epoch === epoch) {
+            if (e.p === p) {
+              e.acc = c.add(e.acc, v);
+              e.n++;
+              continue;
+            }
+            this.emitPartial(e, c);
             e.p = p;
             e.acc = c.add(c.create(), v);
             e.n = 1;
             continue;
           }
-          checkKey(k);
-          const t = n === 1 ? 0 : instanceOfKeyGroup(keyGroupOf(k, maxP), n, maxP);
-          partials.set(k, { acc: c.add(c.create(), v), n: 1, p, t });
+          if (e === undefined) {
+            checkKey(k);
+            const t = n === 1 ? 0 : instanceOfKeyGroup(keyGroupOf(k, maxP), n, maxP);
+            e = { k, acc: c.add(c.create(), v), n: 1, p, t, epoch };
+            partials.set(k, e);
+          } else {
+            e.epoch = epoch;
+            e.p = p;
+            e.acc = c.add(c.create(), v);
+            e.n = 1;
+          }
+          used.push(e);
         }
       } catch (error) {
         this.metrics.deadLetters++;
@@ -173,14 +207,15 @@ export class Partitioner implements EdgeTarget {
         i++;
       }
     }
-    for (const [k, e] of partials) this.emitPartial(e, k, c);
-    partials.clear();
+    for (let j = 0; j < used.length; j++) this.emitPartial(used[j]!, c);
+    used.length = 0;
+    if (partials.size > MAX_KEPT_PARTIALS) partials.clear();
     this.handAll();
   }
 
-  private emitPartial(e: { acc: unknown; n: number; p: number; t: number }, k: Key, c: CombineSpec): void {
+  private emitPartial(e: PartialEntry, c: CombineSpec): void {
     const b = this.buffers[e.t]!;
-    b.push({ k, a: c.encode(e.acc), n: e.n } satisfies Partial, e.p);
+    b.push({ k: e.k, a: c.encode(e.acc), n: e.n } satisfies Partial, e.p);
     if (b.length === b.capacity) this.hand(e.t);
   }
 
