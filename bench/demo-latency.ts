@@ -14,24 +14,14 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sendControl } from '../src/cli/control.ts';
+import { freePorts } from '../test/support/net.ts';
 
 const seconds = Number(process.argv[2] ?? 40);
 const dir = mkdtempSync(join(tmpdir(), 'spate-bench-demo-'));
 const bin = join(import.meta.dirname, '..', 'bin', 'spate.js');
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 function percentile(xs: number[], q: number): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -42,9 +32,8 @@ const query = async (sql: string): Promise<Array<Record<string, unknown>>> =>
   ((await sendControl(join(dir, 'checkpoints'), { command: 'query', sql }, 10_000)) as { rows: Array<Record<string, unknown>> }).rows;
 
 async function main(): Promise<void> {
-  const port = await freePort();
-  const http = await freePort();
-  const ports = ['--port', String(port), '--http-port', String(http), '--ws-port', String(await freePort()), '--mqtt-port', String(await freePort())];
+  const [port, http, ws, mqtt] = await freePorts(4);
+  const ports = ['--port', String(port), '--http-port', String(http), '--ws-port', String(ws), '--mqtt-port', String(mqtt)];
   const job: ChildProcess = spawn(process.execPath, [bin, 'demo', '--dir', dir, '--parallelism', '2', '--rate', '2000', '--devices', '500', ...ports], { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   job.stdout!.on('data', (d: Buffer) => (out += d.toString()));

@@ -8,12 +8,12 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { Pushed } from './fixtures/push-module.ts';
+import { freePorts } from './support/net.ts';
 
 const bin = join(import.meta.dirname, '..', 'bin', 'spate.js');
 const fixture = join(import.meta.dirname, 'fixtures', 'push-module.ts');
@@ -135,20 +135,11 @@ function newest(ck: string): number {
   return Math.max(0, ...readdirSync(ck).filter((n) => /^chk-\d+$/.test(n) && existsSync(join(ck, n, '_MANIFEST'))).map((n) => Number(n.slice(4))));
 }
 
-/** A port nothing listens on now. */
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
-
 describe('push ingestion across kill -9 (spate run)', () => {
   it('MQTT (in-process broker): killed between receiving a message and acknowledging it, the message is not acknowledged, and its redelivery to the restarted job is taken once', async () => {
     const out = join(dir, 'hold.jsonl');
     const hold = join(dir, 'hold');
-    const port = await freePort();
+    const port = (await freePorts(1))[0]!;
     // No periodic checkpoints: the only fsyncs are the log's (and the final checkpoint's).
     const args = [holdFixture, '--parallelism', '1', '--checkpoint-dir', join(dir, 'hold-ck'), '--checkpoint-interval', '0', '--', out, String(port), hold];
     const first = run(args);

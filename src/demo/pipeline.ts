@@ -9,6 +9,7 @@
  */
 import { parseArgs } from 'node:util';
 import { definePipeline } from '../api/define-pipeline.ts';
+import { numericArg } from '../cli/args.ts';
 import type { Pipeline } from '../api/pipeline.ts';
 import type { Stream } from '../api/stream.ts';
 import { DuckDBSink } from '../connectors/duckdb/sink.ts';
@@ -66,22 +67,16 @@ export function parseDemoJobArgs(args: readonly string[]): DemoJobConfig {
       'max-message-bytes': { type: 'string' },
     },
   });
-  const port = (name: string, value: string | undefined, fallback: number): number => {
-    if (value === undefined) return fallback;
-    const n = Number(value);
-    if (!Number.isInteger(n) || n < 0 || n > 65535 || value.trim() === '') throw new RangeError(`--${name} must be a port number (0 to 65535), got '${value}'`);
-    return n;
-  };
+  const port = (name: string, fallback: number): number => numericArg(name, values[name as 'http-port'], fallback, { integer: true, min: 0, max: 65535 });
   const store = values.store ?? 'duckdb';
   if (store !== 'duckdb' && store !== 'postgres') throw new RangeError(`--store must be duckdb or postgres, got '${store}'`);
-  const maxBytes = Number(values['max-message-bytes'] ?? MAX_MESSAGE_BYTES);
-  if (!Number.isInteger(maxBytes) || maxBytes < 1024) throw new RangeError(`--max-message-bytes must be a whole number >= 1024, got '${values['max-message-bytes']}'`);
+  const maxBytes = numericArg('max-message-bytes', values['max-message-bytes'], MAX_MESSAGE_BYTES, { integer: true, min: 1024 });
   return {
     host: values.host ?? '127.0.0.1',
     token: values.token,
-    httpPort: port('http-port', values['http-port'], 7071),
-    wsPort: port('ws-port', values['ws-port'], 7072),
-    mqttPort: port('mqtt-port', values['mqtt-port'], 7073),
+    httpPort: port('http-port', 7071),
+    wsPort: port('ws-port', 7072),
+    mqttPort: port('mqtt-port', 7073),
     mqttUrl: values['mqtt-url'],
     mqttClientId: values['mqtt-client-id'],
     store,

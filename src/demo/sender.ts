@@ -9,6 +9,7 @@
  */
 import mqtt, { type MqttClient } from 'mqtt';
 import WebSocket from 'ws';
+import { hashString } from '../util/hash.ts';
 import { type Fleet, type Message } from './fleet.ts';
 
 /** Where the job listens. */
@@ -62,15 +63,9 @@ export interface SenderOptions {
 const zero = (): Record<Protocol, number> => ({ http: 0, ws: 0, mqtt: 0 });
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
-function hash(s: string): number {
-  let h = 0;
-  for (let i = 0; i < s.length; i++) h = (h * 31 + s.charCodeAt(i)) >>> 0;
-  return h;
-}
-
 /** The protocol a device speaks: fixed per device, a third each. */
 export function protocolOf(device: string): Protocol {
-  return PROTOCOLS[hash(device) % 3]!;
+  return PROTOCOLS[hashString(device) % 3]!;
 }
 
 /**
@@ -335,7 +330,7 @@ export class FleetSender {
       inFlight++;
       this.inFlight.mqtt++;
       // A device always goes through the same connection (its readings stay in order).
-      this.mqttClients[hash(m.device) % n]!.publish(`sensors/${m.device}/readings`, m.payload, { qos: 1 }, (error) => {
+      this.mqttClients[hashString(m.device) % n]!.publish(`sensors/${m.device}/readings`, m.payload, { qos: 1 }, (error) => {
         inFlight--;
         // An error here is the client ending (stop): the message is abandoned, not acknowledged.
         if (error === undefined || error === null) this.acknowledge('mqtt', [m], new Set());

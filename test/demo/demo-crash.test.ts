@@ -9,7 +9,6 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, expect, it } from 'vitest';
@@ -17,30 +16,13 @@ import { sendControl } from '../../src/cli/control.ts';
 import { DuckDBDatabase } from '../../src/connectors/duckdb/database.ts';
 import { Fleet, type Message } from '../../src/demo/fleet.ts';
 import { FleetSender, type Protocol, type SenderTargets } from '../../src/demo/sender.ts';
+import { until } from '../support/demo.ts';
+import { freePorts } from '../support/net.ts';
 
 const bin = join(import.meta.dirname, '..', '..', 'bin', 'spate.js');
 const dir = mkdtempSync(join(tmpdir(), 'spate-demo-crash-'));
 const checkpoints = join(dir, 'checkpoints');
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const port = (server.address() as { port: number }).port;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-async function until(cond: () => boolean | Promise<boolean>, what: string, ms = 30_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 /** The newest committed checkpoint's id (0: none). */
 function newestCheckpoint(): number {
@@ -86,7 +68,8 @@ function startDemo(ports: { dashboard: number; http: number; ws: number; mqtt: n
 const count = (rows: Array<Record<string, unknown>>, key: string): Map<string, number> => new Map(rows.map((r) => [String(r['device']), Number(r[key])]));
 
 it('acknowledged readings are counted exactly once in DuckDB across two SIGKILLs of spate demo', async () => {
-  const ports = { dashboard: await freePort(), http: await freePort(), ws: await freePort(), mqtt: await freePort() };
+  const [dashboard, http, ws, mqtt] = await freePorts(4);
+  const ports = { dashboard: dashboard!, http: http!, ws: ws!, mqtt: mqtt! };
   const targets: SenderTargets = { http: `http://127.0.0.1:${ports.http}/ingest`, ws: `ws://127.0.0.1:${ports.ws}/ingest`, mqtt: `mqtt://127.0.0.1:${ports.mqtt}` };
   // What the job acknowledged: distinct reading ids per device (repeats and refused messages aside).
   const acked = new Map<string, Set<string>>();
@@ -108,23 +91,23 @@ it('acknowledged readings are counted exactly once in DuckDB across two SIGKILLs
   };
 
   let run = startDemo(ports);
-  await until(() => /open http/.test(run.out()), 'the demo to start');
+  await until('the demo to start', () => /open http/.test(run.out()), 30_000, 50);
   const sender = new FleetSender(fleet, targets, { onAcknowledged });
   try {
     for (let kill = 0; kill < 2; kill++) {
       // Kill once the run has committed a checkpoint of its own and readings flow, at a random instant.
       const before = newestCheckpoint();
       const from = acknowledged;
-      await until(() => newestCheckpoint() > before + 1 && acknowledged > from + 2000, `run ${kill + 1} to checkpoint and take readings`);
+      await until(`run ${kill + 1} to checkpoint and take readings`, () => newestCheckpoint() > before + 1 && acknowledged > from + 2000, 30_000, 50);
       await new Promise((r) => setTimeout(r, Math.random() * 700));
       run.child.kill('SIGKILL');
       expect((await run.exit).signal, run.out()).toBe('SIGKILL');
       run = startDemo(ports);
-      await until(() => /open http/.test(run.out()), 'the demo to start again');
+      await until('the demo to start again', () => /open http/.test(run.out()), 30_000, 50);
       expect(run.out()).toMatch(/resuming from checkpoint/);
     }
     const from = acknowledged;
-    await until(() => acknowledged > from + 3000, 'readings after the last restart');
+    await until('readings after the last restart', () => acknowledged > from + 3000, 30_000, 50);
     // Everything sent is acknowledged before the sender stops: then what was sent is what the
     // job must hold (a message abandoned unacknowledged may or may not have been stored).
     expect(await sender.finish(60_000)).toBe(true);
@@ -147,7 +130,7 @@ it('acknowledged readings are counted exactly once in DuckDB across two SIGKILLs
     return Number(result.rows[0]!.n);
   };
   // The windows fire and the next checkpoint commits them.
-  await until(async () => (await stored().catch(() => -1)) >= total, `${total} readings in DuckDB`, 60_000).catch(() => undefined);
+  await until(`${total} readings in DuckDB`, async () => (await stored().catch(() => -1)) >= total, 60_000, 50).catch(() => undefined);
   run.child.kill('SIGTERM');
   const exit = await run.exit;
   expect(exit.code, run.out()).toBe(0);

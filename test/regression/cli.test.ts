@@ -7,19 +7,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
-import { createServer } from 'node:net';
 import { main } from '../../src/cli/main.ts';
 import { DuckDBDatabase } from '../../src/connectors/duckdb/database.ts';
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
+import { freePorts } from '../support/net.ts';
 
 const bin = join(import.meta.dirname, '..', '..', 'bin', 'spate.js');
 const dir = mkdtempSync(join(tmpdir(), 'spate-cli-'));
@@ -149,7 +139,7 @@ const lines = (path: string): number => readFileSync(path, 'utf8').split('\n').f
 
 describe('signals stop demo and nexmark cleanly', () => {
   it('demo: SIGTERM while readings flow commits the sinks, prints the summary and exits 0', async () => {
-    const ports = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
+    const ports = await freePorts(4);
     const demoDir = join(dir, 'demo');
     const p = new Spate(['demo', '--dir', demoDir, '--port', String(ports[0]), '--http-port', String(ports[1]), '--ws-port', String(ports[2]), '--mqtt-port', String(ports[3]), '--faults', 'malformed=0.05']);
     await p.waitFor('stdout', /open http/);
@@ -159,11 +149,13 @@ describe('signals stop demo and nexmark cleanly', () => {
     p.child.kill('SIGTERM');
     // Before: the default SIGTERM action killed the process: no summary, signal SIGTERM.
     expect(await p.exit()).toEqual({ code: 0, signal: null });
-    expect(p.stderr).toMatch(/spate: demo stopped by SIGTERM in [\d.]+ s; [1-9]\d* checkpoint/);
+    const summary = p.stderr.match(/spate: demo stopped by SIGTERM in [\d.]+ s; [1-9]\d* checkpoint\(s\)(?:, \d+ failed)?; (\d+) dead letter/);
+    expect(summary, p.stderr).not.toBeNull();
     expect(p.stderr).toMatch(/http +source +[1-9]\d* in/);
-    // The final checkpoint committed what the job had taken: its dead letters are in the file.
+    // The final checkpoint committed what the job had taken: every dead letter it counted is in the file.
     const rows = await DuckDBDatabase.query<{ n: bigint }>(join(demoDir, 'results.duckdb'), 'SELECT count(*) AS n FROM dead_letters');
     expect(Number(rows[0]!.n)).toBeGreaterThan(0);
+    expect(Number(rows[0]!.n)).toBe(Number(summary![1]));
   });
 
   it('nexmark: SIGTERM mid-run writes the results so far and the summary, exit code 0', async () => {

@@ -4,32 +4,16 @@
  * waiting on conditions with deadlines (the tests run on loaded two-core machines).
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
+import { freePorts } from './net.ts';
+
+export { freePorts };
 
 export const ROOT = join(import.meta.dirname, '..', '..');
 export const BIN = join(ROOT, 'bin', 'spate.js');
 export const CHROMIUM = process.env['SPATE_CHROMIUM'] ?? '/usr/bin/chromium';
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** `n` distinct ports free on loopback right now (held together while they are picked). */
-export async function freePorts(n: number): Promise<number[]> {
-  const servers: Server[] = [];
-  try {
-    for (let i = 0; i < n; i++) {
-      const server = createServer();
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(0, '127.0.0.1', () => resolve());
-      });
-      servers.push(server);
-    }
-    return servers.map((s) => (s.address() as { port: number }).port);
-  } finally {
-    await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
-  }
-}
 
 /**
  * Polls `probe` until it returns something other than undefined/false (returned), or throws once

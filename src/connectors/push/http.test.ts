@@ -10,6 +10,7 @@ import type { StepMetrics } from '../../runtime/job.ts';
 import type { DeadLetter } from '../../runtime/operator.ts';
 import { WriteAheadLog } from '../wal/write-ahead-log.ts';
 import { HttpSource, type HttpSourceOptions } from './http-source.ts';
+import { freePorts } from '../../../test/support/net.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'spate-http-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -79,15 +80,6 @@ async function until(cond: () => boolean, what: string, ms = 10_000): Promise<vo
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 5));
   }
-}
-
-/** A port nothing listens on now. */
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return port;
 }
 
 describe('HttpSource', () => {
@@ -227,7 +219,7 @@ describe('HttpSource', () => {
   });
 
   it('binds nothing and opens nothing until the job opens the source', async () => {
-    const port = await freePort();
+    const port = (await freePorts(1))[0]!;
     const dir = fresh();
     const source = new HttpSource({ port, dir });
     // Still free: constructing the source did not listen.
