@@ -46,10 +46,12 @@ describe('spate demo --store postgres', () => {
       return tables.every((t) => names.has(t));
     }, 30_000);
     // Every 10 s window of every device, the 1-minute p95 every 10 s, active devices per region, the fleet's faults.
-    await until('rows in device_stats, device_p95, region_activity and dead_letters', async () => {
+    // Two windows stored: the first may hold only the last moments of a window the demo started in.
+    await until('rows in device_stats (two windows), device_p95, region_activity and dead_letters', async () => {
       const n = await Promise.all(['device_stats', 'device_p95', 'region_activity', 'dead_letters'].map(tableCount));
-      return n.every((x) => x > 0) ? n : false;
-    }, 40_000);
+      const [w] = await sql<{ n: string }>(`SELECT count(DISTINCT window_start) AS n FROM ${schema.name}.device_stats`);
+      return n.every((x) => x > 0) && Number(w!.n) >= 2 ? n : false;
+    }, 60_000);
     const [stats] = await sql<{ devices: string; readings: string; bad: string }>(
       `SELECT count(DISTINCT device) AS devices, sum(readings) AS readings, count(*) FILTER (WHERE NOT (min_db <= avg_db AND avg_db <= max_db AND window_end - window_start = interval '10 seconds')) AS bad FROM ${schema.name}.device_stats`,
     );
