@@ -7,7 +7,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { CollectSink, Pipeline, PostgresSink, type Batch, type DeadLetter, type JobSnapshot, type RunningJob, type Sink } from '../../index.ts';
 import { PostgresCdcSource, type ChangeRecord, type PostgresCdcOptions } from './cdc-source.ts';
 import { parseLsn } from './pgoutput.ts';
@@ -18,9 +18,14 @@ let schema: { name: string; drop: () => Promise<void> };
 const dirs: string[] = [];
 const slots: string[] = [];
 let n = 0;
+/** Every job of a test, stopped after it even when it fails (a running job keeps its slot active). */
+const jobs: RunningJob[] = [];
 
 beforeAll(async () => {
   schema = await testSchema('cdc');
+});
+afterEach(async () => {
+  for (const job of jobs.splice(0)) await job.stop({ checkpoint: false }).catch(() => undefined);
 });
 afterAll(async () => {
   for (const slot of slots) await PostgresCdcSource.drop(PG_URL, { slot, publication: slot });
@@ -69,6 +74,8 @@ class CutSink<T> implements Sink<T> {
   readonly values: T[] = [];
   readonly records: Array<{ value: T; time: number }> = [];
   readonly cuts = new Map<number, number>();
+  /** Called after each write (the job's thread, before the source reads on). */
+  onWrite: () => void = () => undefined;
   private until = 0;
 
   constructor(private readonly delayMs = 0) {}
@@ -79,6 +86,7 @@ class CutSink<T> implements Sink<T> {
       this.records.push({ value: batch.values[i] as T, time: batch.times[i]! });
     }
     if (this.delayMs > 0) this.until = Date.now() + this.delayMs;
+    this.onWrite();
   }
 
   backpressure(): Promise<void> | undefined {
@@ -105,6 +113,7 @@ function cdcJob<R extends Row>(
   p.deadLetters().sink(dead, { id: 'dead' });
   const { sinkDelayMs: _, ...jobOptions } = run;
   const running = p.start({ checkpointInterval: 50, log: () => undefined, ...jobOptions });
+  jobs.push(running);
   return { running, out, dead, source };
 }
 
@@ -202,15 +211,18 @@ describe('PostgresCdcSource', () => {
   it('restored from a checkpoint taken in the middle of the change stream, replays exactly what followed it', async () => {
     const t = `${schema.name}.restore_stream`;
     await createItems(t, 500);
+    // Rows of the big transactions, apart from the writer's keys (0..499, then 1 000 000 on): no deadlocks.
+    await sql(`INSERT INTO ${t} SELECT i, i, NULL FROM generate_series(500000, 500299) i`);
     const slot = slotName();
     // No periodic checkpoints: the one taken by hand is the only one ever confirmed.
     const first = cdcJob<Item>({ slot, tables: [t] }, { checkpointInterval: 0, batchSize: 7, sinkDelayMs: 1 });
-    await until(() => first.out.values.length >= 500, 'the snapshot');
+    await until(() => first.out.values.length >= 800, 'the snapshot');
     const w = writer(t, { keys: 500 });
-    // Big transactions too, emitted 7 changes per poll: checkpoints fall inside them.
+    // Big transactions too, emitted 7 changes per poll (each poll followed by a 1 ms sink delay,
+    // slower than the transactions come): checkpoints fall inside them.
     let big = true;
     const bigWriter = (async () => {
-      while (big) await sql(`UPDATE ${t} SET v = v + 1000 WHERE id < 300`).catch(() => undefined); // a deadlock with the writer, at times
+      while (big) await sql(`UPDATE ${t} SET v = v + 1000 WHERE id >= 500000`);
     })();
     await until(() => first.out.values.length > 1_500, 'changes');
     let snapshot!: JobSnapshot;
@@ -428,9 +440,13 @@ describe('PostgresCdcSource', () => {
     const node = (): { idle: boolean } => running.job.node('cdc') as unknown as { idle: boolean };
     await until(() => out.values.length >= 100, 'the snapshot');
     await until(() => node().idle, 'idleness once caught up', 10_000);
+    // Whether the source was idle when the change reached the sink: it may catch up (and be idle
+    // again) within milliseconds, before a test polling its flag would look.
+    let idleAtChange: boolean | undefined;
+    out.onWrite = () => (idleAtChange ??= node().idle);
     await sql(`UPDATE ${t} SET v = -1 WHERE id = 5`);
     await until(() => out.values.length >= 101, 'the change');
-    expect(node().idle).toBe(false);
+    expect(idleAtChange).toBe(false);
     await until(() => node().idle, 'idleness again', 10_000);
     await running.stop();
   });
