@@ -20,6 +20,12 @@ export interface SinkContext {
    * warnings it is not deduplicated: the sink decides how often to speak.
    */
   log?(line: string): void;
+  /**
+   * Set when one pipeline runs as several jobs at once — the tasks of a job spread over processes
+   * (`src/cluster/`) — to the task's name (`t3`): a sink with identities outside the job
+   * (transactional ids) makes them unique with it, so that tasks never fence each other.
+   */
+  readonly scope?: string;
 }
 
 /** What a sink pre-committed for one checkpoint, as stored in the checkpoint. */

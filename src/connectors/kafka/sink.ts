@@ -35,9 +35,9 @@ export interface KafkaSinkOptions<T> {
   /** The record's Kafka timestamp: its event time (default) or the time it is written (`now`). */
   readonly timestamp?: 'event' | 'now';
   /**
-   * Prefix of the transactional ids (default `spate-<step id>-<topic>`); instance i writes with
-   * `<prefix>-<i>-<slot>`. Two jobs writing the same topic from a step with the same id must set
-   * distinct prefixes, or each fences the other.
+   * Prefix of the transactional ids (default `spate-<step id>-<topic>`, then `-<task>` in a
+   * cluster job's task); instance i writes with `<prefix>-<i>-<slot>`. Two jobs writing the same
+   * topic from a step with the same id must set distinct prefixes, or each fences the other.
    */
   readonly transactionalIdPrefix?: string;
   /**
@@ -209,7 +209,7 @@ export class KafkaSink<T> implements Sink<T, KafkaCommittable> {
 
   async open(ctx: SinkContext): Promise<void> {
     this.ctx = ctx;
-    this.prefix = this.options.transactionalIdPrefix ?? `spate-${ctx.stepId}-${this.options.topic}`;
+    this.prefix = (this.options.transactionalIdPrefix ?? `spate-${ctx.stepId}-${this.options.topic}`) + (ctx.scope === undefined ? '' : `-${ctx.scope}`);
     this.client = new PlatformaticKafkaClient(this.options.connection, `spate-${ctx.stepId}-${ctx.instance}`);
     this.retrier = new Retrier('Kafka sink', (l) => this.log(l), this.stats, this.options.retry, () => this.closed, () => this.client.refresh());
     const topic = this.options.topic;
