@@ -550,6 +550,12 @@ transaction.state.log.num.partitions=4
 share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
+# Consumer groups of the KIP-848 protocol (cluster jobs' membership): a member that stops
+# heartbeating loses its partitions after 6 s (default 45 s), the bound on failover after a kill.
+group.consumer.session.timeout.ms=6000
+group.consumer.min.session.timeout.ms=2000
+group.consumer.heartbeat.interval.ms=1000
+group.consumer.min.heartbeat.interval.ms=500
 # Retention is checked every 5 s (default 5 min) so tests of deleted offsets need not wait.
 log.retention.check.interval.ms=5000
 EOF
