@@ -71,6 +71,10 @@ export const KafkaErrors = {
   UNKNOWN_TOPIC_ID: 100,
   INCONSISTENT_TOPIC_ID: 103,
   TRANSACTION_ABORTABLE: 120,
+  UNKNOWN_MEMBER_ID: 25,
+  FENCED_MEMBER_EPOCH: 110,
+  UNRELEASED_INSTANCE_ID: 111,
+  GROUP_MAX_SIZE_REACHED: 81,
 } as const;
 
 /** Errors that go away by themselves (a leader election, a coordinator loading, a broker restarting). */
@@ -218,7 +222,37 @@ export interface KafkaClient {
    * markers not yet written: not yet visible to `read_committed` readers), `CompleteCommit`, …
    */
   listTransactions(states?: readonly string[]): Promise<ListedTransaction[]>;
+  /** The id Kafka gave a topic (group assignments name topics by id). */
+  topicId(topic: string): Promise<string>;
+  /**
+   * One heartbeat of the consumer-group protocol of KIP-848 (ConsumerGroupHeartbeat): joins with
+   * epoch 0, reports the partitions the member owns, receives its target assignment; epoch -1
+   * leaves. Group errors are returned in the response, not thrown.
+   */
+  groupHeartbeat(request: GroupHeartbeatRequest): Promise<GroupHeartbeatResponse>;
   close(): Promise<void>;
+}
+
+/** A heartbeat of a member of a KIP-848 consumer group. */
+export interface GroupHeartbeatRequest {
+  readonly groupId: string;
+  readonly memberId: string;
+  /** 0 to join, -1 to leave, else the epoch of the last response. */
+  readonly memberEpoch: number;
+  readonly rebalanceTimeoutMs: number;
+  /** Topics subscribed (null: unchanged since the last heartbeat). */
+  readonly topics: readonly string[] | null;
+  /** Partitions the member owns now, by topic id. */
+  readonly owned: ReadonlyArray<{ readonly topicId: string; readonly partitions: readonly number[] }>;
+}
+
+/** The coordinator's answer: the member's epoch, when to beat next, and (when it changed) its target assignment. */
+export interface GroupHeartbeatResponse {
+  readonly errorCode: number;
+  readonly errorMessage: string | null;
+  readonly memberEpoch: number;
+  readonly heartbeatIntervalMs: number;
+  readonly assignment: ReadonlyArray<{ readonly topicId: string; readonly partitions: readonly number[] }> | null;
 }
 
 type Api = ((connection: Connection, ...args: unknown[]) => void) & { async: (connection: Connection, ...args: unknown[]) => Promise<unknown> };
@@ -508,6 +542,35 @@ export class PlatformaticKafkaClient implements KafkaClient {
       for (const t of r.transactionStates) out.push({ transactionalId: t.transactionalId, producerId: t.producerId, state: t.transactionState });
     }
     return out;
+  }
+
+  async topicId(topic: string): Promise<string> {
+    return this.topicIds.get(topic) ?? (await this.topicMetadata(topic)).id;
+  }
+
+  async groupHeartbeat(request: GroupHeartbeatRequest): Promise<GroupHeartbeatResponse> {
+    const run = async (node: number): Promise<GroupHeartbeatResponse> => {
+      const r = await this.call<{ errorCode: number; errorMessage: string | null; memberEpoch: number; heartbeatIntervalMs: number; assignment: { topicPartitions: Array<{ topicId: string; partitions: number[] }> } | null }>(
+        'ConsumerGroupHeartbeat',
+        node,
+        request.groupId,
+        request.memberId,
+        request.memberEpoch,
+        null,
+        null,
+        request.rebalanceTimeoutMs,
+        request.topics === null ? null : [...request.topics],
+        null,
+        null,
+        request.owned.map((o) => ({ topicId: o.topicId, partitions: [...o.partitions] })),
+      );
+      // A moved coordinator is looked up again (by onCoordinator); other group errors are the caller's.
+      if (r.errorCode === KafkaErrors.NOT_COORDINATOR || r.errorCode === KafkaErrors.COORDINATOR_NOT_AVAILABLE || r.errorCode === KafkaErrors.COORDINATOR_LOAD_IN_PROGRESS) {
+        throw new KafkaError(`ConsumerGroupHeartbeat of ${request.groupId}: Kafka error ${r.errorCode}`, r.errorCode);
+      }
+      return { errorCode: r.errorCode, errorMessage: r.errorMessage, memberEpoch: r.memberEpoch, heartbeatIntervalMs: r.heartbeatIntervalMs, assignment: r.assignment?.topicPartitions ?? null };
+    };
+    return this.onCoordinator(request.groupId, COORDINATOR_GROUP, run);
   }
 
   async close(): Promise<void> {
