@@ -16,6 +16,8 @@ import { type Dashboard, isLoopbackAddress, serveDashboard } from '../ui/dashboa
 import { sendControl, serveControl } from './control.ts';
 import { DuckDBDatabase } from '../connectors/duckdb/database.ts';
 import { type QueryEngine, readOnlyViolation } from '../ui/query-engine.ts';
+import { ClusterProcess, type ClusterOptions } from '../cluster/runner.ts';
+import { checkJobId } from '../cluster/plan.ts';
 
 export const RUN_USAGE = `spate run <pipeline.ts|pipeline.js> [options] [-- args...]
 
@@ -48,6 +50,16 @@ options:
                                 loopback needs a token: --ui-token, SPATE_UI_TOKEN, or a random
                                 one printed in the address
   --ui-token T                  require this bearer token (default: SPATE_UI_TOKEN if set)
+  --cluster kafka://HOST:PORT[,HOST:PORT…]
+                                run as one process of a job spread over several processes and
+                                machines, coordinated by this Kafka cluster (nothing else is
+                                shared): processes started with the same --job-id divide the input
+                                topics' partitions, exchange keyed records through the job's
+                                internal topics, keep each task's checkpoints in Kafka and take
+                                over the tasks of a process that stops or dies; --parallelism is
+                                then the number of worker threads running this process's tasks.
+                                Every source must be a Kafka source
+  --job-id ID                   the job this process joins (with --cluster; letters, digits . _ -)
   -h, --help                    this text
 
 With --checkpoint-dir, \`spate savepoint DIR\` takes a savepoint of the running job.
@@ -116,12 +128,30 @@ export async function runCommand(argv: readonly string[]): Promise<number> {
       'ui-port': { type: 'string' },
       'ui-host': { type: 'string' },
       'ui-token': { type: 'string' },
+      cluster: { type: 'string' },
+      'job-id': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
   if (values.help) {
     process.stdout.write(RUN_USAGE);
     return 0;
+  }
+  if (values.cluster !== undefined || values['job-id'] !== undefined) {
+    for (const option of ['checkpoint-dir', 'restore-from', 'ui', 'retained-checkpoints', 'tolerated-checkpoint-failures', 'allow-dropped-state'] as const) {
+      if (values[option] !== undefined) throw new UsageError(`--${option} cannot be used with --cluster (a cluster job keeps its checkpoints in Kafka)`);
+    }
+    if (values.cluster === undefined) throw new UsageError('--job-id needs --cluster kafka://HOST:PORT');
+    if (values['job-id'] === undefined) throw new UsageError('--cluster needs --job-id ID (processes with the same id are one job)');
+    const { module: _, path } = await loadModule(positionals, RUN_USAGE);
+    return runClusterProcess({
+      module: pathToFileURL(path).href,
+      args: rest,
+      jobId: values['job-id'],
+      connection: { brokers: clusterBrokers(values.cluster) },
+      threads: numericArg('parallelism', values.parallelism, defaultParallelism(), { integer: true, min: 1, max: 256 }),
+      checkpointInterval: numericArg('checkpoint-interval', values['checkpoint-interval'], 1_000, { min: 1, hint: 'ms' }),
+    });
   }
   const options: PipelineOptions = {};
   const checkpointDir = values['checkpoint-dir'];
@@ -165,6 +195,37 @@ export async function runCommand(argv: readonly string[]): Promise<number> {
   const p = await buildPipeline(module, rest, options);
   const dir = p.options.checkpointDir;
   return runToEnd(p, path, typeof dir === 'string' ? dir : undefined, log, ui);
+}
+
+/** The brokers of `--cluster kafka://HOST:PORT[,HOST:PORT…]`. */
+function clusterBrokers(url: string): string[] {
+  const m = /^kafka:\/\/([^/?#]+)\/?$/.exec(url);
+  const brokers = m?.[1]?.split(',') ?? [];
+  if (brokers.length === 0 || brokers.some((b) => !/^[^:\s]+:\d+$/.test(b))) throw new UsageError(`--cluster must be kafka://HOST:PORT[,HOST:PORT…], got '${url}'`);
+  return brokers;
+}
+
+/** Runs this process's share of a cluster job until a signal makes it leave (or a worker dies). */
+async function runClusterProcess(options: Omit<ClusterOptions, 'log'>): Promise<number> {
+  const log = (line: string): void => void process.stderr.write(line + '\n');
+  checkJobId(options.jobId);
+  const cluster = await ClusterProcess.start({ ...options, log });
+  log(`spate: job ${options.jobId}: ${cluster.plan.tasks} tasks (partitions of ${cluster.plan.inputs.flatMap((i) => i.topics.map((t) => t.topic)).join(', ')}), ${cluster.plan.exchanges.length} exchange topic(s); this process runs its share on ${options.threads} worker thread(s)`);
+  const removeFirst = onStopSignal((signal) => {
+    log(`spate: ${signal}: handing this process's tasks over (final checkpoints) and leaving the job (again to stop at once)`);
+    void cluster.stop();
+    onStopSignal(() => {
+      log('spate: stopping at once');
+      process.exit(130);
+    });
+  });
+  try {
+    await cluster.done;
+  } finally {
+    removeFirst();
+  }
+  log(`spate: job ${options.jobId}: this process left the job`);
+  return 0;
 }
 
 /** Dashboard options of `spate run --ui`. */
