@@ -10,7 +10,7 @@ import { checkpointDir } from '../checkpoint/manifest.ts';
 import { MemoryCheckpointStorage } from '../checkpoint/storage.ts';
 import { CallbackSink, GeneratorSource, Pipeline, valueState } from '../index.ts';
 import { PlatformaticKafkaClient } from '../connectors/kafka/client.ts';
-import { deleteTopics, KAFKA_BROKERS, readCommitted, uniqueTopic } from '../../test/support/kafka.ts';
+import { deleteTopics, KAFKA_BROKERS, produce, readCommitted, uniqueTopic } from '../../test/support/kafka.ts';
 import { CHUNK_BYTES, ensureCheckpointTopic, FencedError, KafkaCheckpointStorage, type KafkaCheckpointStorageOptions } from './kafka-storage.ts';
 
 const connection = { brokers: KAFKA_BROKERS };
@@ -213,6 +213,29 @@ describe('KafkaCheckpointStorage', () => {
     const c = await open(topic);
     expect(await allNames(c)).toEqual(['chk-1/_MANIFEST', 'chk-3/_MANIFEST']);
     expect(c.openStats.records).toBe(2);
+  });
+
+  it('ignores records it did not write, and reports an object whose records do not fit together as damaged', async () => {
+    const topic = await checkpointTopic('foreign');
+    const a = await open(topic);
+    await a.write('chk-1/_MANIFEST', bytes('ok'));
+    await a.write('chk-1/big.state', content(CHUNK_BYTES + 10, 1));
+    // Someone else's records in the partition (a compacted topic takes none without a key): one
+    // keyed like an object but without the chunk header, and a chunk 1 of the big object from another write.
+    await produce(topic, [{ value: 'no header', key: 'chk-1/op.0.state' }, { value: 'stray chunk', key: 'chk-1/big.state\u00001', headers: { 'spate.chunk': '1/2', 'spate.write': '0123456789abcdef' } }]);
+    logged.length = 0;
+    const b = await open(topic);
+    expect(await allNames(b)).toEqual(['chk-1/_MANIFEST', 'chk-1/big.state', 'chk-1/op.0.state']);
+    expect(await text(b, 'chk-1/_MANIFEST')).toBe('ok');
+    await expect(b.read('chk-1/op.0.state')).rejects.toThrow(`checkpoint object 'chk-1/op.0.state' in kafka://${topic}/0 is damaged: its first record has no valid spate.chunk header`);
+    await expect(b.read('chk-1/big.state')).rejects.toThrow(/is damaged: chunk 2 of 2 belongs to another write/);
+    expect(logged).toContain(`kafka://${topic}/0: 1 record(s) not written by a Spate checkpoint storage (no key or no spate.chunk header) were ignored`);
+    // Rewriting or deleting a damaged object repairs it.
+    await b.write('chk-1/op.0.state', bytes('repaired'));
+    await b.deletePrefix('chk-1/big');
+    const c = await open(topic);
+    expect(await allNames(c)).toEqual(['chk-1/_MANIFEST', 'chk-1/op.0.state']);
+    expect(await text(c, 'chk-1/op.0.state')).toBe('repaired');
   });
 
   it('keeps the partitions of two tasks apart', async () => {
