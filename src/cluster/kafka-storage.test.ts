@@ -236,6 +236,9 @@ describe('KafkaCheckpointStorage', () => {
     const c = await open(topic);
     expect(await allNames(c)).toEqual(['chk-1/_MANIFEST', 'chk-1/op.0.state']);
     expect(await text(c, 'chk-1/op.0.state')).toBe('repaired');
+    // Names its keys cannot hold are refused (a rejection, as every failure of the interface).
+    await expect(c.write('chk-1/a\u0000b', bytes('x'))).rejects.toThrow(/invalid checkpoint object name/);
+    await expect(c.write('', bytes('x'))).rejects.toThrow(/must be a non-empty string/);
   });
 
   it('keeps the partitions of two tasks apart', async () => {

@@ -314,7 +314,7 @@ export class KafkaCheckpointStorage implements CheckpointStorage {
    * Writes an object in one Kafka transaction (chunked above {@link CHUNK_BYTES}); resolves once
    * it is committed. Rejects with {@link FencedError} once another owner has opened the storage.
    */
-  write(name: string, data: Uint8Array): Promise<void> {
+  async write(name: string, data: Uint8Array): Promise<void> {
     checkName(name);
     const copy = Buffer.from(data); // the caller may reuse its buffer once this returns
     return this.enqueue(async () => {
@@ -365,7 +365,7 @@ export class KafkaCheckpointStorage implements CheckpointStorage {
    * one transaction (none if nothing matches). Rejects with {@link FencedError} once another
    * owner has opened the storage.
    */
-  deletePrefix(prefix: string): Promise<void> {
+  async deletePrefix(prefix: string): Promise<void> {
     if (typeof prefix !== 'string') throw new TypeError(`a checkpoint prefix must be a string, got ${typeof prefix}`);
     return this.enqueue(async () => {
       const names = [...this.chunkKeys.keys()].filter((n) => n.startsWith(prefix));
