@@ -7,7 +7,7 @@
  * which those clients do not offer.
  */
 import type { ConnectionOptions as TlsOptions } from 'node:tls';
-import { Base, kGetApi, kGetConnection, listTransactionsV1, type Connection, type SASLOptions } from '@platformatic/kafka';
+import { Admin, Base, kGetApi, kGetConnection, listTransactionsV1, type Connection, type SASLOptions } from '@platformatic/kafka';
 import type { KafkaBatch } from './records.ts';
 
 /** How to reach the cluster: passed through to the client library. */
@@ -583,4 +583,56 @@ class SequenceMap extends Map<string, number> {
   getWithDefault(key: string, fallback: number): number {
     return this.get(key) ?? fallback;
   }
+}
+
+/** Options of {@link createTopic}. */
+export interface CreateTopicOptions {
+  readonly partitions: number;
+  /** Replicas of each partition (default: the broker's `default.replication.factor`). */
+  readonly replicas?: number;
+  /** Topic configs, e.g. `{ 'cleanup.policy': 'compact' }`. */
+  readonly configs?: Readonly<Record<string, string>>;
+}
+
+/**
+ * Creates a topic with the library's admin client (CreateTopics). Resolves true if it created the
+ * topic, false if the topic existed already (TOPIC_ALREADY_EXISTS: another process may have
+ * created it meanwhile — the caller checks it is the topic it wants). Other failures reject with
+ * the client's error; {@link isRetriable} tells which are worth retrying. The topic may take a
+ * moment to have leaders on every partition after this resolves.
+ */
+export async function createTopic(connection: KafkaConnection | undefined, topic: string, options: CreateTopicOptions): Promise<boolean> {
+  const given = connection ?? {};
+  const adminOptions: Record<string, unknown> = {
+    clientId: (given.clientId ?? 'spate').replace(/[^A-Za-z0-9._-]/g, '_'),
+    bootstrapBrokers: brokersOf(given),
+    connectTimeout: given.connectTimeout ?? 5_000,
+    timeout: given.requestTimeout ?? 30_000,
+    retries: 0,
+  };
+  if (given.tls !== undefined) adminOptions['tls'] = given.tls;
+  if (given.sasl !== undefined) adminOptions['sasl'] = given.sasl as SASLOptions;
+  const admin = new Admin(adminOptions as never);
+  try {
+    await admin.createTopics({
+      topics: [topic],
+      partitions: options.partitions,
+      ...(options.replicas === undefined ? {} : { replicas: options.replicas }),
+      configs: Object.entries(options.configs ?? {}).map(([name, value]) => ({ name, value })),
+    });
+    return true;
+  } catch (error) {
+    if (/TOPIC_ALREADY_EXISTS|already exists/i.test(errorCodes(error))) return false;
+    throw error;
+  } finally {
+    await admin.close().catch(() => undefined);
+  }
+}
+
+/** The codes and messages of an error from the client library and of its nested errors, as one string. */
+function errorCodes(error: unknown): string {
+  const e = error as { code?: unknown; apiId?: unknown; message?: unknown; errors?: unknown[] } | null;
+  if (e === null || typeof e !== 'object') return String(error);
+  const own = [e.code, e.apiId, e.message].filter((x) => x !== undefined).map(String).join(' ');
+  return Array.isArray(e.errors) ? [own, ...e.errors.map(errorCodes)].join(' ') : own;
 }
