@@ -62,7 +62,9 @@ async function start(task: number): Promise<void> {
       ms: performance.now() - opening,
       stateBytes: entry.storage.openStats.bytes,
     });
-    if (entry.stop !== null) running.stop(entry.stop.checkpoint === false ? { checkpoint: false } : {}).catch(() => undefined);
+    // Asked to stop while it opened (TypeScript cannot see that `stop` changed meanwhile).
+    const asked = entry.stop as { checkpoint: boolean } | null;
+    if (asked !== null) running.stop(asked.checkpoint ? {} : { checkpoint: false }).catch(() => undefined);
     await running.done;
     await entry.storage.close();
     tasks.delete(task);

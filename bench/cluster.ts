@@ -1,0 +1,167 @@
+/**
+ * Cluster jobs (`spate run --cluster`) against the broker of `SPATE_KAFKA_BROKERS` (default: the
+ * test broker of scripts/services.sh), on this machine:
+ *
+ * 1. Throughput with 1 and 2 processes (one worker thread each): N NEXMark events in a topic of 4
+ *    partitions (4 tasks), then the job over them — `q2` (a filter, no exchange), `q2-keyed` (the
+ *    same after a keyed exchange of every event: the cost of an exchange topic per record) and
+ *    `q5,q8` (windows and a window join behind keyed exchanges). Time counts from the moment every
+ *    task runs to the moment the output holds every result (committed, read_committed), against
+ *    the count of a one-process plain run (`spate run`-like, no cluster) of the same module.
+ * 2. Rebalance pause: one process runs the job; a second joins; for each task that moves, the time
+ *    from the first process stopping it (final checkpoint) to the second running it (restored).
+ * 3. Failover: the second process is killed with SIGKILL; the time until its tasks run again on
+ *    the first (the group's session timeout, then fencing and restore).
+ *
+ * `npm run bench:cluster [events=1000000]` prints markdown tables. The broker shares the cores.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { cpus } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { Admin } from '@platformatic/kafka';
+import { buildPipeline, loadPipelineModule } from '../src/api/define-pipeline.ts';
+import { KafkaSink, Pipeline } from '../src/index.ts';
+import { NexmarkSource } from '../src/nexmark/source.ts';
+import { createTopic, deleteTopics, KAFKA_BROKERS, produce, readCommitted, uniqueTopic } from '../test/support/kafka.ts';
+import { endMarker } from '../test/support/cluster-nexmark-job.ts';
+
+const n = Number(process.argv[2] ?? 1_000_000);
+const PARTITIONS = 4;
+const MODULE_URL = new URL('../test/support/cluster-nexmark-job.ts', import.meta.url);
+const BIN = fileURLToPath(new URL('../bin/spate.js', import.meta.url));
+const topics: string[] = [];
+const jobs: string[] = [];
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+interface Member {
+  readonly child: ChildProcess;
+  readonly lines: Array<{ at: number; line: string }>;
+  readonly done: Promise<void>;
+}
+
+function member(jobId: string, args: readonly string[]): Member {
+  const child = spawn(process.execPath, [BIN, 'run', fileURLToPath(MODULE_URL), '--cluster', `kafka://${KAFKA_BROKERS.join(',')}`, '--job-id', jobId, '--parallelism', '1', '--', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const lines: Array<{ at: number; line: string }> = [];
+  let rest = '';
+  child.stderr!.on('data', (d: Buffer) => {
+    const parts = (rest + d.toString()).split('\n');
+    rest = parts.pop()!;
+    for (const line of parts) lines.push({ at: performance.now(), line });
+  });
+  return { child, lines, done: new Promise((resolve) => child.on('exit', () => resolve())) };
+}
+
+/** When each task last started running on `m` (after `since`). */
+function runningAt(m: Member, task: number, since = 0): number | undefined {
+  return m.lines.find((l) => l.at > since && new RegExp(`task ${task} running on worker`).test(l.line))?.at;
+}
+
+async function untilTrue(cond: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
+  const end = performance.now() + ms;
+  while (!(await cond())) {
+    if (performance.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+async function count(topic: string): Promise<number> {
+  return (await readCommitted(topic)).length;
+}
+
+async function stopAll(members: readonly Member[]): Promise<void> {
+  for (const m of members) m.child.kill('SIGTERM');
+  await Promise.all(members.map((m) => Promise.race([m.done, sleep(30_000).then(() => m.child.kill('SIGKILL'))])));
+}
+
+async function main(): Promise<void> {
+  const input = await createTopic(uniqueTopic('bench-cluster-in'), PARTITIONS);
+  topics.push(input);
+  const fill = new Pipeline();
+  fill.source(new NexmarkSource({ events: n }), { id: 'events' }).sink(new KafkaSink({ topic: input, guarantee: 'at-least-once', partition: (e: { dateTime: number }, p) => Math.floor(e.dateTime / 7) % p }), { id: 'in' });
+  await fill.run({ checkpointInterval: 1_000 });
+  const last = (await readCommitted(input)).reduce((max, r) => Math.max(max, r.timestamp), 0);
+  await produce(input, Array.from({ length: PARTITIONS }, (_, p) => ({ value: endMarker(last), partition: p, timestamp: last + 3_600_000 })));
+
+  console.log(`Cluster jobs: ${n.toLocaleString('en-US')} NEXMark events in ${PARTITIONS} partitions (${PARTITIONS} tasks), one worker thread per process, checkpoints every second; ${cpus().length} cores (${cpus()[0]?.model ?? '?'}) shared with the Kafka broker, Node ${process.version}\n`);
+  console.log('| queries | plain job, 1 thread (events/s) | 1 process (events/s) | 2 processes (events/s) | 2 / 1 | startup, 2 processes (s) |');
+  console.log('|---|---:|---:|---:|---:|---:|');
+  const perRecord: Record<string, number> = {};
+  for (const queries of ['q2', 'q2-keyed', 'q5,q8']) {
+    const module = await loadPipelineModule(MODULE_URL.href);
+    const reference = await createTopic(uniqueTopic('bench-cluster-ref'), 1);
+    topics.push(reference);
+    const p = await buildPipeline(module, [input, reference, 'bounded', '0', queries]);
+    let started = performance.now();
+    await p.run({ parallelism: 1, log: () => undefined });
+    const plain = n / ((performance.now() - started) / 1000);
+    const want = await count(reference);
+    const rates: number[] = [];
+    let startup = 0;
+    for (const processes of [1, 2]) {
+      const jobId = `bench-${queries.replace(/,/g, '-')}-${processes}-${Date.now().toString(36)}`;
+      jobs.push(jobId);
+      const output = await createTopic(uniqueTopic('bench-cluster-out'), 1);
+      topics.push(output);
+      started = performance.now();
+      const members = Array.from({ length: processes }, () => member(jobId, [input, output, 'stream', '0', queries]));
+      await untilTrue(() => Array.from({ length: PARTITIONS }, (_, t) => t).every((t) => members.some((m) => runningAt(m, t) !== undefined)), 120_000, 'every task to run');
+      const running = Math.max(...Array.from({ length: PARTITIONS }, (_, t) => Math.min(...members.map((m) => runningAt(m, t) ?? Infinity))));
+      startup = (running - started) / 1000;
+      await untilTrue(async () => (await count(output)) >= want, 600_000, `${want} results`);
+      rates.push(n / ((performance.now() - running) / 1000));
+      await stopAll(members);
+      if (queries === 'q2' || queries === 'q2-keyed') perRecord[`${queries}-${processes}`] = (performance.now() - running) / n;
+    }
+    console.log(`| ${queries} | ${Math.round(plain).toLocaleString('en-US')} | ${Math.round(rates[0]!).toLocaleString('en-US')} | ${Math.round(rates[1]!).toLocaleString('en-US')} | ${(rates[1]! / rates[0]!).toFixed(2)}× | ${startup.toFixed(1)} |`);
+  }
+  console.log(`\nAn exchange topic per record (q2-keyed − q2, one process): ${((1e6 * (perRecord['q2-keyed-1']! - perRecord['q2-1']!)) / 1000).toFixed(2)} µs of the process's time per event (written, committed, read back).\n`);
+
+  // Rebalance pause and failover, on q5,q8 slowed down so that both land mid-stream.
+  const jobId = `bench-moves-${Date.now().toString(36)}`;
+  jobs.push(jobId);
+  const output = await createTopic(uniqueTopic('bench-cluster-moves'), 1);
+  topics.push(output);
+  const slow = [input, output, 'stream', '20', 'q5,q8'];
+  const first = member(jobId, slow);
+  await untilTrue(() => Array.from({ length: PARTITIONS }, (_, t) => t).every((t) => runningAt(first, t) !== undefined), 120_000, 'the first process to run every task');
+  await sleep(2_000);
+  const joinedAt = performance.now();
+  const second = member(jobId, slow);
+  await untilTrue(() => Array.from({ length: PARTITIONS }, (_, t) => t).some((t) => runningAt(second, t) !== undefined), 60_000, 'the second process to run a task');
+  await sleep(3_000);
+  const moved = Array.from({ length: PARTITIONS }, (_, t) => t).filter((t) => runningAt(second, t) !== undefined);
+  const pauses = moved.map((t) => {
+    const stopped = first.lines.find((l) => l.at > joinedAt && new RegExp(`task ${t} handed over`).test(l.line))!.at;
+    return runningAt(second, t)! - stopped;
+  });
+  const killedAt = performance.now();
+  second.child.kill('SIGKILL');
+  await second.done;
+  await untilTrue(() => moved.every((t) => runningAt(first, t, killedAt) !== undefined), 60_000, 'the survivor to run the killed process’s tasks');
+  const failover = Math.max(...moved.map((t) => runningAt(first, t, killedAt)! - killedAt));
+  await stopAll([first]);
+  console.log('| event | tasks | time (ms) |');
+  console.log('|---|---:|---:|');
+  console.log(`| a process joins: a moved task stops (final checkpoint) → runs on the new process (restored), max | ${moved.length} | ${Math.round(Math.max(...pauses))} |`);
+  console.log(`| a process joins: from its start to its first task running | ${moved.length} | ${Math.round(Math.min(...moved.map((t) => runningAt(second, t)!)) - joinedAt)} |`);
+  console.log(`| kill -9 of a process → its tasks run again elsewhere (restored), max | ${moved.length} | ${Math.round(failover)} |`);
+}
+
+async function cleanup(): Promise<void> {
+  const admin = new Admin({ clientId: 'spate-bench', bootstrapBrokers: KAFKA_BROKERS });
+  try {
+    const all = await admin.listTopics();
+    topics.push(...all.filter((t) => jobs.some((j) => t.startsWith(`spate.${j}.`))));
+  } finally {
+    await admin.close();
+  }
+  await deleteTopics(topics);
+}
+
+main()
+  .then(cleanup)
+  .catch(async (error: unknown) => {
+    console.error(error);
+    await cleanup().catch(() => undefined);
+    process.exit(1);
+  });
