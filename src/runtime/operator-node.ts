@@ -389,6 +389,14 @@ export class OperatorNode implements EdgeTarget, OperatorContext<unknown> {
   private setIdle(idle: boolean): void {
     if (this.idle === idle) return;
     this.idle = idle;
+    if (this.operator.onIdle !== undefined) {
+      try {
+        this.operator.onIdle(idle);
+      } catch (error) {
+        throw this.failure(error);
+      }
+      this.flush();
+    }
     for (const port of this.portList) port.idle(idle);
   }
 

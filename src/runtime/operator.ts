@@ -100,7 +100,7 @@ export interface OperatorContext<OUT> {
  * A step's runtime logic. The runtime creates one instance per parallel instance of the step and
  * calls it from one thread, never concurrently, in this order:
  *
- *   open → (processBatch | onWatermark | onProcessingTime
+ *   open → (processBatch | onWatermark | onIdle | onProcessingTime
  *           | prepareSnapshotPreBarrier → snapshotOperatorState
  *           | notifyCheckpointComplete | notifyCheckpointAborted)* → endInput? → close
  *
@@ -124,6 +124,14 @@ export interface Operator<IN, OUT> {
   processBatch(batch: Batch<IN>, input: number): void;
   /** The step's watermark advanced to `watermark` (read it also from `ctx.watermark`): fire timers and windows. */
   onWatermark?(watermark: number): void;
+  /**
+   * The step became idle (`true`: every open input is idle, so its watermark stands still without
+   * holding anyone back) or active again (`false`, before the input that ends the idleness is
+   * processed). Called only on a change, before the idleness is forwarded downstream; output
+   * emitted here precedes it. Most operators need not know (the runtime forwards idleness);
+   * a sink that carries time to another job does (`SinkOperator` hands it to `Sink.idle`).
+   */
+  onIdle?(idle: boolean): void;
   /**
    * The earliest event time at which the operator has something due — a window's end, a timer —
    * or Infinity: the dashboard's answer to "why hasn't my window fired?" compares it with the

@@ -9,7 +9,8 @@ const RETRY_FIRST_MS = 100;
 const RETRY_MAX_MS = 30_000;
 
 /**
- * Runs a {@link Sink} as a step under the operator contract: `write` per batch, `preCommit` in
+ * Runs a {@link Sink} as a step under the operator contract: `write` per batch, the step's
+ * watermark and idleness to `watermark` and `idle` (for the sinks that take them), `preCommit` in
  * the checkpoint snapshot (its committables become the step's operator state, so they are stored
  * in the checkpoint), `commit` when the checkpoint completes, and on recovery a re-commit of the
  * restored committables followed by `abort` of anything newer.
@@ -55,6 +56,16 @@ export class SinkOperator implements Operator<unknown, never> {
 
   processBatch(batch: Batch<unknown>): void {
     this.sink.write(batch);
+  }
+
+  /** Passes the watermark on to a sink that takes it ({@link Sink.watermark}). */
+  onWatermark(watermark: number): void {
+    this.sink.watermark?.(watermark);
+  }
+
+  /** Passes idleness on to a sink that takes it ({@link Sink.idle}). */
+  onIdle(idle: boolean): void {
+    this.sink.idle?.(idle);
   }
 
   snapshotOperatorState(checkpointId: number): unknown {

@@ -40,7 +40,7 @@ export interface Committable<C> {
  * A destination for records, taking part in checkpoints through two-phase commit (after Flink's
  * Sink v2 writer and committer):
  *
- *   open → (write | backpressure)* → preCommit(n) → (write)* → commit([..n]) → ... → close
+ *   open → (write | watermark | idle | backpressure)* → preCommit(n) → (write)* → commit([..n]) → ... → close
  *
  * - `write` is synchronous and must copy what it keeps. A sink that writes asynchronously buffers
  *   (boundedly) and reports `backpressure()` until it can take more; the runtime then stops
@@ -54,6 +54,9 @@ export interface Committable<C> {
  *   again at `open` with the committables of the checkpoint the job resumes from. It must be
  *   idempotent (e.g. a commit table holding the checkpoint id in the same transaction as the
  *   rows) and may be retried after a failure.
+ * - `watermark(w)` and `idle(idle)` (optional) pass the sink's input time on, in line with the
+ *   data, for a sink that hands records to another job which needs it (a repartition topic read
+ *   by the next tasks of a cluster job, `src/cluster/repartition.ts`); most sinks leave them out.
  * - `abort(after)` is called at `open` on recovery: drop what was pre-committed for checkpoints
  *   after `after` (they never completed), and anything written but never pre-committed.
  * - A sink without `preCommit`/`commit` writes through: what it wrote is visible at once, and a
@@ -77,6 +80,19 @@ export interface Sink<T, C = unknown> {
   write(batch: Batch<T>): void;
   /** A promise while the sink cannot take more input; undefined when it can. */
   backpressure?(): Promise<void> | undefined;
+  /**
+   * The sink's input watermark advanced to `watermark`: every record at or before it has been
+   * written (`MAX_WATERMARK` once the input has ended, before the final `preCommit`). Called after
+   * the `write` of the records that preceded it, never during one; it does not come again for a
+   * restored watermark (a restored sink hears only advances beyond it). Throwing fails the job.
+   */
+  watermark?(watermark: number): void;
+  /**
+   * The sink's input became idle (`true`: every input is idle, so neither records nor watermarks
+   * are coming for now) or active again (`false`, before the records that end the idleness).
+   * Called only on a change. Throwing fails the job.
+   */
+  idle?(idle: boolean): void;
   preCommit?(checkpointId: number): C | undefined | Promise<C | undefined>;
   commit?(committables: ReadonlyArray<Committable<C>>): void | Promise<void>;
   abort?(afterCheckpointId: number | undefined): void | Promise<void>;
