@@ -204,7 +204,9 @@ export class ClusterProcess {
       case 'started': {
         const entry = this.tasks.get(m.task);
         if (entry === undefined) return;
-        entry.status = { ...entry.status, phase: entry.status.phase === 'stopping' ? 'stopping' : 'running', restoredFrom: m.restoredFrom, restoreMs: m.ms, stateBytes: m.stateBytes };
+        // Handed over while it opened: it stops at once (task-worker.ts), never runs here.
+        if (entry.status.phase === 'stopping') return;
+        entry.status = { ...entry.status, phase: 'running', restoredFrom: m.restoredFrom, restoreMs: m.ms, stateBytes: m.stateBytes };
         this.log(
           `spate: job ${this.plan.jobId}: task ${m.task} running on worker ${worker}: ${m.restoredFrom === null ? 'fresh start' : `restored checkpoint ${m.restoredFrom} (${m.stateBytes} bytes read from Kafka)`} in ${Math.round(m.ms)} ms`,
         );

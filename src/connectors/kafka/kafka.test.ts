@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import { FileCheckpointStorage } from '../../checkpoint/storage.ts';
 import { loadLatest } from '../../checkpoint/manifest.ts';
-import { CollectSink, GeneratorSource, Pipeline } from '../../index.ts';
+import { CollectSink, count, GeneratorSource, Pipeline, tumbling } from '../../index.ts';
 import type { SourceOutput, Split, SplitOutput } from '../../runtime/source.ts';
 import { systemClock } from '../../time/clock.ts';
 import { createTopic, deleteRecordsBefore, deleteTopics, KAFKA_BROKERS, produce, readCommitted, TestTransactions, uniqueTopic } from '../../../test/support/kafka.ts';
@@ -304,6 +304,29 @@ describe('KafkaSource', () => {
       [`${t}:1`, `${t}:3`],
     ]);
     expect(instances.flatMap((i) => (i.splits ?? []).map((s) => (s.position as { offset: number }).offset))).toEqual([100, 100, 100, 100]);
+  });
+
+  it('one reader of several partitions: every partition holds the watermark back from the start, so none makes the others late (window counts equal an oracle)', async () => {
+    const t = await topic('wm', 4);
+    // 4 000 records per partition, in time order within each, times interleaved across them.
+    const n = 16_000;
+    await produce(t, Array.from({ length: n }, (_, i) => ({ value: { i, time: 1_000_000 + i }, partition: i % 4, timestamp: 1_000_000 + i })));
+    const out = new CollectSink<{ key: number; value: number }>();
+    const p = new Pipeline();
+    p.source(new KafkaSource<{ i: number; time: number }>({ topic: t, connection, bounded: true }), { id: 'kafka' })
+      .keyBy((r) => r.i % 3)
+      .window(tumbling(1_000))
+      .aggregate(count(), { id: 'counts' })
+      .sink(out, { id: 'out' });
+    const result = await p.run({ parallelism: 1, batchSize: 256, log: () => undefined });
+    const want = new Map<string, number>();
+    for (let i = 0; i < n; i++) {
+      const k = `${i % 3}@${Math.floor((1_000_000 + i) / 1_000)}`;
+      want.set(k, (want.get(k) ?? 0) + 1);
+    }
+    expect(result.metrics.find((m) => m.step === 'counts')!.lateRecords).toBe(0);
+    expect(out.values.reduce((sum, r) => sum + r.value, 0)).toBe(n);
+    expect(out.values.length).toBe(want.size);
   });
 
   it('fails with a clear error when the offsets it resumes from were deleted by retention, or resumes at the earliest offset if told to', async () => {

@@ -215,6 +215,8 @@ class KafkaReader<T, V> implements SourceReader<T> {
   private waiter: { promise: Promise<void>; resolve: () => void } | null = null;
   private idleTimer: ReturnType<typeof setTimeout> | null = null;
   private turn = 0;
+  /** Split outputs of every partition registered (at the first poll). */
+  private registered = false;
   private retrier!: Retrier;
   private readonly recorded = new Map<number, FetchPosition[]>();
   private groupId: string | null;
@@ -443,6 +445,12 @@ class KafkaReader<T, V> implements SourceReader<T> {
     const parts = this.parts;
     const n = parts.length;
     const now = this.ctx.clock.now();
+    if (!this.registered) {
+      // Every partition holds the watermark back from the start — not only once its first fetch
+      // came back — or a partition read first would make the others' records late.
+      this.registered = true;
+      for (const p of parts) if (!p.finished) p.out ??= out.split(p.id) as SplitOutput<unknown>;
+    }
     for (let k = 0; k < n && this.emitted < max; k++) {
       const p = parts[(this.turn + k) % n]!;
       if (p.queue.length === 0) continue;
