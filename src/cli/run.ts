@@ -17,7 +17,6 @@ import { sendControl, serveControl } from './control.ts';
 import { DuckDBDatabase } from '../connectors/duckdb/database.ts';
 import { type QueryEngine, readOnlyViolation } from '../ui/query-engine.ts';
 import { ClusterProcess, type ClusterOptions } from '../cluster/runner.ts';
-import { checkJobId } from '../cluster/plan.ts';
 
 export const RUN_USAGE = `spate run <pipeline.ts|pipeline.js> [options] [-- args...]
 
@@ -143,15 +142,13 @@ export async function runCommand(argv: readonly string[]): Promise<number> {
     }
     if (values.cluster === undefined) throw new UsageError('--job-id needs --cluster kafka://HOST:PORT');
     if (values['job-id'] === undefined) throw new UsageError('--cluster needs --job-id ID (processes with the same id are one job)');
-    const { module: _, path } = await loadModule(positionals, RUN_USAGE);
-    return runClusterProcess({
-      module: pathToFileURL(path).href,
-      args: rest,
-      jobId: values['job-id'],
-      connection: { brokers: clusterBrokers(values.cluster) },
-      threads: numericArg('parallelism', values.parallelism, defaultParallelism(), { integer: true, min: 1, max: 256 }),
-      checkpointInterval: numericArg('checkpoint-interval', values['checkpoint-interval'], 1_000, { min: 1, hint: 'ms' }),
-    });
+    const jobId = values['job-id'];
+    if (!/^[A-Za-z0-9._-]{1,100}$/.test(jobId)) throw new UsageError(`--job-id '${jobId}' may only contain letters, digits, '.', '_' and '-' (1 to 100 of them)`);
+    const connection = { brokers: clusterBrokers(values.cluster) };
+    const threads = numericArg('parallelism', values.parallelism, defaultParallelism(), { integer: true, min: 1, max: 256 });
+    const checkpointInterval = numericArg('checkpoint-interval', values['checkpoint-interval'], 1_000, { min: 1, hint: 'ms' });
+    const { path } = await loadModule(positionals, RUN_USAGE);
+    return runClusterProcess({ module: pathToFileURL(path).href, args: rest, jobId, connection, threads, checkpointInterval });
   }
   const options: PipelineOptions = {};
   const checkpointDir = values['checkpoint-dir'];
@@ -208,7 +205,6 @@ function clusterBrokers(url: string): string[] {
 /** Runs this process's share of a cluster job until a signal makes it leave (or a worker dies). */
 async function runClusterProcess(options: Omit<ClusterOptions, 'log'>): Promise<number> {
   const log = (line: string): void => void process.stderr.write(line + '\n');
-  checkJobId(options.jobId);
   const cluster = await ClusterProcess.start({ ...options, log });
   log(`spate: job ${options.jobId}: ${cluster.plan.tasks} tasks (partitions of ${cluster.plan.inputs.flatMap((i) => i.topics.map((t) => t.topic)).join(', ')}), ${cluster.plan.exchanges.length} exchange topic(s); this process runs its share on ${options.threads} worker thread(s)`);
   const removeFirst = onStopSignal((signal) => {

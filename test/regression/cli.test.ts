@@ -75,6 +75,20 @@ describe('bad option values are usage errors naming the option', () => {
     expect(r.stdout).toBe('');
   });
 
+  it.each([
+    // spate run --cluster: what belongs together, and what a cluster job keeps in Kafka instead.
+    // Cluster jobs: what belongs together, and what a cluster job keeps in Kafka instead.
+    [['run', 'job.ts', '--cluster', 'kafka://127.0.0.1:9092'], '--cluster needs --job-id ID (processes with the same id are one job)'],
+    [['run', 'job.ts', '--job-id', 'j'], '--job-id needs --cluster kafka://HOST:PORT'],
+    [['run', 'job.ts', '--cluster', 'http://127.0.0.1:9092', '--job-id', 'j'], "--cluster must be kafka://HOST:PORT[,HOST:PORT…], got 'http://127.0.0.1:9092'"],
+    [['run', 'job.ts', '--cluster', 'kafka://127.0.0.1:9092', '--job-id', 'j', '--checkpoint-dir', 'd'], '--checkpoint-dir cannot be used with --cluster (a cluster job keeps its checkpoints in Kafka)'],
+    [['run', 'job.ts', '--cluster', 'kafka://127.0.0.1:9092', '--job-id', 'a/b'], "--job-id 'a/b' may only contain letters, digits, '.', '_' and '-' (1 to 100 of them)"],
+  ])('%j', async (argv, message) => {
+    const r = await run(argv);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe(`spate: ${message}\n\nspate run --help lists the options\n`);
+  });
+
   it('as a real process: exit code 2, no stack trace', async () => {
     const exec = promisify(execFile);
     const cases = [
