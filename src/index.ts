@@ -97,6 +97,8 @@ export { KafkaSink, type KafkaSinkOptions, type KafkaCommittable } from './conne
 export { kafkaDeadLetterSink, deadLetterJson, type KafkaDeadLetter } from './connectors/kafka/dead-letters.ts';
 export type { KafkaConnection } from './connectors/kafka/client.ts';
 export type { KafkaStats, RetryOptions as KafkaRetryOptions } from './connectors/kafka/retry.ts';
+export { ClusterProcess, type ClusterOptions, type TaskStatus } from './cluster/runner.ts';
+export { KafkaCheckpointStorage, FencedError, type KafkaCheckpointStorageOptions } from './cluster/kafka-storage.ts';
 export { JetStreamSource, type JetStreamSourceOptions, type JetStreamStart, type JetStreamPosition } from './connectors/nats/source.ts';
 export { JetStreamSink, type JetStreamSinkOptions, type JetStreamCommittable } from './connectors/nats/sink.ts';
 export type { NatsConnectionOptions, NatsTlsOptions, RetryOptions as NatsRetryOptions, PublisherStats as JetStreamPublisherStats, JetStreamSourceStats } from './connectors/nats/options.ts';

@@ -176,12 +176,35 @@ describe('RepartitionSink', () => {
     const u = new Unpackr({ moreTypes: true, mapsAsObjects: false });
     const out = new Map<number, string[]>();
     for (const { partition, value } of raw.values) {
-      const text = value[3] === 0 ? `r${(u.unpack(value.subarray(16)) as Ev).i}@${value.readDoubleLE(8)}` : `m${value.readUInt32LE(16)}:${value.readDoubleLE(8)}${value[24] === 1 ? ':idle' : ''}`;
       if (!out.has(partition)) out.set(partition, []);
-      out.get(partition)!.push(text);
+      expect(value.readUInt32LE(4), 'the partition a value names').toBe(partition);
+      if (value[3] === 2) {
+        // A batch: n times, then the n values.
+        const n = value.readUInt32LE(8);
+        const records = u.unpack(value.subarray(12 + 8 * n)) as Ev[];
+        records.forEach((r, k) => out.get(partition)!.push(`r${r.i}@${value.readDoubleLE(12 + 8 * k)}`));
+      } else out.get(partition)!.push(`m${value.readUInt32LE(16)}:${value.readDoubleLE(8)}${value[24] === 1 ? ':idle' : ''}`);
     }
     return out;
   }
+
+  it('a write larger than a Kafka record is split into several batches, in order, none lost', async () => {
+    const t = await topic('big', 1);
+    const sink = new RepartitionSink<Ev & { pad: string }>({ connection, topic: t, partitions: 1, key: (e) => e.user, producer: 0, producers: 1 });
+    await sink.open({ stepId: 'to-topic', instance: 0, parallelism: 1, clock: systemClock, restoredCheckpoint: undefined, deadLetter: () => undefined });
+    try {
+      // 3 000 records of ~1 KB: 3 MB in one write, above the 1 MB a Kafka record may hold.
+      const b = new Batch<Ev & { pad: string }>(3_000);
+      for (let i = 0; i < 3_000; i++) b.push({ user: 'u', i, pad: 'x'.repeat(1_000) }, i);
+      sink.write(b);
+      const committable = await sink.preCommit();
+      await sink.commit([{ checkpointId: 1, instance: 0, data: committable! }]);
+    } finally {
+      await sink.close();
+    }
+    const records = (await contents(t)).get(0)!.filter((r) => r.startsWith('r'));
+    expect(records).toEqual(Array.from({ length: 3_000 }, (_, i) => `r${i}@${i}`));
+  }, 30_000);
 
   it('without a key sends every record to partition 0, marks to every partition; throttles marks, writing the last one within the interval; dead-letters what it cannot encode', async () => {
     const t = await topic('global', 2);
@@ -408,11 +431,12 @@ describe('RepartitionSink → RepartitionSource', () => {
       a.write([[{ user: 'x', i: 0 }, 1]]);
       await a.commit();
       await settleTransactions(t); // the commit marker is written before what follows
-      const header = (kind: number, rest: number[]) => Buffer.from([0x53, 0x52, 1, kind, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xf0, 0x3f, ...rest]);
       await produce(t, [
         { value: 'not a repartition record' },
-        { value: header(0, [0x92]) }, // a record whose value is cut short
-        { value: header(1, [5, 0, 0, 0, 7, 0, 0, 0, 0]) }, // a mark of producer 5 of 7
+        // A batch of one record (time 1) whose value is cut short.
+        { value: Buffer.from([0x53, 0x52, 2, 2, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xf0, 0x3f, 0x92]) },
+        // A mark (watermark 1) of producer 5 of 7.
+        { value: Buffer.from([0x53, 0x52, 2, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xf0, 0x3f, 5, 0, 0, 0, 7, 0, 0, 0, 0]) },
       ]);
       a.write([[{ user: 'x', i: 1 }, 2]]);
       a.sink.watermark(MAX_WATERMARK);

@@ -10,17 +10,24 @@
  * writing task (a *producer*) writes its watermark and idleness into every partition, and a
  * reader's watermark is the minimum over the producers of its partitions.
  *
- * **Value layout** (little-endian), the same for every record of the topic:
+ * **Value layout** (little-endian), the same for every Kafka record of the topic. A Kafka record
+ * carries a *batch* of the job's records bound for one partition — what one write of the sink
+ * holds for it — so that Kafka's per-record costs (framing, varints, the client's buffers) are
+ * paid once per batch, not per record: a record crosses in ~1 µs instead of ~7.
  *
  * ```
  * bytes 0–1   magic 0x53 0x52 ('SR')
- * byte  2     layout version (1)
- * byte  3     kind: 0 a record, 1 a watermark mark
- * bytes 4–7   uint32: a record's key group (0xFFFFFFFF: global, no key); a mark's partition
- * bytes 8–15  float64: a record's event time; a mark's watermark (±Infinity allowed)
- * record:     bytes 16…  the value, msgpack (self-contained: record structures inline)
- * mark:       bytes 16–19 uint32 producer, 20–23 uint32 producers, byte 24 idle (0 or 1)
+ * byte  2     layout version (2)
+ * byte  3     kind: 2 a batch of records, 1 a watermark mark
+ * bytes 4–7   uint32: the partition it is written to
+ * batch:      bytes 8–11 uint32 n; bytes 12…12+8n the n event times (float64); then the n
+ *             values, one msgpack array (self-contained: record structures inline)
+ * mark:       bytes 8–15 float64 watermark (±Infinity allowed); 16–19 uint32 producer,
+ *             20–23 uint32 producers, byte 24 idle (0 or 1)
  * ```
+ *
+ * A batch is emitted whole between two polls of the source, so a checkpoint's position (a Kafka
+ * offset) never falls inside one.
  */
 import { Admin } from '@platformatic/kafka';
 import { Packr, Unpackr } from 'msgpackr';
@@ -40,13 +47,13 @@ import { newStats, Retrier, type KafkaStats } from '../connectors/kafka/retry.ts
 
 const MAGIC_0 = 0x53;
 const MAGIC_1 = 0x52;
-const LAYOUT_VERSION = 1;
-const KIND_RECORD = 0;
+const LAYOUT_VERSION = 2;
 const KIND_MARK = 1;
-const HEADER_BYTES = 16;
+const KIND_BATCH = 2;
+const BATCH_HEADER_BYTES = 12;
 const MARK_BYTES = 25;
-/** The route of a record without a key (a global exchange): partition 0. */
-const GLOBAL_ROUTE = 0xffffffff;
+/** Encoded bytes of a batch at most (the Kafka sink's default record limit is 1 000 000). */
+const MAX_BATCH_BYTES = 900_000;
 /** Key groups are routed as uint32 below {@link GLOBAL_ROUTE}; Flink's limit is 32 768. */
 const MAX_KEY_GROUPS = 1 << 15;
 /** Kafka's error code for CreateTopics on an existing topic. */
@@ -163,7 +170,10 @@ export class RepartitionSink<T> implements Sink<T, KafkaCommittable> {
   private readonly owner: Uint32Array;
   private readonly packr = new Packr(msgpackOptions());
   private ctx!: SinkContext;
-  private out = new Batch<Uint8Array>(1);
+  /** The encoded batches of one write. */
+  private out: Batch<Uint8Array>;
+  /** Per partition, the records of the write in progress bound for it. */
+  private readonly groups: Array<{ values: unknown[]; times: number[] }>;
   private readonly marks: Batch<Uint8Array>;
   /** The input's watermark and idleness now, and as last written. */
   private watermarkNow = MIN_WATERMARK;
@@ -197,6 +207,8 @@ export class RepartitionSink<T> implements Sink<T, KafkaCommittable> {
     this.owner = new Uint32Array(maxKeyGroups);
     if (options.key !== undefined) for (let kg = 0; kg < maxKeyGroups; kg++) this.owner[kg] = instanceOfKeyGroup(kg, partitions, maxKeyGroups);
     this.marks = new Batch<Uint8Array>(partitions);
+    this.groups = Array.from({ length: partitions }, () => ({ values: [], times: [] }));
+    this.out = new Batch<Uint8Array>(partitions);
     this.inner = new KafkaSink<Uint8Array>({
       ...options.kafka,
       topic,
@@ -232,29 +244,33 @@ export class RepartitionSink<T> implements Sink<T, KafkaCommittable> {
   write(batch: Batch<T>): void {
     this.check();
     const { values, times, length } = batch;
-    if (this.out.capacity < length) this.out = new Batch<Uint8Array>(batch.capacity);
-    const out = this.out;
-    const encoded = out.values;
-    const encodedTimes = out.times;
     const keyOf = this.keyOf;
-    let n = 0;
+    const groups = this.groups;
+    // Records to their partitions' groups (a record whose key fails is a dead letter).
     let i = 0;
     while (i < length) {
       try {
         for (; i < length; i++) {
-          const value = values[i] as T;
-          const time = times[i]!;
-          const route = keyOf === undefined ? GLOBAL_ROUTE : keyGroupOf(checkKey(keyOf(value)), this.maxKeyGroups);
-          encoded[n] = this.encode(value, route, time);
-          encodedTimes[n++] = time;
+          const g = groups[keyOf === undefined ? 0 : this.owner[keyGroupOf(checkKey(keyOf(values[i] as T)), this.maxKeyGroups)]!]!;
+          g.values.push(values[i]);
+          g.times.push(times[i]!);
         }
       } catch (error) {
         this.ctx.deadLetter(values[i], error, times[i]!);
         i++;
       }
     }
-    out.length = n;
-    if (n > 0) this.inner.write(out);
+    this.out.length = 0;
+    for (let p = 0; p < this.partitions; p++) {
+      const g = groups[p]!;
+      if (g.values.length === 0) continue;
+      this.encodeGroup(p, g.values, g.times, 0, g.values.length);
+      g.values.length = 0;
+      g.times.length = 0;
+    }
+    // encodeGroup may have replaced `out` by a bigger batch.
+    const out = this.out;
+    if (out.length > 0) this.inner.write(out);
     out.length = 0;
     this.check();
   }
@@ -314,9 +330,7 @@ export class RepartitionSink<T> implements Sink<T, KafkaCommittable> {
       this.mismatch ??= new Error(`RepartitionSink: topic ${this.topic} has ${partitions} partition(s); this exchange was built for ${this.partitions} (a topic left by another job or parallelism?)`);
       return 0;
     }
-    const route = (value as Buffer).readUInt32LE(4);
-    if (value[3] === KIND_MARK) return route;
-    return route === GLOBAL_ROUTE ? 0 : this.owner[route]!;
+    return (value as Buffer).readUInt32LE(4);
   };
 
   private readonly onTimer = (): void => {
@@ -365,17 +379,55 @@ export class RepartitionSink<T> implements Sink<T, KafkaCommittable> {
     this.check();
   }
 
-  private encode(value: T, route: number, time: number): Buffer {
-    const body = this.packr.pack(value);
-    const b = Buffer.allocUnsafe(HEADER_BYTES + body.length);
+  /**
+   * Encodes records [from, to) of a partition's group into batches on `this.out`: one if it fits
+   * in {@link MAX_BATCH_BYTES}, else halves. A value that cannot be encoded is a dead letter and
+   * the rest are encoded without it.
+   */
+  private encodeGroup(partition: number, values: unknown[], times: number[], from: number, to: number): void {
+    let body: Buffer;
+    try {
+      body = this.packr.pack(from === 0 && to === values.length ? values : values.slice(from, to));
+    } catch (error) {
+      if (to - from === 1) {
+        this.ctx.deadLetter(values[from], error, times[from]!);
+        return;
+      }
+      const mid = (from + to) >>> 1;
+      this.encodeGroup(partition, values, times, from, mid);
+      this.encodeGroup(partition, values, times, mid, to);
+      return;
+    }
+    const n = to - from;
+    if (body.length + BATCH_HEADER_BYTES + 8 * n > MAX_BATCH_BYTES && n > 1) {
+      const mid = (from + to) >>> 1;
+      this.encodeGroup(partition, values, times, from, mid);
+      this.encodeGroup(partition, values, times, mid, to);
+      return;
+    }
+    const b = Buffer.allocUnsafe(BATCH_HEADER_BYTES + 8 * n + body.length);
     b[0] = MAGIC_0;
     b[1] = MAGIC_1;
     b[2] = LAYOUT_VERSION;
-    b[3] = KIND_RECORD;
-    b.writeUInt32LE(route, 4);
-    b.writeDoubleLE(time, 8);
-    body.copy(b, HEADER_BYTES);
-    return b;
+    b[3] = KIND_BATCH;
+    b.writeUInt32LE(partition, 4);
+    b.writeUInt32LE(n, 8);
+    for (let k = 0; k < n; k++) b.writeDoubleLE(times[from + k]!, BATCH_HEADER_BYTES + 8 * k);
+    body.copy(b, BATCH_HEADER_BYTES + 8 * n);
+    const out = this.out;
+    if (out.length === out.capacity) {
+      const bigger = new Batch<Uint8Array>(out.capacity * 2);
+      for (let k = 0; k < out.length; k++) {
+        bigger.values[k] = out.values[k]!;
+        bigger.times[k] = out.times[k]!;
+      }
+      bigger.length = out.length;
+      this.out = bigger;
+    }
+    const o = this.out;
+    o.values[o.length] = b;
+    // The Kafka record's time is the write time (`timestamp: 'now'`); this one is not used.
+    o.times[o.length++] = times[to - 1]!;
   }
 
   private check(): void {
@@ -652,16 +704,21 @@ class RepartitionReader<T> implements SourceReader<T> {
       this.refuse(p, b, origin, problem);
       return;
     }
-    if (b[3] === KIND_RECORD) {
-      const time = b.readDoubleLE(8);
-      let record: T;
+    if (b[3] === KIND_BATCH) {
+      const n = b.readUInt32LE(8);
+      let records: unknown;
       try {
-        record = this.unpackr.unpack(b.subarray(HEADER_BYTES)) as T;
+        records = this.unpackr.unpack(b.subarray(BATCH_HEADER_BYTES + 8 * n));
       } catch (error) {
         this.refuse(p, b, origin, `the value cannot be decoded: ${(error as Error).message}`);
         return;
       }
-      this.out.emit(record, time, origin);
+      if (!Array.isArray(records) || records.length !== n) {
+        this.refuse(p, b, origin, `a batch of ${n} record(s) holds ${Array.isArray(records) ? records.length : 'no array'}`);
+        return;
+      }
+      const out = this.out;
+      for (let k = 0; k < n; k++) out.emit(records[k] as T, b.readDoubleLE(BATCH_HEADER_BYTES + 8 * k), origin);
       return;
     }
     const producer = b.readUInt32LE(16);
@@ -777,11 +834,14 @@ class RepartitionReader<T> implements SourceReader<T> {
 
 /** Why `b` is not a value a repartition sink wrote (its header), or null. */
 function malformed(b: Uint8Array): string | null {
-  if (b.length < HEADER_BYTES || b[0] !== MAGIC_0 || b[1] !== MAGIC_1) return 'no repartition header';
+  if (b.length < BATCH_HEADER_BYTES || b[0] !== MAGIC_0 || b[1] !== MAGIC_1) return 'no repartition header';
   if (b[2] !== LAYOUT_VERSION) return `layout version ${b[2]}, this reader knows ${LAYOUT_VERSION}`;
-  if (b[3] === KIND_RECORD) return Number.isFinite((b as Buffer).readDoubleLE(8)) ? null : 'the event time is not finite';
   if (b[3] === KIND_MARK) return b.length === MARK_BYTES ? null : `a watermark mark of ${b.length} bytes (${MARK_BYTES} expected)`;
-  return `unknown kind ${b[3]}`;
+  if (b[3] !== KIND_BATCH) return `unknown kind ${b[3]}`;
+  const n = (b as Buffer).readUInt32LE(8);
+  if (b.length < BATCH_HEADER_BYTES + 8 * n + 1) return `a batch of ${n} record(s) in ${b.length} bytes`;
+  for (let k = 0; k < n; k++) if (!Number.isFinite((b as Buffer).readDoubleLE(BATCH_HEADER_BYTES + 8 * k))) return 'an event time is not finite';
+  return null;
 }
 
 let deadLetterUnpackr: Unpackr | undefined;
@@ -793,7 +853,7 @@ function describeValue(value: Uint8Array): unknown {
   if (b[3] === KIND_MARK) return { producer: b.readUInt32LE(16), watermark: b.readDoubleLE(8), idle: b[24] === 1 };
   try {
     deadLetterUnpackr ??= new Unpackr(msgpackOptions() as ConstructorParameters<typeof Unpackr>[0]);
-    return deadLetterUnpackr.unpack(b.subarray(HEADER_BYTES));
+    return deadLetterUnpackr.unpack(b.subarray(BATCH_HEADER_BYTES + 8 * b.readUInt32LE(8)));
   } catch {
     return { payload: previewOf(b), size: b.length };
   }

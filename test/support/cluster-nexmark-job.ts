@@ -2,10 +2,12 @@
  * The pipeline module of the cluster tests and benchmark: NEXMark events from a Kafka topic, q5,
  * q7 and q8, results into one Kafka topic in transactions (records `{ q: 'q5' | 'q7' | 'q8', ...row }`).
  *
- *   spate run test/support/cluster-nexmark-job.ts --cluster kafka://127.0.0.1:9092 --job-id J -- <input> <output> [stream|bounded] [spin µs per event] [queries]
+ *   spate run test/support/cluster-nexmark-job.ts --cluster kafka://127.0.0.1:9092 --job-id J -- <input> <output> [stream|bounded] [spin µs per event] [queries] [group]
  *
  * `queries` (default `q5,q7,q8`) may also name, for the benchmark, `q2` (a filter: no exchange)
- * and `q2-keyed` (the same after a keyed exchange of every event: the cost of an exchange topic).
+ * and `q2-keyed` (the same after a keyed exchange of every event: the cost of an exchange topic);
+ * the benchmark follows the input's progress through the consumer group named by `group`, to
+ * which the source commits its checkpointed offsets.
  *
  * A streaming job never ends, so its last windows close only when the watermark passes them: the
  * input ends with one {@link END_MARKER} per partition, far ahead in event time, which advances
@@ -25,12 +27,12 @@ export function endMarker(lastTime: number): NexmarkEvent {
 const isEndMarker = (e: NexmarkEvent): boolean => e.type === 'bid' && e.auction === -1;
 
 export default definePipeline((p, args) => {
-  const [input, output, mode = 'stream', spin = '0', queries = 'q5,q7,q8'] = args;
+  const [input, output, mode = 'stream', spin = '0', queries = 'q5,q7,q8', group] = args;
   const wanted = new Set(queries.split(','));
   if (input === undefined || output === undefined) throw new Error('usage: -- <input topic> <output topic> [stream|bounded] [spin µs]');
   const spinMs = Number(spin) / 1000;
   let events = p
-    .source(new KafkaSource<NexmarkEvent>({ topic: input, bounded: mode === 'bounded' }), { id: 'events', timestamp: (e) => e.dateTime })
+    .source(new KafkaSource<NexmarkEvent>({ topic: input, bounded: mode === 'bounded', ...(group === undefined ? {} : { groupId: group }) }), { id: 'events', timestamp: (e) => e.dateTime })
     .filter((e) => !isEndMarker(e), { id: 'data' });
   if (spinMs > 0) {
     events = events.map((e) => {
