@@ -92,7 +92,8 @@ export function rewriteForTask(p: Pipeline, plan: ClusterPlan, task: number, con
     const edge = node?.inputs[ex.input];
     if (node === undefined || edge === undefined) throw new Error(`the pipeline differs from the cluster plan: no input ${ex.input} of step '${ex.step}'`);
     const key = edge.partitioning.type === 'hash' ? edge.partitioning.key : undefined;
-    const sinkOptions = { connection, topic: ex.topic, partitions: ex.partitions, maxKeyGroups: plan.maxKeyGroups, producer: task, producers: plan.tasks, ...(key === undefined ? {} : { key }) };
+    const reach = connection === undefined ? {} : { connection };
+    const sinkOptions = { ...reach, topic: ex.topic, partitions: ex.partitions, maxKeyGroups: plan.maxKeyGroups, producer: task, producers: plan.tasks, ...(key === undefined ? {} : { key }) };
     graph.add(
       new StepNode(`${ex.step}.${ex.input}.to-exchange`, 'exchange-sink', [{ from: edge.from, port: edge.port, partitioning: { type: 'forward' } }], {
         type: 'sink',
@@ -103,7 +104,7 @@ export function rewriteForTask(p: Pipeline, plan: ClusterPlan, task: number, con
     const source = graph.add(
       new StepNode(`${ex.step}.${ex.input}.from-exchange`, 'exchange-source', [], {
         type: 'source',
-        create: () => new RepartitionSource({ connection, topic: ex.topic, partitions, producers: plan.tasks }) as Source<unknown>,
+        create: () => new RepartitionSource({ ...reach, topic: ex.topic, partitions, producers: plan.tasks }) as Source<unknown>,
         options: {},
       }),
     );
@@ -134,16 +135,16 @@ function scoped(sink: Sink<unknown>, scope: string): Sink<unknown> {
 /** A Kafka source reading only partition `task` of its topics: the task's share of the input. */
 export class TaskPartitionSource<T> implements Source<T> {
   readonly bounded: boolean;
-  readonly watermarks: 'explicit' | 'derived' | undefined;
-  readonly idleTimeout: number | undefined;
+  readonly watermarks?: 'explicit' | 'derived';
+  readonly idleTimeout?: number;
 
   constructor(
     private readonly inner: Source<T>,
     private readonly task: number,
   ) {
     this.bounded = inner.bounded;
-    this.watermarks = inner.watermarks;
-    this.idleTimeout = inner.idleTimeout;
+    if (inner.watermarks !== undefined) this.watermarks = inner.watermarks;
+    if (inner.idleTimeout !== undefined) this.idleTimeout = inner.idleTimeout;
   }
 
   async splits(ctx: SourceContext): Promise<readonly Split[]> {
