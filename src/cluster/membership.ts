@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { describeKafkaError, isRetriable, type KafkaClient, KafkaErrors } from '../connectors/kafka/client.ts';
+import { describeKafkaError, type KafkaClient, KafkaErrors } from '../connectors/kafka/client.ts';
 
 /** What a member does with the partitions the group gives it and takes away. */
 export interface MembershipListener {
@@ -209,9 +209,6 @@ export class GroupMembership {
     if (!this.unreachable) {
       this.unreachable = true;
       this.log(`spate: consumer group ${this.options.groupId}: heartbeat failed (${describeKafkaError(error)}); retrying`);
-    }
-    if (!isRetriable(error) && (error as { code?: number }).code === undefined) {
-      this.log(`spate: consumer group ${this.options.groupId}: ${describeKafkaError(error)}`);
     }
     if (Date.now() - this.lastAnswer > this.sessionTimeoutMs && this.owned.size > 0) {
       this.log(`spate: consumer group ${this.options.groupId}: no answer for ${this.sessionTimeoutMs} ms; the session has expired, giving up partitions ${[...this.owned].join(', ')}`);
