@@ -59,6 +59,9 @@ options:
                                 then the number of worker threads running this process's tasks.
                                 Every source must be a Kafka source
   --job-id ID                   the job this process joins (with --cluster; letters, digits . _ -)
+  --metrics-port P              (with --cluster) serve /metrics (Prometheus: each task's phase —
+                                restoring, running, stopping —, restore time, task moves) and
+                                /api/cluster on 127.0.0.1:P (0: any free port, printed)
   -h, --help                    this text
 
 With --checkpoint-dir, \`spate savepoint DIR\` takes a savepoint of the running job.
@@ -129,6 +132,7 @@ export async function runCommand(argv: readonly string[]): Promise<number> {
       'ui-token': { type: 'string' },
       cluster: { type: 'string' },
       'job-id': { type: 'string' },
+      'metrics-port': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -136,6 +140,7 @@ export async function runCommand(argv: readonly string[]): Promise<number> {
     process.stdout.write(RUN_USAGE);
     return 0;
   }
+  if (values['metrics-port'] !== undefined && values.cluster === undefined) throw new UsageError('--metrics-port needs --cluster (a single-process job serves /metrics with --ui)');
   if (values.cluster !== undefined || values['job-id'] !== undefined) {
     for (const option of ['checkpoint-dir', 'restore-from', 'ui', 'retained-checkpoints', 'tolerated-checkpoint-failures', 'allow-dropped-state'] as const) {
       if (values[option] !== undefined) throw new UsageError(`--${option} cannot be used with --cluster (a cluster job keeps its checkpoints in Kafka)`);
@@ -147,8 +152,9 @@ export async function runCommand(argv: readonly string[]): Promise<number> {
     const connection = { brokers: clusterBrokers(values.cluster) };
     const threads = numericArg('parallelism', values.parallelism, defaultParallelism(), { integer: true, min: 1, max: 256 });
     const checkpointInterval = numericArg('checkpoint-interval', values['checkpoint-interval'], 1_000, { min: 1, hint: 'ms' });
+    const metricsPort = numericArg('metrics-port', values['metrics-port'], undefined, { integer: true, min: 0, max: 65535 });
     const { path } = await loadModule(positionals, RUN_USAGE);
-    return runClusterProcess({ module: pathToFileURL(path).href, args: rest, jobId, connection, threads, checkpointInterval });
+    return runClusterProcess({ module: pathToFileURL(path).href, args: rest, jobId, connection, threads, checkpointInterval, ...(metricsPort === undefined ? {} : { metricsPort }) });
   }
   const options: PipelineOptions = {};
   const checkpointDir = values['checkpoint-dir'];

@@ -1,3 +1,5 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { availableParallelism } from 'node:os';
 import type { Worker } from 'node:worker_threads';
 import { buildPipeline, loadPipelineModule } from '../api/define-pipeline.ts';
@@ -8,6 +10,7 @@ import { GroupMembership } from './membership.ts';
 import { type ClusterPlan, planCluster } from './plan.ts';
 import { ensureRepartitionTopic } from './repartition.ts';
 import type { TaskWorkerInit } from './task-worker.ts';
+import { type ClusterCounts, clusterPrometheusText, PROMETHEUS_CONTENT_TYPE } from '../ui/prometheus.ts';
 
 /** Messages to a task worker. */
 export type ToTaskWorker = { type: 'start'; task: number } | { type: 'stop'; task: number; checkpoint: boolean } | { type: 'status' };
@@ -33,6 +36,12 @@ export interface ClusterOptions {
   readonly threads?: number;
   /** Milliseconds between each task's checkpoints (default 1000). */
   readonly checkpointInterval?: number;
+  /**
+   * Serve `/metrics` (Prometheus text: each task's phase, restore time and bytes, task moves) and
+   * `/api/cluster` (the tasks as JSON) on this port of 127.0.0.1 (0: any free port; see
+   * {@link ClusterProcess.metricsUrl}).
+   */
+  readonly metricsPort?: number;
   readonly log?: (line: string) => void;
 }
 
@@ -74,6 +83,10 @@ export class ClusterProcess {
   private readonly client: PlatformaticKafkaClient;
   private readonly log: (line: string) => void;
   private stopping: Promise<void> | null = null;
+  private readonly counts: { -readonly [K in keyof ClusterCounts]: number } = { assigned: 0, revoked: 0, lost: 0, failed: 0 };
+  private server: Server | null = null;
+  /** Where `/metrics` and `/api/cluster` are served (with `metricsPort`), else null. */
+  metricsUrl: string | null = null;
   private failure: ((error: Error) => void) | null = null;
   /** Resolves when the process has left the job (stop), rejects when a worker thread dies. */
   readonly done: Promise<void>;
@@ -106,9 +119,35 @@ export class ClusterProcess {
     await ensureCheckpointTopic(options.connection, plan.checkpointTopic, plan.tasks);
     for (const ex of plan.exchanges) await ensureRepartitionTopic(options.connection, ex.topic, ex.partitions);
     const cluster = new ClusterProcess(plan, options);
+    if (options.metricsPort !== undefined) await cluster.serveMetrics(options.metricsPort);
     await cluster.startWorkers(options.threads ?? availableParallelism());
     cluster.join();
     return cluster;
+  }
+
+  /** The Prometheus text of `/metrics`. */
+  metrics(): string {
+    return clusterPrometheusText(this.plan.jobId, this.status(), this.counts);
+  }
+
+  private async serveMetrics(port: number): Promise<void> {
+    const server = createServer((request, response) => {
+      const path = (request.url ?? '/').split('?')[0];
+      if (request.method === 'GET' && path === '/metrics') {
+        response.writeHead(200, { 'content-type': PROMETHEUS_CONTENT_TYPE }).end(this.metrics());
+      } else if (request.method === 'GET' && path === '/api/cluster') {
+        response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ job: this.plan.jobId, tasks: this.status(), counts: this.counts }));
+      } else {
+        response.writeHead(404, { 'content-type': 'text/plain' }).end('not found: /metrics and /api/cluster are served here\n');
+      }
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, '127.0.0.1', () => resolve());
+    });
+    this.server = server;
+    this.metricsUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    this.log(`spate: job ${this.plan.jobId}: metrics at ${this.metricsUrl}/metrics`);
   }
 
   /** This process's tasks now. */
@@ -181,6 +220,7 @@ export class ClusterProcess {
     for (const t of this.tasks.values()) load[t.status.worker]!++;
     const worker = load.indexOf(Math.min(...load));
     this.tasks.set(task, { status: { task, phase: 'restoring', since: Date.now(), restoredFrom: null, restoreMs: null, stateBytes: null, worker }, stopped: [], failures });
+    if (failures === 0) this.counts.assigned++;
     this.log(`spate: job ${this.plan.jobId}: task ${task} assigned to this process; restoring its state from ${this.plan.checkpointTopic}[${task}]`);
     this.post(worker, { type: 'start', task });
   }
@@ -189,6 +229,8 @@ export class ClusterProcess {
     const entry = this.tasks.get(task);
     if (entry === undefined) return Promise.resolve();
     entry.status = { ...entry.status, phase: 'stopping', since: Date.now() };
+    if (checkpoint) this.counts.revoked++;
+    else this.counts.lost++;
     this.log(`spate: job ${this.plan.jobId}: task ${task} ${checkpoint ? 'handed over: stopping it with a final checkpoint' : 'lost: stopping it at once'}`);
     return new Promise((resolve) => {
       entry.stopped.push(resolve);
@@ -225,6 +267,7 @@ export class ClusterProcess {
         if (entry === undefined) return;
         this.tasks.delete(m.task);
         for (const resolve of entry.stopped) resolve();
+        this.counts.failed++;
         const owned = this.membership?.partitions.includes(m.task) === true && this.stopping === null && entry.status.phase !== 'stopping';
         if (/taken over|fenced/i.test(m.error)) {
           this.log(`spate: job ${this.plan.jobId}: task ${m.task} was taken over by another process; this process no longer runs it`);
@@ -257,6 +300,7 @@ export class ClusterProcess {
   }
 
   private async closeWorkers(): Promise<void> {
+    this.server?.close();
     await Promise.all(this.workers.map((w) => w.terminate()));
     await this.client.close().catch(() => undefined);
   }

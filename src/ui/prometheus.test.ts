@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { count, GeneratorSource, Pipeline, tumbling } from '../index.ts';
 import type { JobStatus } from '../runtime/job.ts';
 import { serveDashboard } from './dashboard.ts';
-import { PROMETHEUS_CONTENT_TYPE, prometheusText } from './prometheus.ts';
+import { clusterPrometheusText, PROMETHEUS_CONTENT_TYPE, prometheusText } from './prometheus.ts';
 
 interface Sample {
   readonly name: string;
@@ -245,5 +245,31 @@ describe('/metrics', () => {
     expect(families.has('spate_checkpoint_last_id')).toBe(false);
     expect(families.get('spate_view_keys')!.samples).toEqual([]);
     expect(parsePrometheusTextFormat(text).find((f) => f.name === 'spate_step_records_in_total')!.metrics[0]!.labels).toEqual({ step: 'we"ird\\step\nid', kind: 'map', instance: '0' });
+  });
+});
+
+describe('cluster /metrics', () => {
+  it("says, per task, whether it is restoring, running or stopping, with its restore's time and bytes, and counts moves", () => {
+    const text = clusterPrometheusText(
+      'j"1',
+      [
+        { task: 0, phase: 'running', since: 0, restoredFrom: 4, restoreMs: 250, stateBytes: 1_000, worker: 0 },
+        { task: 3, phase: 'restoring', since: 0, restoredFrom: null, restoreMs: null, stateBytes: null, worker: 1 },
+      ],
+      { assigned: 3, revoked: 1, lost: 0, failed: 0 },
+    );
+    const families = parseExposition(text);
+    const value = (name: string, labels: Record<string, string>): number | undefined =>
+      families.get(name)?.samples.find((x) => Object.entries(labels).every(([k, v]) => x.labels[k] === v))?.value;
+    expect(value('spate_cluster_tasks', { job: 'j"1' })).toBe(2);
+    expect(value('spate_cluster_task_phase', { task: '3', phase: 'restoring' })).toBe(1);
+    expect(value('spate_cluster_task_phase', { task: '3', phase: 'running' })).toBe(0);
+    expect(value('spate_cluster_task_phase', { task: '0', phase: 'running' })).toBe(1);
+    expect(value('spate_cluster_task_restore_seconds', { task: '0' })).toBe(0.25);
+    expect(value('spate_cluster_task_restore_seconds', { task: '3' })).toBeUndefined(); // not restored yet
+    expect(value('spate_cluster_task_restored_bytes', { task: '0' })).toBe(1_000);
+    expect(value('spate_cluster_task_moves_total', { kind: 'revoked' })).toBe(1);
+    expect(families.get('spate_cluster_task_moves_total')!.type).toBe('counter');
+    expect(parsePrometheusTextFormat(text).length).toBe(families.size);
   });
 });

@@ -1,5 +1,6 @@
 import type { CheckpointRecord } from '../checkpoint/coordinator.ts';
 import type { JobPhase, JobStatus } from '../runtime/job.ts';
+import type { TaskStatus } from '../cluster/runner.ts';
 
 /** The content type of the Prometheus text exposition format. */
 export const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
@@ -138,4 +139,51 @@ export function prometheusText(status: JobStatus, extras: PrometheusExtras): str
 function lastCompleted(history: readonly CheckpointRecord[]): CheckpointRecord | undefined {
   for (let i = history.length - 1; i >= 0; i--) if (history[i]!.status === 'completed') return history[i];
   return undefined;
+}
+
+const TASK_PHASES: ReadonlyArray<TaskStatus['phase']> = ['restoring', 'running', 'stopping'];
+
+/** What a cluster process counts besides its tasks' status (since it started). */
+export interface ClusterCounts {
+  /** Tasks the group gave this process, took back (handed over), it lost (session expired, fenced), and that failed. */
+  readonly assigned: number;
+  readonly revoked: number;
+  readonly lost: number;
+  readonly failed: number;
+}
+
+/**
+ * A cluster process's metrics in the Prometheus text format (`spate run --cluster …
+ * --metrics-port P`): per task it runs, its phase — restoring (its state being read back from
+ * Kafka), running or stopping (being handed over) — how long its last restore took and how many
+ * bytes it read, and the task moves this process has seen.
+ */
+export function clusterPrometheusText(jobId: string, tasks: readonly TaskStatus[], counts: ClusterCounts): string {
+  const e = new Exposition();
+  e.family('spate_cluster_tasks', 'gauge', 'Tasks this process runs now (restoring, running or stopping).', [[{ job: jobId }, tasks.length]]);
+  e.family(
+    'spate_cluster_task_phase',
+    'gauge',
+    'The phase of a task of this process: 1 for the current one (restoring: its state is being read back from Kafka).',
+    tasks.flatMap((t) => TASK_PHASES.map((p) => [{ job: jobId, task: t.task, phase: p }, t.phase === p ? 1 : 0] as const)),
+  );
+  e.family(
+    'spate_cluster_task_restore_seconds',
+    'gauge',
+    'How long the task took to open: fencing its previous owner, reading its checkpoint from Kafka, restoring its state.',
+    tasks.filter((t) => t.restoreMs !== null).map((t) => [{ job: jobId, task: t.task }, t.restoreMs! / 1000] as const),
+  );
+  e.family(
+    'spate_cluster_task_restored_bytes',
+    'gauge',
+    "Bytes of the task's checkpoint partition read when it opened.",
+    tasks.filter((t) => t.stateBytes !== null).map((t) => [{ job: jobId, task: t.task }, t.stateBytes!] as const),
+  );
+  e.family(
+    'spate_cluster_task_moves_total',
+    'counter',
+    'Tasks the group gave this process (assigned), took back to hand over (revoked), that it lost without handing over (lost), and that failed and were restarted or dropped (failed).',
+    (['assigned', 'revoked', 'lost', 'failed'] as const).map((kind) => [{ job: jobId, kind }, counts[kind]] as const),
+  );
+  return e.text();
 }

@@ -82,6 +82,8 @@ describe('bad option values are usage errors naming the option', () => {
     [['run', 'job.ts', '--job-id', 'j'], '--job-id needs --cluster kafka://HOST:PORT'],
     [['run', 'job.ts', '--cluster', 'http://127.0.0.1:9092', '--job-id', 'j'], "--cluster must be kafka://HOST:PORT[,HOST:PORT…], got 'http://127.0.0.1:9092'"],
     [['run', 'job.ts', '--cluster', 'kafka://127.0.0.1:9092', '--job-id', 'j', '--checkpoint-dir', 'd'], '--checkpoint-dir cannot be used with --cluster (a cluster job keeps its checkpoints in Kafka)'],
+    [['run', 'job.ts', '--metrics-port', '9100'], '--metrics-port needs --cluster (a single-process job serves /metrics with --ui)'],
+    [['run', 'job.ts', '--cluster', 'kafka://127.0.0.1:9092', '--job-id', 'j', '--metrics-port', '70000'], "--metrics-port must be a whole number from 0 to 65535, got '70000'"],
     [['run', 'job.ts', '--cluster', 'kafka://127.0.0.1:9092', '--job-id', 'a/b'], "--job-id 'a/b' may only contain letters, digits, '.', '_' and '-' (1 to 100 of them)"],
   ])('%j', async (argv, message) => {
     const r = await run(argv);
