@@ -119,8 +119,15 @@ export class ClusterProcess {
     await ensureCheckpointTopic(options.connection, plan.checkpointTopic, plan.tasks);
     for (const ex of plan.exchanges) await ensureRepartitionTopic(options.connection, ex.topic, ex.partitions);
     const cluster = new ClusterProcess(plan, options);
-    if (options.metricsPort !== undefined) await cluster.serveMetrics(options.metricsPort);
-    await cluster.startWorkers(options.threads ?? availableParallelism());
+    try {
+      if (options.metricsPort !== undefined) await cluster.serveMetrics(options.metricsPort);
+      await cluster.startWorkers(options.threads ?? availableParallelism());
+    } catch (error) {
+      // A port taken, a module that fails in a worker: nothing may stay open.
+      cluster.stopping = Promise.resolve();
+      await cluster.closeWorkers();
+      throw error;
+    }
     cluster.join();
     return cluster;
   }
