@@ -17,51 +17,34 @@
  *
  * `npm run bench:cluster [events=4000000]` prints markdown tables. The broker shares the cores.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { cpus } from 'node:os';
-import { fileURLToPath } from 'node:url';
 import { Admin } from '@platformatic/kafka';
 import { buildPipeline, loadPipelineModule } from '../src/api/define-pipeline.ts';
 import { KafkaSink, Pipeline } from '../src/index.ts';
 import { NexmarkSource } from '../src/nexmark/source.ts';
 import { createTopic, deleteTopics, KAFKA_BROKERS, produce, readCommitted, uniqueTopic } from '../test/support/kafka.ts';
 import { endMarker } from '../test/support/cluster-nexmark-job.ts';
+import { type ClusterMember, clusterMember } from '../test/support/cluster.ts';
 
 const n = Number(process.argv[2] ?? 4_000_000);
 const PARTITIONS = 4;
 const MODULE_URL = new URL('../test/support/cluster-nexmark-job.ts', import.meta.url);
-const BIN = fileURLToPath(new URL('../bin/spate.js', import.meta.url));
 const topics: string[] = [];
 const jobs: string[] = [];
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-interface Member {
-  readonly child: ChildProcess;
-  readonly lines: Array<{ at: number; line: string }>;
-  readonly done: Promise<void>;
-}
-
-function member(jobId: string, args: readonly string[]): Member {
-  const child = spawn(process.execPath, [BIN, 'run', fileURLToPath(MODULE_URL), '--cluster', `kafka://${KAFKA_BROKERS.join(',')}`, '--job-id', jobId, '--parallelism', '1', '--', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
-  const lines: Array<{ at: number; line: string }> = [];
-  let rest = '';
-  child.stderr!.on('data', (d: Buffer) => {
-    const parts = (rest + d.toString()).split('\n');
-    rest = parts.pop()!;
-    for (const line of parts) lines.push({ at: performance.now(), line });
-  });
-  return { child, lines, done: new Promise((resolve) => child.on('exit', () => resolve())) };
-}
+/** A process of the job (one worker thread). */
+const member = (jobId: string, args: readonly string[]): ClusterMember => clusterMember(jobId, args);
 
 /** When each task last started running on `m` (after `since`). */
-function runningAt(m: Member, task: number, since = 0): number | undefined {
+function runningAt(m: ClusterMember, task: number, since = 0): number | undefined {
   return m.lines.find((l) => l.at > since && new RegExp(`task ${task} running on worker`).test(l.line))?.at;
 }
 
 async function untilTrue(cond: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
-  const end = performance.now() + ms;
+  const end = Date.now() + ms;
   while (!(await cond())) {
-    if (performance.now() > end) throw new Error(`timed out waiting for ${what}`);
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await sleep(50);
   }
 }
@@ -70,7 +53,7 @@ async function count(topic: string): Promise<number> {
   return (await readCommitted(topic)).length;
 }
 
-async function stopAll(members: readonly Member[]): Promise<void> {
+async function stopAll(members: readonly ClusterMember[]): Promise<void> {
   for (const m of members) m.child.kill('SIGTERM');
   await Promise.all(members.map((m) => Promise.race([m.done, sleep(30_000).then(() => m.child.kill('SIGKILL'))])));
 }
@@ -99,9 +82,9 @@ async function main(): Promise<void> {
     const reference = await createTopic(uniqueTopic('bench-cluster-ref'), 1);
     topics.push(reference);
     const p = await buildPipeline(module, [input, reference, 'bounded', '0', queries]);
-    const started = performance.now();
+    const started = Date.now();
     await p.run({ parallelism: 1, log: () => undefined });
-    const plain = n / ((performance.now() - started) / 1000);
+    const plain = n / ((Date.now() - started) / 1000);
     const want = await count(reference);
     const steady: number[] = [];
     const total: number[] = [];
@@ -113,22 +96,22 @@ async function main(): Promise<void> {
       const group = `spate-bench-progress-${jobId}`;
       const members = Array.from({ length: processes }, () => member(jobId, [input, output, 'stream', '0', queries, group]));
       await untilTrue(() => Array.from({ length: PARTITIONS }, (_, t) => t).every((t) => members.some((m) => runningAt(m, t) !== undefined)), 120_000, 'every task to run');
-      const running = performance.now();
+      const running = Date.now();
       // Progress samples until every result is committed. The output is read (which costs the
       // broker and this process CPU the job would otherwise have) only once the input is consumed.
       const samples: Array<{ at: number; done: number }> = [];
       let lastCheck = 0;
       for (;;) {
         const done = await consumed(group);
-        samples.push({ at: performance.now(), done });
-        if (done >= n && performance.now() - lastCheck > 500) {
-          lastCheck = performance.now();
+        samples.push({ at: Date.now(), done });
+        if (done >= n && Date.now() - lastCheck > 500) {
+          lastCheck = Date.now();
           if ((await count(output)) >= want) break;
         }
-        if (performance.now() - running > 600_000) throw new Error(`timed out waiting for ${want} results`);
+        if (Date.now() - running > 600_000) throw new Error(`timed out waiting for ${want} results`);
         await sleep(100);
       }
-      total.push(n / ((performance.now() - running) / 1000));
+      total.push(n / ((Date.now() - running) / 1000));
       // The steady rate: from 40 % to 90 % of the input (past the start, where tasks may still move between processes).
       const at = (fraction: number): number => samples.find((x) => x.done >= fraction * n)?.at ?? NaN;
       steady.push((0.5 * n) / ((at(0.9) - at(0.4)) / 1000));
@@ -151,7 +134,7 @@ async function main(): Promise<void> {
   const first = member(jobId, slow);
   await untilTrue(() => Array.from({ length: PARTITIONS }, (_, t) => t).every((t) => runningAt(first, t) !== undefined), 120_000, 'the first process to run every task');
   await sleep(2_000);
-  const joinedAt = performance.now();
+  const joinedAt = Date.now();
   const second = member(jobId, slow);
   await untilTrue(() => Array.from({ length: PARTITIONS }, (_, t) => t).some((t) => runningAt(second, t) !== undefined), 60_000, 'the second process to run a task');
   await sleep(3_000);
@@ -160,7 +143,7 @@ async function main(): Promise<void> {
     const stopped = first.lines.find((l) => l.at > joinedAt && new RegExp(`task ${t} handed over`).test(l.line))!.at;
     return runningAt(second, t)! - stopped;
   });
-  const killedAt = performance.now();
+  const killedAt = Date.now();
   second.child.kill('SIGKILL');
   await second.done;
   await untilTrue(() => moved.every((t) => runningAt(first, t, killedAt) !== undefined), 60_000, 'the survivor to run the killed process’s tasks');

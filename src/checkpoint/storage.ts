@@ -105,17 +105,25 @@ export class MemoryCheckpointStorage implements CheckpointStorage {
   }
 
   async list(prefix: string): Promise<string[]> {
-    const out = new Set<string>();
-    for (const name of this.objects.keys()) {
-      if (!name.startsWith(prefix)) continue;
-      const rest = name.slice(prefix.length);
-      const slash = rest.indexOf('/');
-      out.add(slash < 0 ? rest : rest.slice(0, slash + 1));
-    }
-    return [...out];
+    return listUnder(this.objects.keys(), prefix);
   }
 
   async deletePrefix(prefix: string): Promise<void> {
     for (const name of [...this.objects.keys()]) if (name.startsWith(prefix)) this.objects.delete(name);
   }
+}
+
+/**
+ * What {@link CheckpointStorage.list} answers for a store that knows all its object names: the
+ * names directly under `prefix`, and the sub-prefixes (ending in `/`) of the deeper ones, once each.
+ */
+export function listUnder(names: Iterable<string>, prefix: string): string[] {
+  const out = new Set<string>();
+  for (const name of names) {
+    if (!name.startsWith(prefix)) continue;
+    const rest = name.slice(prefix.length);
+    const slash = rest.indexOf('/');
+    out.add(slash < 0 ? rest : rest.slice(0, slash + 1));
+  }
+  return [...out];
 }

@@ -12,6 +12,7 @@ import { CallbackSink, GeneratorSource, Pipeline, valueState } from '../index.ts
 import { PlatformaticKafkaClient } from '../connectors/kafka/client.ts';
 import { deleteTopics, KAFKA_BROKERS, produce, readCommitted, uniqueTopic } from '../../test/support/kafka.ts';
 import { CHUNK_BYTES, ensureCheckpointTopic, FencedError, KafkaCheckpointStorage, type KafkaCheckpointStorageOptions } from './kafka-storage.ts';
+import { seededRandom } from '../util/random.ts';
 
 const connection = { brokers: KAFKA_BROKERS };
 const topics: string[] = [];
@@ -50,18 +51,6 @@ async function allNames(s: { list(prefix: string): Promise<string[]> }, prefix =
   return out.sort();
 }
 
-/** A small deterministic PRNG (mulberry32). */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** `size` bytes that differ at every 4-byte word and from one `tag` to another (a misplaced chunk shows). */
 function content(size: number, tag: number): Uint8Array {
   const data = Buffer.alloc(size);
@@ -73,7 +62,7 @@ function content(size: number, tag: number): Uint8Array {
 describe('KafkaCheckpointStorage', () => {
   it('behaves as MemoryCheckpointStorage on random operations, chunked objects and reopening included', async () => {
     const seed = Number(process.env['SPATE_TEST_SEED'] ?? Math.floor(Math.random() * 2 ** 32));
-    const rnd = random(seed);
+    const rnd = seededRandom(seed);
     const pick = <T>(list: readonly T[]): T => list[Math.floor(rnd() * list.length)]!;
     const names = ['chk-1/_MANIFEST', 'chk-1/source.0.state', 'chk-1/window.1.state', 'chk-2/_MANIFEST', 'chk-2/window.0.state', 'chk-10/a', 'savepoint-3/_MANIFEST', 'top', 'a/b/c/deep', 'ünï/cödé'];
     const prefixes = ['', 'chk-1/', 'chk-1', 'chk-', 'chk-2/', 'a/', 'a/b/', 'savepoint-3/', 'nope/', 'chk-1/window', 'ünï/'];

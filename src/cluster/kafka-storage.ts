@@ -27,7 +27,7 @@
  * memory; reads are answered from memory (what `open` read, and this owner's writes).
  */
 import { randomBytes } from 'node:crypto';
-import type { CheckpointStorage } from '../checkpoint/storage.ts';
+import { type CheckpointStorage, listUnder } from '../checkpoint/storage.ts';
 import { createTopic, describeKafkaError, type FetchedPartition, type KafkaClient, type KafkaConnection, KafkaError, KafkaErrors, PlatformaticKafkaClient, type ProduceRecord, type ProducerIdentity } from '../connectors/kafka/client.ts';
 import { CommittedRecords, type KafkaWireRecord } from '../connectors/kafka/records.ts';
 import { type KafkaStats, newStats, Retrier, type RetryOptions } from '../connectors/kafka/retry.ts';
@@ -348,16 +348,7 @@ export class KafkaCheckpointStorage implements CheckpointStorage {
 
   /** Names of objects directly under `prefix`, and of sub-prefixes ending in `/` (as {@link MemoryCheckpointStorage.list}). */
   async list(prefix: string): Promise<string[]> {
-    const out = new Set<string>();
-    for (const names of [this.objects.keys(), this.damaged.keys()]) {
-      for (const name of names) {
-        if (!name.startsWith(prefix)) continue;
-        const rest = name.slice(prefix.length);
-        const slash = rest.indexOf('/');
-        out.add(slash < 0 ? rest : rest.slice(0, slash + 1));
-      }
-    }
-    return [...out];
+    return listUnder([...this.objects.keys(), ...this.damaged.keys()], prefix);
   }
 
   /**

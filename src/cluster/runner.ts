@@ -262,18 +262,13 @@ export class ClusterProcess {
         return;
       }
       case 'stopped': {
-        const entry = this.tasks.get(m.task);
-        if (entry === undefined) return;
-        this.tasks.delete(m.task);
-        for (const resolve of entry.stopped) resolve();
-        if (entry.status.phase !== 'stopping') this.log(`spate: job ${this.plan.jobId}: task ${m.task} ended`);
+        const entry = this.ended(m.task);
+        if (entry !== undefined && entry.status.phase !== 'stopping') this.log(`spate: job ${this.plan.jobId}: task ${m.task} ended`);
         return;
       }
       case 'failed': {
-        const entry = this.tasks.get(m.task);
+        const entry = this.ended(m.task);
         if (entry === undefined) return;
-        this.tasks.delete(m.task);
-        for (const resolve of entry.stopped) resolve();
         this.counts.failed++;
         const owned = this.membership?.partitions.includes(m.task) === true && this.stopping === null && entry.status.phase !== 'stopping';
         if (/taken over|fenced/i.test(m.error)) {
@@ -291,6 +286,15 @@ export class ClusterProcess {
       default:
         return;
     }
+  }
+
+  /** A task's job has ended in its worker: forgotten, and whoever waits for its stop is told. */
+  private ended(task: number): TaskEntry | undefined {
+    const entry = this.tasks.get(task);
+    if (entry === undefined) return undefined;
+    this.tasks.delete(task);
+    for (const resolve of entry.stopped) resolve();
+    return entry;
   }
 
   private post(worker: number, m: ToTaskWorker): void {

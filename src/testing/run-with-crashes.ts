@@ -7,6 +7,7 @@ import { type Clock, VirtualClock } from '../time/clock.ts';
 import { canonicalKey, diffMultisets, type MultisetDiff } from './multiset.ts';
 import type { Timed } from './operator-harness.ts';
 import { CommittedStore, type SinkPoint, type SinkPointDetail, TransactionalCollectSink } from './transactional-sink.ts';
+import { seededRandom } from '../util/random.ts';
 
 /**
  * Where a job can be made to crash:
@@ -225,18 +226,6 @@ export class SimulatedCrash extends Error {
     super(`simulated crash of run ${event.incarnation} at ${event.at}${event.checkpoint === undefined ? '' : ` of checkpoint ${event.checkpoint}`} after ${event.polls} polls`);
     this.name = 'SimulatedCrash';
   }
-}
-
-/** Small, fast, seedable PRNG (mulberry32). */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const never = (): Promise<never> => new Promise<never>(() => undefined);
@@ -484,7 +473,7 @@ export async function runWithCrashes<S extends Outputs>(build: (p: Pipeline) => 
   }
   const run: RunState = {
     options,
-    rng: random(options.seed ?? 1),
+    rng: seededRandom(options.seed ?? 1),
     clock: options.clock ?? new VirtualClock(0),
     storage: options.storage ?? new MemoryCheckpointStorage(),
     stores: [],

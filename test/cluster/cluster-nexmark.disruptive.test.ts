@@ -7,16 +7,14 @@
  *
  * Disruptive only in load (four processes on the machine's cores): it runs alone.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+import type { ChildProcess } from 'node:child_process';
 import { afterAll, expect, it } from 'vitest';
 import { buildPipeline, loadPipelineModule } from '../../src/api/define-pipeline.ts';
 import { NexmarkGenerator } from '../../src/nexmark/generator.ts';
 import { createTopic, deleteTopics, produce, readCommitted, uniqueTopic } from '../support/kafka.ts';
 import { endMarker } from '../support/cluster-nexmark-job.ts';
+import { type ClusterMember, clusterMember } from '../support/cluster.ts';
 
-const BIN = fileURLToPath(new URL('../../bin/spate.js', import.meta.url));
-const JOB = fileURLToPath(new URL('../support/cluster-nexmark-job.ts', import.meta.url));
 const PARTITIONS = 6;
 const topics: string[] = [];
 const children: ChildProcess[] = [];
@@ -28,26 +26,15 @@ afterAll(async () => {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/** A `spate run --cluster` process; its stderr lines with the time each arrived. */
-function member(jobId: string, args: readonly string[]): { child: ChildProcess; lines: Array<{ at: number; line: string }>; done: Promise<{ code: number | null; signal: NodeJS.Signals | null }> } {
-  const child = spawn(process.execPath, [BIN, 'run', JOB, '--cluster', 'kafka://127.0.0.1:9092', '--job-id', jobId, '--parallelism', '1', '--checkpoint-interval', '500', '--', ...args], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-    env: { ...process.env },
-  });
-  children.push(child);
-  const lines: Array<{ at: number; line: string }> = [];
-  let rest = '';
-  child.stderr!.on('data', (d: Buffer) => {
-    const parts = (rest + d.toString()).split('\n');
-    rest = parts.pop()!;
-    for (const line of parts) lines.push({ at: Date.now(), line });
-  });
-  const done = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
-  return { child, lines, done };
+/** A process of the job, remembered so that a failed test kills it. */
+function member(jobId: string, args: readonly string[]): ClusterMember {
+  const m = clusterMember(jobId, args, { checkpointInterval: 500 });
+  children.push(m.child);
+  return m;
 }
 
 /** The tasks a process runs now, from its log. */
-function tasksOf(m: ReturnType<typeof member>): Set<number> {
+function tasksOf(m: ClusterMember): Set<number> {
   const out = new Set<number>();
   for (const { line } of m.lines) {
     const running = /task (\d+) running on worker/.exec(line);

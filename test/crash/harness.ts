@@ -15,6 +15,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { open, readFile, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { seededRandom } from '../../src/util/random.ts';
 
 export const BIN = join(import.meta.dirname, '..', '..', 'bin', 'spate.js');
 
@@ -65,17 +66,6 @@ export interface CrashReport {
   readonly duplicated: number;
   readonly lines: number;
   readonly seconds: number;
-}
-
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -208,7 +198,7 @@ export function countLines(lines: readonly string[]): Map<string, number> {
 /** Runs one crash test to the end; see the module comment. */
 export async function runCrashTest(c: CrashConfig): Promise<CrashReport> {
   const started = performance.now();
-  const random = rng(c.seed);
+  const random = seededRandom(c.seed);
   const out = join(c.dir, 'out.jsonl');
   const checkpoints = join(c.dir, 'checkpoints');
   const expected = countLines(c.expected);

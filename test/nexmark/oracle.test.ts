@@ -5,6 +5,7 @@
 import { describe, it, expect } from 'vitest';
 import type { Auction, Bid, NexmarkEvent, Person } from '../../src/nexmark/model.ts';
 import { canonical, oracle, type QueryName } from './oracle.ts';
+import { seededRandom } from '../../src/util/random.ts';
 
 // Compact literal constructors: the fields a query does not read get fixed filler values.
 
@@ -55,14 +56,7 @@ function expectRows(query: QueryName, events: readonly NexmarkEvent[], expected:
 
 /** A deterministic shuffle (mulberry32 + Fisher–Yates). */
 function shuffled<T>(items: readonly T[], seed: number): T[] {
-  let s = seed >>> 0;
-  const random = (): number => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const random = seededRandom(seed);
   const out = [...items];
   for (let i = out.length - 1; i > 0; i--) {
     const j = Math.floor(random() * (i + 1));

@@ -18,6 +18,7 @@
 import { definePipeline, KafkaSink, KafkaSource } from '../../src/index.ts';
 import type { NexmarkEvent, Q2Row } from '../../src/nexmark/model.ts';
 import { q2, q5, q7, q8 } from '../../src/nexmark/queries.ts';
+import { slowedDown } from './kafka-nexmark-job.ts';
 
 /** The event that ends a partition of the input (a bid on auction -1 an hour after the last event). */
 export function endMarker(lastTime: number): NexmarkEvent {
@@ -30,17 +31,12 @@ export default definePipeline((p, args) => {
   const [input, output, mode = 'stream', spin = '0', queries = 'q5,q7,q8', group] = args;
   const wanted = new Set(queries.split(','));
   if (input === undefined || output === undefined) throw new Error('usage: -- <input topic> <output topic> [stream|bounded] [spin µs]');
-  const spinMs = Number(spin) / 1000;
-  let events = p
-    .source(new KafkaSource<NexmarkEvent>({ topic: input, bounded: mode === 'bounded', ...(group === undefined ? {} : { groupId: group }) }), { id: 'events', timestamp: (e) => e.dateTime })
-    .filter((e) => !isEndMarker(e), { id: 'data' });
-  if (spinMs > 0) {
-    events = events.map((e) => {
-      const until = performance.now() + spinMs;
-      while (performance.now() < until);
-      return e;
-    }, { id: 'spin' });
-  }
+  const events = slowedDown(
+    p
+      .source(new KafkaSource<NexmarkEvent>({ topic: input, bounded: mode === 'bounded', ...(group === undefined ? {} : { groupId: group }) }), { id: 'events', timestamp: (e) => e.dateTime })
+      .filter((e) => !isEndMarker(e), { id: 'data' }),
+    Number(spin),
+  );
   if (wanted.has('q5')) q5(events).sink(new KafkaSink({ topic: output, value: (r) => ({ q: 'q5', ...r }) }), { id: 'q5-out' });
   if (wanted.has('q7')) q7(events).sink(new KafkaSink({ topic: output, value: (r) => ({ q: 'q7', ...r }) }), { id: 'q7-out' });
   if (wanted.has('q8')) q8(events).sink(new KafkaSink({ topic: output, value: (r) => ({ q: 'q8', ...r }) }), { id: 'q8-out' });

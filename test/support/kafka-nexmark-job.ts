@@ -14,7 +14,7 @@
  *
  * The optional spin slows every event down (so that a kill lands mid-run on a fast machine).
  */
-import { definePipeline, DuckDBSink, KafkaSink, KafkaSource, PostgresSink } from '../../src/index.ts';
+import { definePipeline, DuckDBSink, KafkaSink, KafkaSource, PostgresSink, type Stream } from '../../src/index.ts';
 import type { NexmarkEvent, Q5Row, Q7Row } from '../../src/nexmark/model.ts';
 import { q5, q7 } from '../../src/nexmark/queries.ts';
 import { PG_URL } from './postgres.ts';
@@ -25,20 +25,23 @@ export const Q7_COLUMNS = ['auction', 'price', 'bidder', 'date_time', 'extra'] a
 const q5Row = (r: Q5Row): unknown[] => [r.auction, r.num, r.window_start, r.window_end];
 const q7Row = (r: Q7Row): unknown[] => [r.auction, r.price, r.bidder, r.dateTime, r.extra];
 
+/** `events`, each held up `micros` µs by a busy loop (a step `spin`), so that kills land mid-run; `events` itself for 0. */
+export function slowedDown<T>(events: Stream<T>, micros: number): Stream<T> {
+  if (!(micros > 0)) return events;
+  const ms = micros / 1000;
+  return events.map((e) => {
+    const until = performance.now() + ms;
+    while (performance.now() < until);
+    return e;
+  }, { id: 'spin' });
+}
+
 export default definePipeline((p, args) => {
   const [input, output, schema, duckdb, spin] = args;
   if (input === undefined || output === undefined || schema === undefined || duckdb === undefined) {
     throw new Error('usage: -- <input topic> <output topic> <pg schema> <duckdb file> [spin µs]');
   }
-  const spinMs = Number(spin ?? 0) / 1000;
-  let events = p.source(new KafkaSource<NexmarkEvent>({ topic: input, bounded: true }), { id: 'events', timestamp: (e) => e.dateTime });
-  if (spinMs > 0) {
-    events = events.map((e) => {
-      const until = performance.now() + spinMs;
-      while (performance.now() < until);
-      return e;
-    }, { id: 'spin' });
-  }
+  const events = slowedDown(p.source(new KafkaSource<NexmarkEvent>({ topic: input, bounded: true }), { id: 'events', timestamp: (e) => e.dateTime }), Number(spin ?? 0));
   const hot = q5(events);
   const highest = q7(events);
   hot.sink(new KafkaSink({ topic: output, value: (r) => ({ q: 'q5', ...r }) }), { id: 'q5-out' });
