@@ -2,7 +2,7 @@ import type { Pipeline } from '../api/pipeline.ts';
 import type { KafkaClient, KafkaConnection } from '../connectors/kafka/client.ts';
 import { KafkaSource } from '../connectors/kafka/source.ts';
 import { type InputEdge, MAIN_PORT, StepNode } from '../plan/graph.ts';
-import type { Sink, SinkContext } from '../runtime/sink.ts';
+import type { Sink } from '../runtime/sink.ts';
 import type { Source, SourceContext, Split } from '../runtime/source.ts';
 import { RepartitionSink, RepartitionSource } from './repartition.ts';
 
@@ -80,7 +80,6 @@ export async function planCluster(p: Pipeline, jobId: string, client: KafkaClien
 export function rewriteForTask(p: Pipeline, plan: ClusterPlan, task: number, connection: KafkaConnection | undefined): void {
   const graph = p.graph;
   graph.finalize();
-  const scope = `t${task}`;
   for (const input of plan.inputs) {
     const node = graph.nodes.find((n) => n.id === input.step);
     if (node === undefined || node.spec.type !== 'source') throw new Error(`the pipeline differs from the cluster plan: no source step '${input.step}'`);
@@ -112,24 +111,12 @@ export function rewriteForTask(p: Pipeline, plan: ClusterPlan, task: number, con
     inputs[ex.input] = { from: source, port: MAIN_PORT, partitioning: edge.partitioning } satisfies InputEdge;
     node.inputs = inputs;
   }
-  for (const node of graph.nodes) {
-    if (node.spec.type !== 'sink') continue;
-    const create = node.spec.create;
-    replaceSpec(node, { ...node.spec, create: () => scoped(create(), scope) });
-  }
   graph.finalize();
 }
 
 /** Replaces a step's spec (steps are built once by the API; only the cluster rewrite changes them). */
 function replaceSpec(node: StepNode, spec: StepNode['spec']): void {
   (node as { spec: StepNode['spec'] }).spec = spec;
-}
-
-/** A sink whose `open` hears the task's scope (for its transactional ids). */
-function scoped(sink: Sink<unknown>, scope: string): Sink<unknown> {
-  const open = sink.open?.bind(sink);
-  sink.open = (ctx: SinkContext) => open?.({ ...ctx, scope });
-  return sink;
 }
 
 /** A Kafka source reading only partition `task` of its topics: the task's share of the input. */
@@ -155,4 +142,9 @@ export class TaskPartitionSource<T> implements Source<T> {
   createReader(ctx: SourceContext): ReturnType<Source<T>['createReader']> {
     return this.inner.createReader(ctx);
   }
+}
+
+/** The `scope` of task t's job (JobOptions.scope → SinkContext.scope). */
+export function taskScope(task: number): string {
+  return `t${task}`;
 }

@@ -8,7 +8,7 @@ import { buildPipeline, loadPipelineModule } from '../api/define-pipeline.ts';
 import type { RunningJob } from '../api/pipeline.ts';
 import type { KafkaConnection } from '../connectors/kafka/client.ts';
 import { KafkaCheckpointStorage } from './kafka-storage.ts';
-import { type ClusterPlan, rewriteForTask } from './plan.ts';
+import { type ClusterPlan, rewriteForTask, taskScope } from './plan.ts';
 import type { FromTaskWorker, ToTaskWorker } from './runner.ts';
 
 /** What a task worker is started with. */
@@ -52,7 +52,7 @@ async function start(task: number): Promise<void> {
     rewriteForTask(p, init.plan, task, init.connection);
     // A checkpoint that fails is not tolerated: the storage refuses writes once another process
     // took the task over (and retries what is transient), so this task is a zombie — it stops.
-    const running = p.start({ parallelism: 1, checkpointDir: entry.storage, checkpointInterval: init.checkpointInterval, toleratedCheckpointFailures: 0, log });
+    const running = p.start({ parallelism: 1, checkpointDir: entry.storage, checkpointInterval: init.checkpointInterval, toleratedCheckpointFailures: 0, scope: taskScope(task), log });
     entry.running = running;
     const status = await waitRunning(running);
     post({

@@ -2,6 +2,7 @@ import type { KeyedStateSnapshot } from '../state/keyed-state-backend.ts';
 import type { Clock } from '../time/clock.ts';
 import type { DeadLetterLog } from './dead-letters.ts';
 import type { Split } from './source.ts';
+import type { JobOptions } from './job.ts';
 
 /** A split's state in a checkpoint: its position, and the highest event time its records had. */
 export interface SavedSplit extends Split {
@@ -63,6 +64,8 @@ export interface RuntimeEnv {
   readonly warned: Set<string>;
   /** The job's checkpoint directory, when it checkpoints to files (for sources' own files). */
   readonly checkpointDir?: string;
+  /** {@link JobOptions.scope}: which of several jobs of one pipeline this is (sinks' external identities). */
+  readonly scope?: string;
 }
 
 /** Logs `message` on the job's log the first time it is seen. */

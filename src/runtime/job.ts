@@ -61,6 +61,12 @@ export interface JobOptions {
    * (collect, callbacks) still run in this thread.
    */
   workers?: { readonly module: string | URL; readonly args?: readonly string[] };
+  /**
+   * Which of several jobs running one pipeline at once this is — a task of a cluster job
+   * (`src/cluster/`), `t3` — handed to sinks as `SinkContext.scope`, so that identities they
+   * hold outside the job (Kafka transactional ids) differ between the jobs.
+   */
+  scope?: string;
   /** Resume from this snapshot instead of the newest checkpoint in `checkpointDir`. */
   restoreFrom?: JobSnapshot;
   /**
@@ -224,6 +230,7 @@ export class Job {
       allowDroppedState: options.allowDroppedState ?? false,
       warned: new Set(),
       ...(this.storage instanceof FileCheckpointStorage ? { checkpointDir: this.storage.location } : {}),
+      ...(options.scope === undefined ? {} : { scope: options.scope }),
     };
     this.plan = physicalPlan(graph, this.parallelism);
     const workers = options.workers;
@@ -241,6 +248,7 @@ export class Job {
           parallelism: this.parallelism,
           errors: options.errors ?? 'dead-letter',
           allowDroppedState: options.allowDroppedState ?? false,
+          ...(options.scope === undefined ? {} : { scope: options.scope }),
         },
       });
     } else {

@@ -73,6 +73,7 @@ export class OperatorNode implements EdgeTarget, OperatorContext<unknown> {
   onEnded: () => void = () => undefined;
   readonly restoredOperatorState: readonly unknown[];
   readonly restoredCheckpoint: number | undefined;
+  readonly scope: string | undefined;
   readonly stepId: string;
   readonly instance: number;
   readonly parallelism: number;
@@ -109,6 +110,7 @@ export class OperatorNode implements EdgeTarget, OperatorContext<unknown> {
     this.channelBlocked = new Array<boolean>(channels).fill(false);
     this.restoredOperatorState = restore?.operator ?? [];
     this.restoredCheckpoint = restore?.checkpointId;
+    this.scope = env.scope;
     if (restore !== null) this.watermark = restore.watermark;
   }
 

@@ -73,6 +73,8 @@ export interface OperatorContext<OUT> {
   readonly restoredOperatorState: readonly unknown[];
   /** Id of the checkpoint the job resumed from; undefined on a fresh start. */
   readonly restoredCheckpoint: number | undefined;
+  /** The job's `scope` (JobOptions.scope), if it has one. */
+  readonly scope: string | undefined;
   /** The output for a side-output tag (created on first use). */
   sideOutput<X>(tag: OutputTag<X>): Output<X>;
   /**

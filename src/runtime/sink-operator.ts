@@ -41,6 +41,7 @@ export class SinkOperator implements Operator<unknown, never> {
       restoredCheckpoint: ctx.restoredCheckpoint,
       deadLetter: (record, error, time) => ctx.deadLetter(record, error, time),
       log: (line) => ctx.log(line),
+      ...(ctx.scope === undefined ? {} : { scope: ctx.scope }),
     });
     const restored = (ctx.restoredOperatorState as Array<ReadonlyArray<Committable<unknown>>>).flat();
     restored.sort((a, b) => a.checkpointId - b.checkpointId || a.instance - b.instance);

@@ -68,3 +68,16 @@ describe('a sink hears its input’s time (Sink.watermark, Sink.idle, through Si
     expect(sink.calls).toEqual(['write 1,2', 'watermark 2', 'idle true', 'idle false', 'write 5', 'watermark 5', `watermark ${Infinity}`, 'preCommit']);
   });
 });
+
+describe('a job with a scope', () => {
+  it('hands its scope to every sink (none without one)', async () => {
+    const scopes: Array<string | undefined> = [];
+    const sink = (): Sink<number> => ({ open: (ctx) => void scopes.push(ctx.scope), write: () => undefined });
+    for (const scope of ['t3', undefined]) {
+      const p = new Pipeline();
+      p.fromArray([1, 2, 3]).sink(sink(), { id: 'out' });
+      await p.run(scope === undefined ? {} : { scope });
+    }
+    expect(scopes).toEqual(['t3', undefined]);
+  });
+});

@@ -33,6 +33,7 @@ export interface WorkerInit {
     readonly parallelism: number;
     readonly errors: 'dead-letter' | 'fail';
     readonly allowDroppedState: boolean;
+    readonly scope?: string;
   };
   /** The worker hosts instance `index` of every task placed on workers (that has that many). */
   readonly index: number;

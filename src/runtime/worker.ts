@@ -54,6 +54,7 @@ async function main(): Promise<void> {
     },
     allowDroppedState: init.options.allowDroppedState,
     warned: new Set(),
+    ...(init.options.scope === undefined ? {} : { scope: init.options.scope }),
   };
   const executor: Executor = new Executor({
     graph: p.graph,
