@@ -77,7 +77,7 @@ describe('GroupMembership', () => {
     a.membership.start();
     await until(() => a.running.size === 6, 'the first member to own every partition');
     const b = new Member(group, topic);
-    a.releaseDelayMs = 500; // a final checkpoint, say: the group waits for it
+    a.releaseDelayMs = 2_500; // a final checkpoint, say, longer than a heartbeat interval: the group waits for it
     b.membership.start();
     await until(() => b.running.size > 0 && exactlyOnce([a, b], 6), 'the partitions to be divided');
     await sleep(1_500); // settled
