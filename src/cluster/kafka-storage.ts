@@ -21,13 +21,23 @@
  * chunks, and a deletion, write tombstones for the chunk keys no longer used, in the same
  * transaction, so that compaction removes them. Operations run one at a time, in call order.
  *
+ * **Checkpoint transactions.** Given a job's {@link CheckpointTransactions} (a cluster task's),
+ * the storage writes no transactions of its own: the objects of checkpoint n go into checkpoint
+ * n's transaction — with the records the job's Kafka sinks wrote before n's barrier and its Kafka
+ * sources' offsets — and writing n's manifest commits it, so output, state and input offsets
+ * become visible together or not at all. Deletions (old checkpoints) are then tombstones written
+ * with the next checkpoint's objects. Such a storage holds checkpoints only (objects under a
+ * checkpoint directory).
+ *
  * **Reading.** `open` reads the partition from its start, `read_committed` (the fetch stops at
  * the last stable offset; records of aborted transactions are dropped by `records.ts`), up to
  * the end of the log as it was once the earlier owners were fenced, and keeps the objects in
  * memory; reads are answered from memory (what `open` read, and this owner's writes).
  */
 import { randomBytes } from 'node:crypto';
+import { MANIFEST, parseCheckpointDir } from '../checkpoint/manifest.ts';
 import { type CheckpointStorage, listUnder } from '../checkpoint/storage.ts';
+import { type CheckpointTransactions, FencedError } from '../connectors/kafka/checkpoint-transactions.ts';
 import { createTopic, describeKafkaError, type FetchedPartition, type KafkaClient, type KafkaConnection, KafkaError, KafkaErrors, PlatformaticKafkaClient, type ProduceRecord, type ProducerIdentity } from '../connectors/kafka/client.ts';
 import { CommittedRecords, type KafkaWireRecord } from '../connectors/kafka/records.ts';
 import { type KafkaStats, newStats, Retrier, type RetryOptions } from '../connectors/kafka/retry.ts';
@@ -68,9 +78,15 @@ export interface KafkaCheckpointStorageOptions {
   /**
    * The task's transactional id, e.g. `spate-<job>-checkpoints-<partition>`: opening the storage
    * calls InitProducerId on it, which fences every earlier owner. One id per partition, the same
-   * for every process that may run the task.
+   * for every process that may run the task. Not with `transactions`.
    */
-  readonly transactionalId: string;
+  readonly transactionalId?: string;
+  /**
+   * The job's checkpoint transactions, opened (which fenced earlier owners): each checkpoint's
+   * objects are written in its transaction, and its manifest commits it (see the module comment).
+   * Instead of `transactionalId`.
+   */
+  readonly transactions?: CheckpointTransactions;
   /** Where retries and damaged objects are reported (default: stderr). */
   readonly log?: (line: string) => void;
   /** Backoff while the cluster is unreachable (default 100 ms doubling to 10 s). */
@@ -84,23 +100,7 @@ export interface KafkaCheckpointStorageOptions {
   readonly testHooks?: { readonly beforeCommit?: (what: string) => void | Promise<void> };
 }
 
-/**
- * A write or deletion refused because another owner opened the same task's storage (its
- * transactional id) since this one did: this process is a zombie and must stop writing. Every
- * later write and deletion of the storage rejects with it too. (Only a write whose commit was
- * sent, its answer lost, and retried after the takeover can have been committed all the same: the
- * new owner then saw it when it opened.)
- */
-export class FencedError extends Error {
-  override readonly name = 'FencedError';
-  constructor(
-    message: string,
-    /** The Kafka error code that said so (INVALID_PRODUCER_EPOCH, PRODUCER_FENCED). */
-    readonly code: number,
-  ) {
-    super(message);
-  }
-}
+export { FencedError };
 
 /** The latest record of one key, as `open` applies the log. */
 interface Chunk {
@@ -136,6 +136,9 @@ export class KafkaCheckpointStorage implements CheckpointStorage {
   private readonly topic: string;
   private readonly partition: number;
   private readonly transactionalId: string;
+  private readonly shared: CheckpointTransactions | null;
+  /** With checkpoint transactions: tombstones of deleted objects, written with the next checkpoint's objects. */
+  private tombstones: ProduceRecord[] = [];
   private readonly timeoutMs: number;
   private readonly log: (line: string) => void;
   private readonly retrier: Retrier;
@@ -159,7 +162,8 @@ export class KafkaCheckpointStorage implements CheckpointStorage {
   ) {
     this.topic = options.topic;
     this.partition = options.partition;
-    this.transactionalId = options.transactionalId;
+    this.shared = options.transactions ?? null;
+    this.transactionalId = this.shared?.transactionalIds.join(', ') ?? options.transactionalId!;
     this.timeoutMs = options.transactionTimeoutMs ?? 60_000;
     this.location = `kafka://${options.topic}/${options.partition}`;
     this.log = options.log ?? ((line) => process.stderr.write(`spate: ${line}\n`));
@@ -184,7 +188,7 @@ export class KafkaCheckpointStorage implements CheckpointStorage {
     const { topic, partition, transactionalId } = options;
     if (typeof topic !== 'string' || topic.length === 0) throw new Error('KafkaCheckpointStorage: `topic` is required');
     if (!(Number.isInteger(partition) && partition >= 0)) throw new Error(`KafkaCheckpointStorage: \`partition\` must be a whole number >= 0, got ${String(partition)}`);
-    if (typeof transactionalId !== 'string' || transactionalId.length === 0) throw new Error('KafkaCheckpointStorage: `transactionalId` is required');
+    if ((options.transactions === undefined) === (typeof transactionalId !== 'string' || transactionalId.length === 0)) throw new Error('KafkaCheckpointStorage: give it either `transactionalId` or `transactions`');
     const timeout = options.transactionTimeoutMs;
     if (timeout !== undefined && !(Number.isInteger(timeout) && timeout > 0)) throw new Error(`KafkaCheckpointStorage: transactionTimeoutMs must be a whole number > 0, got ${String(timeout)}`);
     const own = client === undefined;
@@ -214,7 +218,9 @@ export class KafkaCheckpointStorage implements CheckpointStorage {
     if (this.partition >= count) {
       throw new Error(`checkpoint topic ${this.topic} has ${count} partition(s), so there is no partition ${this.partition} for this task (the job has more tasks than the topic has partitions)`);
     }
-    this.producer = await this.retrier.run(`taking over transactional id ${this.transactionalId}`, () => this.client.initProducer(this.transactionalId, this.timeoutMs));
+    // With checkpoint transactions, their `open` fenced the earlier owners.
+    if (this.shared === null) this.producer = await this.retrier.run(`taking over transactional id ${this.transactionalId}`, () => this.client.initProducer(this.transactionalId, this.timeoutMs));
+    else this.shared.claim(this.topic, 'the checkpoint storage');
     const earliest = await this.retrier.run(`reading ${this.location}`, () => this.client.listOffsets(this.topic, [this.partition], 'earliest'));
     const latest = new Map<string, Map<number, Chunk | null>>();
     let offset = earliest.get(this.partition) ?? 0;
@@ -316,6 +322,9 @@ export class KafkaCheckpointStorage implements CheckpointStorage {
    */
   async write(name: string, data: Uint8Array): Promise<void> {
     checkName(name);
+    const dir = name.slice(0, name.indexOf('/') + 1);
+    const checkpoint = this.shared === null ? null : parseCheckpointDir(dir);
+    if (this.shared !== null && checkpoint === null) throw new Error(`checkpoint storage ${this.location} writes through checkpoint transactions and holds checkpoints only, not '${name}'`);
     const copy = Buffer.from(data); // the caller may reuse its buffer once this returns
     return this.enqueue(async () => {
       const count = Math.max(1, Math.ceil(copy.length / CHUNK_BYTES));
@@ -330,7 +339,8 @@ export class KafkaCheckpointStorage implements CheckpointStorage {
         records.push({ key: chunkKey(name, i), value: copy.subarray(i * CHUNK_BYTES, (i + 1) * CHUNK_BYTES), headers, timestamp });
       }
       for (let i = count; i < (this.chunkKeys.get(name) ?? 0); i++) records.push({ key: chunkKey(name, i), value: undefined, headers: undefined, timestamp });
-      await this.transaction(`writing '${name}'`, records);
+      if (checkpoint === null) await this.transaction(`writing '${name}'`, records);
+      else await this.inCheckpoint(checkpoint.id, `writing '${name}'`, records, name === dir + MANIFEST);
       this.objects.set(name, copy);
       this.damaged.delete(name);
       this.chunkKeys.set(name, count);
@@ -364,7 +374,8 @@ export class KafkaCheckpointStorage implements CheckpointStorage {
       const timestamp = BigInt(Date.now());
       const records: ProduceRecord[] = [];
       for (const name of names) for (let i = 0; i < this.chunkKeys.get(name)!; i++) records.push({ key: chunkKey(name, i), value: undefined, headers: undefined, timestamp });
-      await this.transaction(`deleting ${names.length} object(s) under '${prefix}'`, records);
+      if (this.shared !== null) this.tombstones.push(...records);
+      else await this.transaction(`deleting ${names.length} object(s) under '${prefix}'`, records);
       for (const name of names) {
         this.objects.delete(name);
         this.damaged.delete(name);
@@ -415,9 +426,37 @@ export class KafkaCheckpointStorage implements CheckpointStorage {
     }
   }
 
-  private async produce(producer: ProducerIdentity, records: readonly ProduceRecord[], firstSequence: number): Promise<void> {
+  /**
+   * Writes records into checkpoint `id`'s transaction (with the tombstones of deletions since the
+   * last write), then commits the transaction if `commit` (the manifest was written).
+   */
+  private async inCheckpoint(id: number, what: string, records: readonly ProduceRecord[], commit: boolean): Promise<void> {
+    const shared = this.shared!;
+    try {
+      const t = await shared.transaction(id);
+      const all = this.tombstones.length === 0 ? records : [...this.tombstones, ...records];
+      this.tombstones = [];
+      await this.retrier.run(what, () => t.addPartitions(this.topic, [this.partition]));
+      const sequences = t.sequences(this.topic);
+      for (const batch of batches(all)) {
+        const first = sequences.get(this.partition) ?? 0;
+        await this.retrier.run(what, () => this.produce(t.producer, batch, first, t.transactionalId));
+        sequences.set(this.partition, (first + batch.length) % 2 ** 31);
+      }
+      await this.options.testHooks?.beforeCommit?.(what);
+      if (commit) await shared.commit(id);
+    } catch (error) {
+      if (isFenced(error)) throw this.fenced(what, error as KafkaError);
+      if (error instanceof FencedError) throw (this.failure ??= error);
+      // The transaction cannot be trusted any more: nothing more is written through this storage (the job fails; the next owner aborts it).
+      this.failure ??= new Error(`checkpoint storage ${this.location}: ${what} failed: ${describeKafkaError(error)}`, { cause: error });
+      throw this.failure;
+    }
+  }
+
+  private async produce(producer: ProducerIdentity, records: readonly ProduceRecord[], firstSequence: number, transactionalId = this.transactionalId): Promise<void> {
     const leader = await this.leaderOf();
-    const [code] = await this.client.produce(leader, producer, this.transactionalId, [{ topic: this.topic, partition: this.partition, records, firstSequence }], 30_000);
+    const [code] = await this.client.produce(leader, producer, transactionalId, [{ topic: this.topic, partition: this.partition, records, firstSequence }], 30_000);
     // A duplicate sequence: the broker has these records already (a retry after an unknown outcome).
     if (code === 0 || code === KafkaErrors.DUPLICATE_SEQUENCE_NUMBER) return;
     throw new KafkaError(`writing to ${this.location} failed with Kafka error ${code}`, code ?? KafkaErrors.REQUEST_TIMED_OUT);

@@ -1,5 +1,6 @@
 import type { Pipeline } from '../api/pipeline.ts';
 import type { KafkaClient, KafkaConnection } from '../connectors/kafka/client.ts';
+import { type CheckpointTransactions, joinsCheckpointTransactions } from '../connectors/kafka/checkpoint-transactions.ts';
 import { KafkaSource } from '../connectors/kafka/source.ts';
 import { type InputEdge, MAIN_PORT, StepNode } from '../plan/graph.ts';
 import type { Sink } from '../runtime/sink.ts';
@@ -73,18 +74,29 @@ export async function planCluster(p: Pipeline, jobId: string, client: KafkaClien
  * Turns a freshly built pipeline into task `task` of the cluster job: its Kafka sources read
  * partition `task` of their topics only; every exchange of the plan becomes a sink into the
  * exchange's topic (records to the partition owning their key group) and a source reading the
- * task's partition of it (task 0 reads a global exchange's only partition); its sinks name their
- * transactional ids after the task. The pipeline must have been built by the same module and
+ * task's partition of it (task 0 reads a global exchange's only partition); its Kafka sources,
+ * Kafka sinks and exchange sinks write into the task's checkpoint transactions (offsets, output
+ * and exchange records in the transaction of each checkpoint, which its manifest commits). The pipeline must have been built by the same module and
  * arguments as the one `plan` came from (the step ids are checked).
  */
-export function rewriteForTask(p: Pipeline, plan: ClusterPlan, task: number, connection: KafkaConnection | undefined): void {
+export function rewriteForTask(p: Pipeline, plan: ClusterPlan, task: number, connection: KafkaConnection | undefined, transactions: CheckpointTransactions): void {
   const graph = p.graph;
   graph.finalize();
+  const joined = <X>(x: X): X => {
+    if (joinsCheckpointTransactions(x)) x.joinCheckpointTransactions(transactions);
+    return x;
+  };
   for (const input of plan.inputs) {
     const node = graph.nodes.find((n) => n.id === input.step);
     if (node === undefined || node.spec.type !== 'source') throw new Error(`the pipeline differs from the cluster plan: no source step '${input.step}'`);
     const create = node.spec.create;
-    replaceSpec(node, { ...node.spec, create: () => new TaskPartitionSource(create(), task) });
+    replaceSpec(node, { ...node.spec, create: () => new TaskPartitionSource(joined(create()), task) });
+  }
+  // The task's Kafka sinks write into its checkpoint transactions (as the exchange sinks below do).
+  for (const node of graph.nodes) {
+    if (node.spec.type !== 'sink') continue;
+    const create = node.spec.create;
+    replaceSpec(node, { ...node.spec, create: () => joined(create()) });
   }
   for (const ex of plan.exchanges) {
     const node = graph.nodes.find((n) => n.id === ex.step);
@@ -96,7 +108,7 @@ export function rewriteForTask(p: Pipeline, plan: ClusterPlan, task: number, con
     graph.add(
       new StepNode(`${ex.step}.${ex.input}.to-exchange`, 'exchange-sink', [{ from: edge.from, port: edge.port, partitioning: { type: 'forward' } }], {
         type: 'sink',
-        create: () => new RepartitionSink(sinkOptions) as Sink<unknown>,
+        create: () => joined(new RepartitionSink(sinkOptions)) as Sink<unknown>,
       }),
     );
     const partitions = ex.keyed ? [task] : task === 0 ? [0] : [];

@@ -39,6 +39,7 @@ import { checkKey, DEFAULT_MAX_PARALLELISM, type Key, keyGroupOf } from '../stat
 import { MAX_WATERMARK, MIN_WATERMARK } from '../time/watermark.ts';
 import { previewOf } from '../connectors/format.ts';
 import { brokersOf, describeKafkaError, isRetriable, type KafkaConnection, PlatformaticKafkaClient } from '../connectors/kafka/client.ts';
+import type { CheckpointTransactions, JoinsCheckpointTransactions } from '../connectors/kafka/checkpoint-transactions.ts';
 import { type KafkaCommittable, KafkaSink, type KafkaSinkOptions } from '../connectors/kafka/sink.ts';
 import { type KafkaPosition, KafkaSource, type KafkaSourceOptions } from '../connectors/kafka/source.ts';
 import { newStats, Retrier, type KafkaStats } from '../connectors/kafka/retry.ts';
@@ -156,7 +157,7 @@ export interface RepartitionSinkOptions<T> {
  * // Task `t` of T: what `keyBy(r => r.user)` would send to the next task.
  * stream.sink(new RepartitionSink<Click>({ topic: 'job-clicks-by-user', partitions: T, key: (r) => r.user, producer: t, producers: T }), { id: 'to-by-user' });
  */
-export class RepartitionSink<T> implements Sink<T, KafkaCommittable> {
+export class RepartitionSink<T> implements Sink<T, KafkaCommittable>, JoinsCheckpointTransactions {
   readonly parallelism = 1;
   private readonly inner: KafkaSink<Uint8Array>;
   private readonly topic: string;
@@ -300,10 +301,15 @@ export class RepartitionSink<T> implements Sink<T, KafkaCommittable> {
   }
 
   /** Writes the latest watermark if it is not written yet, then pre-commits the Kafka transaction. */
-  preCommit(): Promise<KafkaCommittable | undefined> | undefined {
+  preCommit(checkpointId = 0): Promise<KafkaCommittable | undefined> | undefined {
     this.check();
     if (this.dirty()) this.writeMarks();
-    return this.inner.preCommit();
+    return this.inner.preCommit(checkpointId);
+  }
+
+  /** Writes into the job's checkpoint transactions (see {@link KafkaSink.joinCheckpointTransactions}). */
+  joinCheckpointTransactions(transactions: CheckpointTransactions): void {
+    this.inner.joinCheckpointTransactions(transactions);
   }
 
   commit(committables: ReadonlyArray<Committable<KafkaCommittable>>): Promise<void> {

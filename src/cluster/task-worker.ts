@@ -6,6 +6,8 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { buildPipeline, loadPipelineModule } from '../api/define-pipeline.ts';
 import type { RunningJob } from '../api/pipeline.ts';
+import { CheckpointCoordinator } from '../checkpoint/coordinator.ts';
+import { CheckpointTransactions } from '../connectors/kafka/checkpoint-transactions.ts';
 import type { KafkaConnection } from '../connectors/kafka/client.ts';
 import { KafkaCheckpointStorage } from './kafka-storage.ts';
 import { type ClusterPlan, rewriteForTask, taskScope } from './plan.ts';
@@ -26,6 +28,7 @@ const post = (m: FromTaskWorker): void => port.postMessage(m);
 
 interface Task {
   running: RunningJob | null;
+  transactions: CheckpointTransactions | null;
   storage: KafkaCheckpointStorage | null;
   /** Asked to stop while opening: stop once open. */
   stop: { checkpoint: boolean } | null;
@@ -34,22 +37,21 @@ interface Task {
 const tasks = new Map<number, Task>();
 
 async function start(task: number): Promise<void> {
-  const entry: Task = { running: null, storage: null, stop: null };
+  const entry: Task = { running: null, transactions: null, storage: null, stop: null };
   tasks.set(task, entry);
   const log = (line: string): void => post({ type: 'log', line: line.startsWith('spate: ') ? `spate: task ${task}: ${line.slice(7)}` : `spate: task ${task}: ${line}` });
   const opening = performance.now();
   try {
-    entry.storage = await KafkaCheckpointStorage.open({
-      connection: init.connection,
-      topic: init.plan.checkpointTopic,
-      partition: task,
-      transactionalId: `spate.${init.plan.jobId}.checkpoints.${task}`,
-      log,
-    });
+    // One Kafka transaction per checkpoint holds the task's output, exchange records, state and
+    // input offsets; opening the task's transactional ids fences (and aborts) every earlier owner.
+    entry.transactions = new CheckpointTransactions({ connection: init.connection, transactionalIdPrefix: `spate.${init.plan.jobId}.task.${task}`, log });
+    await entry.transactions.open();
+    entry.storage = await KafkaCheckpointStorage.open({ connection: init.connection, topic: init.plan.checkpointTopic, partition: task, transactions: entry.transactions, log });
+    entry.transactions.firstCheckpointId = await CheckpointCoordinator.firstId(entry.storage, undefined);
     if (entry.stop !== null) throw new Error('stopped while opening');
     const module = await loadPipelineModule(init.module);
     const p = await buildPipeline(module, init.args);
-    rewriteForTask(p, init.plan, task, init.connection);
+    rewriteForTask(p, init.plan, task, init.connection, entry.transactions);
     // A checkpoint that fails is not tolerated: the storage refuses writes once another process
     // took the task over (and retries what is transient), so this task is a zombie — it stops.
     const running = p.start({ parallelism: 1, checkpointDir: entry.storage, checkpointInterval: init.checkpointInterval, toleratedCheckpointFailures: 0, scope: taskScope(task), log });
@@ -67,11 +69,13 @@ async function start(task: number): Promise<void> {
     if (asked !== null) running.stop(asked.checkpoint ? {} : { checkpoint: false }).catch(() => undefined);
     await running.done;
     await entry.storage.close();
+    await entry.transactions.close();
     tasks.delete(task);
     post({ type: 'stopped', task });
   } catch (error) {
     tasks.delete(task);
     await entry.storage?.close().catch(() => undefined);
+    await entry.transactions?.close().catch(() => undefined);
     if (entry.stop !== null) post({ type: 'stopped', task });
     else post({ type: 'failed', task, error: (error as Error).stack ?? String(error) });
   }

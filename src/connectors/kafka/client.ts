@@ -214,6 +214,12 @@ export interface KafkaClient {
   addPartitionsToTxn(transactionalId: string, producer: ProducerIdentity, topic: string, partitions: readonly number[]): Promise<void>;
   /** One produce request to one broker (acks all); the error code of every partition, in order. */
   produce(node: number, producer: ProducerIdentity, transactionalId: string | null, parts: readonly PartitionRecords[], timeoutMs: number): Promise<number[]>;
+  /**
+   * Commits a group's offsets inside a transaction: AddOffsetsToTxn, then TxnOffsetCommit to the
+   * group's coordinator (outside group membership: generation -1, so the group must have no
+   * members). They become visible when the transaction commits, and vanish if it aborts.
+   */
+  txnCommitOffsets(transactionalId: string, producer: ProducerIdentity, groupId: string, offsets: readonly FetchPosition[]): Promise<void>;
   /** EndTxn: commits or aborts the transaction that (transactionalId, producer id, epoch) opened. */
   endTxn(transactionalId: string, producer: ProducerIdentity, commit: boolean): Promise<void>;
   /**
@@ -460,20 +466,24 @@ export class PlatformaticKafkaClient implements KafkaClient {
   }
 
   async commitOffsets(groupId: string, offsets: readonly FetchPosition[]): Promise<void> {
-    const byTopic = new Map<string, FetchPosition[]>();
-    for (const o of offsets) {
-      let list = byTopic.get(o.topic);
-      if (list === undefined) byTopic.set(o.topic, (list = []));
-      list.push(o);
-    }
-    const topics = [...byTopic].map(([name, list]) => ({
-      name,
-      partitions: list.map((o) => ({ partitionIndex: o.partition, committedOffset: BigInt(o.offset), committedLeaderEpoch: -1, committedMetadata: null })),
-    }));
+    const topics = offsetTopics(offsets);
     await this.onCoordinator(groupId, COORDINATOR_GROUP, async (node) => {
       const response = await this.call<{ topics: Array<{ partitions: Array<{ errorCode: number }> }> }>('OffsetCommit', node, groupId, -1, '', null, topics);
       const code = response.topics.flatMap((t) => t.partitions).find((p) => p.errorCode !== 0)?.errorCode;
       if (code !== undefined) throw new KafkaError(`committing offsets of group ${groupId} failed with Kafka error ${code}`, code);
+    });
+  }
+
+  async txnCommitOffsets(transactionalId: string, producer: ProducerIdentity, groupId: string, offsets: readonly FetchPosition[]): Promise<void> {
+    await this.onCoordinator(transactionalId, COORDINATOR_TRANSACTION, async (node) => {
+      const r = await this.call<{ errorCode: number }>('AddOffsetsToTxn', node, transactionalId, producer.producerId, producer.epoch, groupId);
+      if (r.errorCode !== 0) throw new KafkaError(`AddOffsetsToTxn ${transactionalId} for group ${groupId} failed with Kafka error ${r.errorCode}`, r.errorCode);
+    });
+    const topics = offsetTopics(offsets);
+    await this.onCoordinator(groupId, COORDINATOR_GROUP, async (node) => {
+      const response = await this.call<{ topics: Array<{ partitions: Array<{ errorCode: number }> }> }>('TxnOffsetCommit', node, transactionalId, groupId, producer.producerId, producer.epoch, -1, '', null, topics);
+      const code = response.topics.flatMap((t) => t.partitions).find((p) => p.errorCode !== 0)?.errorCode;
+      if (code !== undefined) throw new KafkaError(`committing offsets of group ${groupId} in transaction ${transactionalId} failed with Kafka error ${code}`, code);
     });
   }
 
@@ -586,6 +596,20 @@ class SequenceMap extends Map<string, number> {
 }
 
 /** Options of {@link createTopic}. */
+/** Offsets grouped by topic, as OffsetCommit and TxnOffsetCommit take them. */
+function offsetTopics(offsets: readonly FetchPosition[]): Array<{ name: string; partitions: Array<{ partitionIndex: number; committedOffset: bigint; committedLeaderEpoch: number; committedMetadata: null }> }> {
+  const byTopic = new Map<string, FetchPosition[]>();
+  for (const o of offsets) {
+    let list = byTopic.get(o.topic);
+    if (list === undefined) byTopic.set(o.topic, (list = []));
+    list.push(o);
+  }
+  return [...byTopic].map(([name, list]) => ({
+    name,
+    partitions: list.map((o) => ({ partitionIndex: o.partition, committedOffset: BigInt(o.offset), committedLeaderEpoch: -1, committedMetadata: null })),
+  }));
+}
+
 export interface CreateTopicOptions {
   readonly partitions: number;
   /** Replicas of each partition (default: the broker's `default.replication.factor`). */

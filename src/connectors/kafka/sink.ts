@@ -1,6 +1,7 @@
 import { compatibilityPartitioner } from '@platformatic/kafka';
 import type { Batch } from '../../runtime/batch.ts';
 import type { Committable, Sink, SinkContext } from '../../runtime/sink.ts';
+import type { CheckpointTransaction, CheckpointTransactions, JoinsCheckpointTransactions } from './checkpoint-transactions.ts';
 import { describeKafkaError, isRetriable, type KafkaClient, type KafkaConnection, KafkaError, KafkaErrors, PlatformaticKafkaClient, type ProduceRecord, type ProducerIdentity } from './client.ts';
 import { type KafkaStats, newStats, Retrier, type RetryOptions } from './retry.ts';
 
@@ -88,10 +89,13 @@ interface Txn {
   readonly slot: number;
   readonly transactionalId: string | null;
   producer: ProducerIdentity | null;
+  /** With checkpoint transactions: the checkpoint whose transaction takes these records, and that transaction once begun. */
+  checkpoint: number;
+  shared: CheckpointTransaction | null;
   /** Records per partition not yet acknowledged. */
   readonly pending: Map<number, Pending[]>;
   /** Next sequence number per partition. */
-  readonly sequences: Map<number, number>;
+  sequences: Map<number, number>;
   /**
    * Records at the head of a partition's pending list that were sent in a request whose outcome
    * is unknown (the response lost, or an error): the next request resends exactly them.
@@ -137,6 +141,13 @@ interface Slot {
  * ListTransactions, and InitProducerId on each of its own ids, which also fences zombie
  * instances of an earlier run. The transaction timeout must outlast a crash and its restart.
  *
+ * **Checkpoint transactions.** In a cluster job's task the sink writes into the task's
+ * {@link CheckpointTransactions} instead ({@link KafkaSink.joinCheckpointTransactions}): the
+ * records before checkpoint n's barrier go into checkpoint n's transaction, which also holds the
+ * task's state and input offsets and is committed by the checkpoint's manifest — `commit` then
+ * has nothing left to do, and `abort` nothing either (opening the task's transactions fenced
+ * every earlier owner).
+ *
  * **Records.** The value is serialized by `format` (JSON by default); key, partition, headers
  * come from functions of the record; the Kafka timestamp is the record's event time. A record
  * that cannot be serialized or is too large is a dead letter of the sink; the rest are written.
@@ -154,7 +165,7 @@ interface Slot {
  *   .filter((b) => b.price > 100)
  *   .sink(new KafkaSink<Bid>({ topic: 'big-bids', key: (b) => String(b.auction) }), { id: 'big-bids' });
  */
-export class KafkaSink<T> implements Sink<T, KafkaCommittable> {
+export class KafkaSink<T> implements Sink<T, KafkaCommittable>, JoinsCheckpointTransactions {
   readonly parallelism?: number;
   /** Trouble with the cluster, summed over the instances created in this thread. */
   readonly stats: KafkaStats = newStats();
@@ -186,6 +197,9 @@ export class KafkaSink<T> implements Sink<T, KafkaCommittable> {
   private slotWaiters: Array<() => void> = [];
   /** Transactions this process committed (`id/producer/epoch`), recent ones: a commit handed again is skipped. */
   private readonly committed = new Set<string>();
+  /** The job's checkpoint transactions, when it writes through them; and the checkpoint the next records belong to. */
+  private shared: CheckpointTransactions | null = null;
+  private nextCheckpoint = 0;
 
   constructor(private readonly options: KafkaSinkOptions<T>) {
     if (typeof options.topic !== 'string' || options.topic.length === 0) throw new Error('KafkaSink: `topic` is required');
@@ -202,6 +216,15 @@ export class KafkaSink<T> implements Sink<T, KafkaCommittable> {
     if (!(Number.isInteger(this.poolSize) && this.poolSize >= 2)) throw new Error(`KafkaSink: transactionPoolSize must be an integer ≥ 2, got ${this.poolSize}`);
   }
 
+  /**
+   * Writes into the job's checkpoint transactions from now on, rather than transactions of its
+   * own (exactly-once only; call it before the job starts). A cluster job's task does this for
+   * every Kafka sink; see the class comment.
+   */
+  joinCheckpointTransactions(transactions: CheckpointTransactions): void {
+    if (this.exactlyOnce) this.shared = transactions;
+  }
+
   /** The prefix of this sink's transactional ids (known once open). */
   get transactionalIdPrefix(): string {
     return this.prefix;
@@ -215,7 +238,10 @@ export class KafkaSink<T> implements Sink<T, KafkaCommittable> {
     const topic = this.options.topic;
     this.partitions = await this.retrier.run(`looking up topic ${topic}`, () => this.client.partitions(topic));
     this.leaders = await this.retrier.run(`looking up topic ${topic}`, () => this.client.leaders(topic));
-    if (this.exactlyOnce) {
+    if (this.shared !== null) {
+      this.shared.claim(topic, ctx.stepId);
+      this.nextCheckpoint = this.shared.firstCheckpointId;
+    } else if (this.exactlyOnce) {
       this.slots = Array.from({ length: this.poolSize }, (_, s) => ({ id: `${this.prefix}-${ctx.instance}-${s}`, fresh: null, busy: false, releasedAt: 0, preparing: null }));
     } else {
       this.idempotent = await this.retrier.run('initializing the producer', () => this.client.initProducer(null, this.timeoutMs));
@@ -287,9 +313,10 @@ export class KafkaSink<T> implements Sink<T, KafkaCommittable> {
    * Exactly-once: seals the open transaction, resolves once all its records are acknowledged, and
    * returns it (undefined if nothing was written since the last checkpoint). At-least-once: flushes.
    */
-  preCommit(): Promise<KafkaCommittable | undefined> | undefined {
+  preCommit(checkpointId = 0): Promise<KafkaCommittable | undefined> | undefined {
     if (this.failure !== null) throw this.failure;
     const txn = this.txns[this.txns.length - 1];
+    if (this.shared !== null) this.nextCheckpoint = checkpointId + 1;
     if (txn === undefined || txn.sealed) return undefined;
     if (!this.exactlyOnce) {
       if (txn.unsent === 0) return undefined;
@@ -301,7 +328,13 @@ export class KafkaSink<T> implements Sink<T, KafkaCommittable> {
         return undefined;
       });
     }
-    if (txn.records === 0) return undefined;
+    if (txn.records === 0) {
+      txn.checkpoint = checkpointId + 1; // nothing in it yet: it takes the next checkpoint's records
+      return undefined;
+    }
+    if (this.shared !== null && txn.checkpoint !== checkpointId) {
+      throw new KafkaSinkError(`records written for checkpoint ${txn.checkpoint} reached the barrier of checkpoint ${checkpointId}: the sink is out of step with the job's checkpoint transactions`);
+    }
     txn.sealed = true;
     return this.flushed(txn).then(() => {
       if (this.failure !== null) throw this.failure;
@@ -311,6 +344,11 @@ export class KafkaSink<T> implements Sink<T, KafkaCommittable> {
 
   /** Commits pre-committed transactions in checkpoint order (idempotent: see the class comment). */
   async commit(committables: ReadonlyArray<Committable<KafkaCommittable>>): Promise<void> {
+    if (this.shared !== null) {
+      // The checkpoint's manifest committed these transactions (and restored ones were committed with theirs).
+      for (const c of committables) for (const t of this.txns.filter((x) => x.sealed && x.checkpoint <= c.checkpointId)) this.release(t);
+      return;
+    }
     for (const c of committables) {
       const { transactionalId, producerId, epoch } = c.data;
       const producer = { producerId: BigInt(producerId), epoch };
@@ -350,7 +388,7 @@ export class KafkaSink<T> implements Sink<T, KafkaCommittable> {
    * old instances i ≡ this instance mod parallelism), fencing zombies of an earlier run.
    */
   async abort(): Promise<void> {
-    if (!this.exactlyOnce) return;
+    if (!this.exactlyOnce || this.shared !== null) return;
     const { instance, parallelism } = this.ctx;
     const ids = new Set(this.slots.map((s) => s.id));
     const listed = await this.retrier.run('listing open transactions', () => this.client.listTransactions()).catch((error: unknown) => {
@@ -395,6 +433,8 @@ export class KafkaSink<T> implements Sink<T, KafkaCommittable> {
       slot: -1,
       transactionalId: null,
       producer: this.exactlyOnce ? null : this.idempotent,
+      checkpoint: this.nextCheckpoint,
+      shared: null,
       pending: new Map(),
       // Idempotent (at-least-once) writes continue one sequence per partition across checkpoints.
       sequences: this.exactlyOnce ? new Map() : this.idempotentSequences,
@@ -443,6 +483,11 @@ export class KafkaSink<T> implements Sink<T, KafkaCommittable> {
 
   /** Takes the least recently used free slot for `txn`, with a fresh producer epoch (waits while every slot is busy). */
   private async begin(txn: Txn): Promise<void> {
+    if (this.shared !== null) {
+      const t = await this.shared.transaction(txn.checkpoint);
+      Object.assign(txn, { transactionalId: t.transactionalId, producer: t.producer, shared: t, sequences: t.sequences(this.options.topic) });
+      return;
+    }
     let slot: Slot | undefined;
     for (;;) {
       slot = undefined;
@@ -490,7 +535,8 @@ export class KafkaSink<T> implements Sink<T, KafkaCommittable> {
         if (this.exactlyOnce) {
           const fresh = [...txn.pending.keys()].filter((p) => !txn.added.has(p) && txn.pending.get(p)!.length > 0);
           if (fresh.length > 0) {
-            await this.client.addPartitionsToTxn(txn.transactionalId!, txn.producer!, this.options.topic, fresh);
+            if (txn.shared !== null) await txn.shared.addPartitions(this.options.topic, fresh);
+            else await this.client.addPartitionsToTxn(txn.transactionalId!, txn.producer!, this.options.topic, fresh);
             for (const p of fresh) txn.added.add(p);
           }
         }

@@ -1,3 +1,4 @@
+import type { CheckpointTransactions, JoinsCheckpointTransactions } from './checkpoint-transactions.ts';
 import { decoder, type DecodeError, deadLetterOf, type FormatOptions } from '../format.ts';
 import type { Source, SourceContext, SourceOutput, SourceReader, SourceStatus, Split, SplitOutput } from '../../runtime/source.ts';
 import { type FetchPosition, isRetriable, type KafkaClient, type KafkaConnection, KafkaError, KafkaErrors, PlatformaticKafkaClient } from './client.ts';
@@ -87,7 +88,8 @@ const DEFAULT_IDLE = 10_000;
  * the job's parallel instances by the runtime (not by a consumer group); its position — the next
  * offset — is stored in checkpoints, so a restored job replays exactly what followed the
  * checkpoint, at any parallelism. Offsets are committed to a consumer group on checkpoint
- * completion only so that lag can be monitored with Kafka's tools.
+ * completion only so that lag can be monitored with Kafka's tools — or, in a cluster job's task,
+ * in the checkpoint's Kafka transaction, with the output and the state.
  *
  * Reads `read_committed`: records of aborted transactions and transaction markers are skipped
  * (by Spate itself, with the Java consumer's algorithm), and nothing beyond the last stable offset
@@ -110,12 +112,14 @@ const DEFAULT_IDLE = 10_000;
  *   .filter((c) => c.kind === 'buy')
  *   .sink(new KafkaSink<Click>({ topic: 'buys', key: (c) => c.user }), { id: 'buys' });
  */
-export class KafkaSource<T, V = T> implements Source<T> {
+export class KafkaSource<T, V = T> implements Source<T>, JoinsCheckpointTransactions {
   readonly bounded: boolean;
   readonly watermarks = 'derived' as const;
   /** Trouble with the cluster, summed over the readers created in this thread. */
   readonly stats: KafkaStats = newStats();
   readonly topics: readonly string[];
+  /** The job's checkpoint transactions, when its offsets are committed in them. */
+  transactions: CheckpointTransactions | null = null;
 
   constructor(readonly options: KafkaSourceOptions<T, V>) {
     this.topics = typeof options.topic === 'string' ? [options.topic] : [...options.topic];
@@ -158,6 +162,15 @@ export class KafkaSource<T, V = T> implements Source<T> {
 
   createReader(ctx: SourceContext): SourceReader<T> {
     return new KafkaReader<T, V>(this, ctx);
+  }
+
+  /**
+   * Commits the offsets of each checkpoint to the consumer group inside the checkpoint's Kafka
+   * transaction (with its output and state: see {@link CheckpointTransactions}) rather than after
+   * it completes. A cluster job's task does this for its Kafka sources; call it before the job starts.
+   */
+  joinCheckpointTransactions(transactions: CheckpointTransactions): void {
+    this.transactions = transactions;
   }
 }
 
@@ -561,7 +574,11 @@ class KafkaReader<T, V> implements SourceReader<T> {
   }
 
   snapshot(checkpointId: number): Split<KafkaPosition>[] {
-    if (this.groupId !== null) this.recorded.set(checkpointId, this.parts.map((p) => ({ topic: p.topic, partition: p.partition, offset: p.position })));
+    if (this.groupId !== null) {
+      const offsets = this.parts.map((p) => ({ topic: p.topic, partition: p.partition, offset: p.position }));
+      if (this.source.transactions !== null) this.source.transactions.commitOffsets(checkpointId, this.groupId, offsets);
+      else this.recorded.set(checkpointId, offsets);
+    }
     return this.parts.map((p) => ({ id: p.id, position: p.end === undefined ? { offset: p.position } : { offset: p.position, end: p.end } }));
   }
 
