@@ -220,7 +220,6 @@ export class KafkaCheckpointStorage implements CheckpointStorage {
     }
     // With checkpoint transactions, their `open` fenced the earlier owners.
     if (this.shared === null) this.producer = await this.retrier.run(`taking over transactional id ${this.transactionalId}`, () => this.client.initProducer(this.transactionalId, this.timeoutMs));
-    else this.shared.claim(this.topic, 'the checkpoint storage');
     const earliest = await this.retrier.run(`reading ${this.location}`, () => this.client.listOffsets(this.topic, [this.partition], 'earliest'));
     const latest = new Map<string, Map<number, Chunk | null>>();
     let offset = earliest.get(this.partition) ?? 0;

@@ -110,7 +110,7 @@ it('three processes, one killed, one joining, one leaving: the committed output 
   const logs = (): string => [a, b, c].map((m, i) => m.lines.map((l) => `${'abc'[i]} ${l.at - killedAt} ${l.line}`).join('\n')).join('\n');
   expect(failover, logs()).toBeLessThan(15_000);
   const restoreLines = survivors.flatMap((s) => s.lines).filter((l) => l.at > killedAt && /restored checkpoint/.test(l.line));
-  expect(restoreLines.length, 'the orphaned tasks restored their state').toBeGreaterThanOrEqual(orphaned.length);
+  expect(restoreLines.length, `the orphaned tasks restored their state\n${logs()}`).toBeGreaterThanOrEqual(orphaned.length);
 
   // A new process joins: the group gives it some tasks, handed over with final checkpoints.
   const d = member(jobId, [input, output, 'stream', '60']);

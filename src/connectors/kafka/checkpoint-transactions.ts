@@ -71,10 +71,21 @@ export interface CheckpointTransaction {
   readonly transactionalId: string;
   readonly producer: ProducerIdentity;
   /**
-   * The next sequence number per partition of `topic` in this transaction, to be advanced by the
-   * one writer of the topic as its records are acknowledged.
+   * The next sequence number per partition of `topic` in this transaction, advanced by whoever
+   * holds the partition ({@link hold}) as its records are acknowledged.
    */
   sequences(topic: string): Map<number, number>;
+  /**
+   * Takes partition `partition` of `topic` for `writer` (true), or says another writer has it
+   * (false): several sinks may write one topic, and a partition's sequence numbers must follow
+   * each other in the order the broker receives them, so one produce request at a time per
+   * partition — held from sending until its outcome is known (acknowledged, or given up).
+   */
+  hold(topic: string, partition: number, writer: object): boolean;
+  /** Gives the partition back (its sequence numbers advanced, if the records were acknowledged). */
+  unhold(topic: string, partition: number, writer: object): void;
+  /** Resolves when a partition is given back next. */
+  released(): Promise<void>;
   /** AddPartitionsToTxn for the partitions not yet in the transaction. */
   addPartitions(topic: string, partitions: readonly number[]): Promise<void>;
 }
@@ -110,6 +121,8 @@ class Entry implements CheckpointTransaction {
   readonly pending: Array<Promise<void>> = [];
   private readonly bySequence = new Map<string, Map<number, number>>();
   private readonly added = new Map<string, Set<number>>();
+  private readonly holders = new Map<string, object>();
+  private waiting: { promise: Promise<void>; resolve: () => void } | null = null;
   private readonly adding = new Map<string, Promise<void>>();
 
   constructor(
@@ -121,6 +134,32 @@ class Entry implements CheckpointTransaction {
     let map = this.bySequence.get(topic);
     if (map === undefined) this.bySequence.set(topic, (map = new Map()));
     return map;
+  }
+
+  hold(topic: string, partition: number, writer: object): boolean {
+    const key = `${topic}:${partition}`;
+    const holder = this.holders.get(key);
+    if (holder !== undefined) return holder === writer;
+    this.holders.set(key, writer);
+    return true;
+  }
+
+  unhold(topic: string, partition: number, writer: object): void {
+    const key = `${topic}:${partition}`;
+    if (this.holders.get(key) !== writer) return;
+    this.holders.delete(key);
+    const waiting = this.waiting;
+    this.waiting = null;
+    waiting?.resolve();
+  }
+
+  released(): Promise<void> {
+    if (this.waiting === null) {
+      let resolve!: () => void;
+      const promise = new Promise<void>((r) => (resolve = r));
+      this.waiting = { promise, resolve };
+    }
+    return this.waiting.promise;
   }
 
   async addPartitions(topic: string, partitions: readonly number[]): Promise<void> {
@@ -163,7 +202,6 @@ export class CheckpointTransactions {
   private readonly timeoutMs: number;
   private readonly slots: Slot[];
   private readonly entries = new Map<number, Entry>();
-  private readonly writers = new Map<string, string>();
   private waiters: Array<() => void> = [];
   private lastCommitted = 0;
   private opened = false;
@@ -187,16 +225,6 @@ export class CheckpointTransactions {
   }
 
   private readonly ownsClient: boolean;
-
-  /**
-   * Registers the one writer of `topic` (a step id): records of two writers of one topic cannot
-   * share a transaction's sequence numbers, so a second writer is refused with a clear error.
-   */
-  claim(topic: string, writer: string): void {
-    const other = this.writers.get(topic);
-    if (other !== undefined && other !== writer) throw new Error(`steps '${other}' and '${writer}' both write Kafka topic ${topic}; in a cluster job a topic takes one sink step (merge the streams before the sink)`);
-    this.writers.set(topic, writer);
-  }
 
   /** The pool's transactional ids. */
   get transactionalIds(): string[] {

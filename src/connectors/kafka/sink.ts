@@ -239,7 +239,6 @@ export class KafkaSink<T> implements Sink<T, KafkaCommittable>, JoinsCheckpointT
     this.partitions = await this.retrier.run(`looking up topic ${topic}`, () => this.client.partitions(topic));
     this.leaders = await this.retrier.run(`looking up topic ${topic}`, () => this.client.leaders(topic));
     if (this.shared !== null) {
-      this.shared.claim(topic, ctx.stepId);
       this.nextCheckpoint = this.shared.firstCheckpointId;
     } else if (this.exactlyOnce) {
       this.slots = Array.from({ length: this.poolSize }, (_, s) => ({ id: `${this.prefix}-${ctx.instance}-${s}`, fresh: null, busy: false, releasedAt: 0, preparing: null }));
@@ -548,8 +547,10 @@ export class KafkaSink<T> implements Sink<T, KafkaCommittable>, JoinsCheckpointT
           if (ps === undefined) byLeader.set(leader, (ps = []));
           ps.push(p);
         }
-        await Promise.all([...byLeader].map(([node, ps]) => this.sendTo(node, txn, ps)));
+        const sent = await Promise.all([...byLeader].map(([node, ps]) => this.sendTo(node, txn, ps)));
         this.retrier.succeeded();
+        // Every partition with records is mid-request by another sink of the topic: wait for one to be given back.
+        if (txn.shared !== null && !sent.includes(true)) await txn.shared.released();
       } catch (error) {
         if (this.closed) return;
         if (!isRetriable(error)) throw error;
@@ -561,8 +562,12 @@ export class KafkaSink<T> implements Sink<T, KafkaCommittable>, JoinsCheckpointT
     }
   }
 
-  /** One produce request to `node`: up to 1 MiB per partition and `maxRequestBytes` in all. */
-  private async sendTo(node: number, txn: Txn, partitions: readonly number[]): Promise<void> {
+  /**
+   * One produce request to `node`: up to 1 MiB per partition and `maxRequestBytes` in all. False
+   * if it sent nothing (in a checkpoint transaction, other sinks of the topic held the partitions).
+   */
+  private async sendTo(node: number, txn: Txn, partitions: readonly number[]): Promise<boolean> {
+    const topic = this.options.topic;
     const parts: Array<{ topic: string; partition: number; records: Pending[]; firstSequence: number }> = [];
     let total = 0;
     for (const p of partitions) {
@@ -576,6 +581,7 @@ export class KafkaSink<T> implements Sink<T, KafkaCommittable>, JoinsCheckpointT
         for (let k = 0; k < n; k++) bytes += list[k]!.size;
         if (total > 0 && total + bytes > this.maxRequestBytes) continue; // in the next request
       } else {
+        if (txn.shared !== null && !txn.shared.hold(topic, p, this)) continue; // another sink's request on it is out
         while (n < list.length && (n === 0 || (bytes + list[n]!.size <= PARTITION_BATCH_BYTES && total + bytes + list[n]!.size <= this.maxRequestBytes))) bytes += list[n++]!.size;
         if (n === 0) continue;
         txn.inflight.set(p, n);
@@ -585,7 +591,7 @@ export class KafkaSink<T> implements Sink<T, KafkaCommittable>, JoinsCheckpointT
       total += bytes;
       if (total >= this.maxRequestBytes) break;
     }
-    if (parts.length === 0) return;
+    if (parts.length === 0) return false;
     const codes = await this.client.produce(node, txn.producer!, txn.transactionalId, parts, 30_000);
     let retry: KafkaError | null = null;
     for (let k = 0; k < parts.length; k++) {
@@ -599,6 +605,7 @@ export class KafkaSink<T> implements Sink<T, KafkaCommittable>, JoinsCheckpointT
         if (n === list.length) txn.pending.set(part.partition, []);
         else list.splice(0, n);
         txn.sequences.set(part.partition, (part.firstSequence + n) % 2 ** 31);
+        txn.shared?.unhold(topic, part.partition, this);
         txn.unsent -= n;
         this.buffered -= n;
         continue;
@@ -616,6 +623,7 @@ export class KafkaSink<T> implements Sink<T, KafkaCommittable>, JoinsCheckpointT
       this.pressure = null;
     }
     if (retry !== null) throw retry;
+    return true;
   }
 
   private flushed(txn: Txn): Promise<void> {
