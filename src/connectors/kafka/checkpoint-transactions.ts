@@ -105,6 +105,8 @@ interface Slot {
   readonly id: string;
   /** A fresh producer id and epoch, unused (after InitProducerId); null: needs one. */
   fresh: ProducerIdentity | null;
+  /** The identity it had last: the next InitProducerId names it, so a fenced owner is told so rather than fencing the new one. */
+  last: ProducerIdentity | null;
   busy: boolean;
   releasedAt: number;
   preparing: Promise<void> | null;
@@ -221,7 +223,7 @@ export class CheckpointTransactions {
     this.ownsClient = client === undefined;
     const log = options.log ?? ((line: string) => process.stderr.write(`spate: ${line}\n`));
     this.retrier = new Retrier(`checkpoint transactions ${prefix}`, log, this.stats, options.retry, () => this.closed, () => this.client.refresh());
-    this.slots = Array.from({ length: size }, (_, k) => ({ id: `${prefix}.${k}`, fresh: null, busy: false, releasedAt: 0, preparing: null }));
+    this.slots = Array.from({ length: size }, (_, k) => ({ id: `${prefix}.${k}`, fresh: null, last: null, busy: false, releasedAt: 0, preparing: null }));
   }
 
   private readonly ownsClient: boolean;
@@ -239,6 +241,7 @@ export class CheckpointTransactions {
     await Promise.all(
       this.slots.map(async (slot) => {
         slot.fresh = await this.retrier.run(`taking over transactional id ${slot.id}`, () => this.client.initProducer(slot.id, this.timeoutMs));
+        slot.last = slot.fresh;
       }),
     );
     this.opened = true;
@@ -353,10 +356,18 @@ export class CheckpointTransactions {
     const chosen = slot;
     chosen.busy = true;
     entry.slot = chosen;
-    await chosen.preparing;
-    const producer = chosen.fresh ?? (await this.retrier.run(`beginning a transaction on ${chosen.id}`, () => this.client.initProducer(chosen.id, this.timeoutMs)));
-    chosen.fresh = null;
     entry.transactionalId = chosen.id;
+    await chosen.preparing;
+    let producer = chosen.fresh;
+    if (producer === null) {
+      try {
+        producer = await this.retrier.run(`beginning a transaction on ${chosen.id}`, () => this.client.initProducer(chosen.id, this.timeoutMs, chosen.last ?? undefined));
+      } catch (error) {
+        throw isFenced(error) ? this.fail(this.fencedError(entry, error as KafkaError)) : error;
+      }
+    }
+    chosen.fresh = null;
+    chosen.last = producer;
     entry.producer = producer;
     return entry;
   }
@@ -370,9 +381,10 @@ export class CheckpointTransactions {
       slot.releasedAt = performance.now();
       if (!this.closed) {
         slot.preparing = this.client
-          .initProducer(slot.id, this.timeoutMs)
+          .initProducer(slot.id, this.timeoutMs, entry.producer)
           .then((producer) => {
             slot.fresh = producer; // `begin` takes it once this settled
+            slot.last = producer;
           })
           .catch(() => undefined) // asked again, with retries, when the slot is used
           .finally(() => (slot.preparing = null));

@@ -115,6 +115,8 @@ export function isRetriable(error: unknown): boolean {
   if (error instanceof KafkaError) return error.retriable;
   const e = error as { code?: unknown; canRetry?: unknown; errors?: unknown[]; message?: unknown } | null;
   if (e === null || typeof e !== 'object') return false;
+  // A Kafka error code of our own errors (FencedError): the code decides, not the message.
+  if (typeof e.code === 'number') return RETRIABLE_CODES.has(e.code);
   if (typeof e.code === 'string' && /^(ECONN|EPIPE|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|EAI_AGAIN|ENOTFOUND|PLT_KFK_NETWORK|PLT_KFK_TIMEOUT)/.test(e.code)) return true;
   // A response the codec could not read: the library's parsers of Produce v10+ and Fetch v16+ fail
   // on the tagged leader hints a broker adds to NOT_LEADER errors while leadership moves. Retried
@@ -208,8 +210,14 @@ export interface KafkaClient {
   fetch(node: number, positions: readonly FetchPosition[], options: { readonly maxWaitMs: number; readonly maxBytes: number; readonly partitionMaxBytes: number }): Promise<FetchedPartition[]>;
   /** Commits offsets for a group outside group membership (monitoring). */
   commitOffsets(groupId: string, offsets: readonly FetchPosition[]): Promise<void>;
-  /** InitProducerId: a fresh producer id and epoch for an idempotent producer (null id) or a transactional id (fencing its earlier epochs and aborting its open transaction). */
-  initProducer(transactionalId: string | null, transactionTimeoutMs: number): Promise<ProducerIdentity>;
+  /**
+   * InitProducerId: a fresh producer id and epoch for an idempotent producer (null id) or a
+   * transactional id (fencing its earlier epochs and aborting its open transaction). With
+   * `current`, the identity the caller last had (KIP-360): Kafka bumps the epoch only if that is
+   * still the id's current one, and answers PRODUCER_FENCED if another owner took the id since —
+   * so a zombie learns it was fenced instead of fencing the new owner back.
+   */
+  initProducer(transactionalId: string | null, transactionTimeoutMs: number, current?: ProducerIdentity): Promise<ProducerIdentity>;
   /** AddPartitionsToTxn. */
   addPartitionsToTxn(transactionalId: string, producer: ProducerIdentity, topic: string, partitions: readonly number[]): Promise<void>;
   /** One produce request to one broker (acks all); the error code of every partition, in order. */
@@ -487,9 +495,9 @@ export class PlatformaticKafkaClient implements KafkaClient {
     });
   }
 
-  async initProducer(transactionalId: string | null, transactionTimeoutMs: number): Promise<ProducerIdentity> {
+  async initProducer(transactionalId: string | null, transactionTimeoutMs: number, current?: ProducerIdentity): Promise<ProducerIdentity> {
     const run = async (node: number | 'any'): Promise<ProducerIdentity> => {
-      const r = await this.call<{ errorCode: number; producerId: bigint; producerEpoch: number }>('InitProducerId', node, transactionalId, transactionTimeoutMs, -1n, -1);
+      const r = await this.call<{ errorCode: number; producerId: bigint; producerEpoch: number }>('InitProducerId', node, transactionalId, transactionTimeoutMs, current?.producerId ?? -1n, current?.epoch ?? -1);
       if (r.errorCode !== 0) throw new KafkaError(`InitProducerId${transactionalId === null ? '' : ` for ${transactionalId}`} failed with Kafka error ${r.errorCode}`, r.errorCode);
       return { producerId: r.producerId, epoch: r.producerEpoch };
     };

@@ -457,7 +457,7 @@ export class KafkaSink<T> implements Sink<T, KafkaCommittable>, JoinsCheckpointT
       slot.busy = false;
       slot.fresh = null;
       slot.releasedAt = performance.now();
-      this.prepare(slot);
+      this.prepare(slot, txn.producer);
     }
     const waiters = this.slotWaiters;
     this.slotWaiters = [];
@@ -469,10 +469,10 @@ export class KafkaSink<T> implements Sink<T, KafkaCommittable>, JoinsCheckpointT
    * transaction starts without waiting for InitProducerId — and a committable restored from an
    * old checkpoint can never commit the slot's next transaction.
    */
-  private prepare(slot: Slot): void {
+  private prepare(slot: Slot, previous: ProducerIdentity | null): void {
     if (slot.preparing !== null || slot.fresh !== null || this.closed) return;
     slot.preparing = this.client
-      .initProducer(slot.id, this.timeoutMs)
+      .initProducer(slot.id, this.timeoutMs, previous ?? undefined)
       .then((producer) => {
         if (!slot.busy) slot.fresh = producer;
       })
