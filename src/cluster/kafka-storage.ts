@@ -41,6 +41,7 @@ import { type CheckpointTransactions, FencedError } from '../connectors/kafka/ch
 import { createTopic, describeKafkaError, type FetchedPartition, type KafkaClient, type KafkaConnection, KafkaError, KafkaErrors, PlatformaticKafkaClient, type ProduceRecord, type ProducerIdentity } from '../connectors/kafka/client.ts';
 import { CommittedRecords, type KafkaWireRecord } from '../connectors/kafka/records.ts';
 import { type KafkaStats, newStats, Retrier, type RetryOptions } from '../connectors/kafka/retry.ts';
+import { isFenced } from '../connectors/kafka/transaction-pool.ts';
 
 /** The largest chunk of an object in one record (objects above it are split): under the broker's default 1 MiB per record batch. */
 export const CHUNK_BYTES = 900 * 1024;
@@ -553,11 +554,6 @@ async function partitionsOf(client: KafkaClient, topic: string): Promise<number 
     if ((error as KafkaError).code === KafkaErrors.UNKNOWN_TOPIC_OR_PARTITION && !(error as KafkaError).retriable) return null;
     throw error;
   }
-}
-
-function isFenced(error: unknown): boolean {
-  const code = (error as KafkaError | null)?.code;
-  return error instanceof KafkaError && (code === KafkaErrors.INVALID_PRODUCER_EPOCH || code === KafkaErrors.PRODUCER_FENCED);
 }
 
 /** Names are non-empty, well-formed text without NUL (the key separates the chunk index with it). */

@@ -30,6 +30,7 @@
  */
 import { describeKafkaError, type FetchPosition, type KafkaClient, type KafkaConnection, KafkaError, KafkaErrors, PlatformaticKafkaClient, type ProducerIdentity } from './client.ts';
 import { type KafkaStats, newStats, Retrier, type RetryOptions } from './retry.ts';
+import { isFenced, type Lease, TransactionPool } from './transaction-pool.ts';
 
 /**
  * A write refused because another owner took the same task's transactional ids over (opened its
@@ -100,23 +101,11 @@ export function joinsCheckpointTransactions(x: unknown): x is JoinsCheckpointTra
   return typeof (x as Partial<JoinsCheckpointTransactions> | null)?.joinCheckpointTransactions === 'function';
 }
 
-/** A transactional id of the pool. */
-interface Slot {
-  readonly id: string;
-  /** A fresh producer id and epoch, unused (after InitProducerId); null: needs one. */
-  fresh: ProducerIdentity | null;
-  /** The identity it had last: the next InitProducerId names it, so a fenced owner is told so rather than fencing the new one. */
-  last: ProducerIdentity | null;
-  busy: boolean;
-  releasedAt: number;
-  preparing: Promise<void> | null;
-}
-
 /** A checkpoint's transaction being written. */
 class Entry implements CheckpointTransaction {
   transactionalId = '';
   producer: ProducerIdentity = { producerId: -1n, epoch: -1 };
-  slot: Slot | null = null;
+  lease: Lease | null = null;
   /** Resolves once the transaction has its slot and producer epoch. */
   ready!: Promise<CheckpointTransaction>;
   /** Offset commits in flight. */
@@ -202,9 +191,8 @@ export class CheckpointTransactions {
   private readonly client: KafkaClient;
   private readonly retrier: Retrier;
   private readonly timeoutMs: number;
-  private readonly slots: Slot[];
+  private readonly pool: TransactionPool;
   private readonly entries = new Map<number, Entry>();
-  private waiters: Array<() => void> = [];
   private lastCommitted = 0;
   private opened = false;
   private closed = false;
@@ -223,14 +211,19 @@ export class CheckpointTransactions {
     this.ownsClient = client === undefined;
     const log = options.log ?? ((line: string) => process.stderr.write(`spate: ${line}\n`));
     this.retrier = new Retrier(`checkpoint transactions ${prefix}`, log, this.stats, options.retry, () => this.closed, () => this.client.refresh());
-    this.slots = Array.from({ length: size }, (_, k) => ({ id: `${prefix}.${k}`, fresh: null, last: null, busy: false, releasedAt: 0, preparing: null }));
+    this.pool = new TransactionPool(
+      Array.from({ length: size }, (_, k) => `${prefix}.${k}`),
+      this.client,
+      this.retrier,
+      this.timeoutMs,
+    );
   }
 
   private readonly ownsClient: boolean;
 
   /** The pool's transactional ids. */
   get transactionalIds(): string[] {
-    return this.slots.map((s) => s.id);
+    return this.pool.ids;
   }
 
   /**
@@ -238,12 +231,7 @@ export class CheckpointTransactions {
    * owner left open and fences it. Waits, with backoff, while the cluster is unreachable.
    */
   async open(): Promise<void> {
-    await Promise.all(
-      this.slots.map(async (slot) => {
-        slot.fresh = await this.retrier.run(`taking over transactional id ${slot.id}`, () => this.client.initProducer(slot.id, this.timeoutMs));
-        slot.last = slot.fresh;
-      }),
-    );
+    await Promise.all(this.pool.ids.map((id) => this.pool.takeOver(id)));
     this.opened = true;
   }
 
@@ -319,8 +307,7 @@ export class CheckpointTransactions {
     );
     this.closed = true;
     this.retrier.wakeAll();
-    for (const w of this.waiters) w();
-    await Promise.all(this.slots.map((s) => s.preparing));
+    await this.pool.close();
     if (this.ownsClient) await this.client.close().catch(() => undefined);
   }
 
@@ -342,68 +329,28 @@ export class CheckpointTransactions {
     );
   }
 
-  // ---- slots ----
+  // ---- transactional ids ----
 
   private async begin(entry: Entry): Promise<CheckpointTransaction> {
-    let slot: Slot | undefined;
-    for (;;) {
-      slot = undefined;
-      for (const s of this.slots) if (!s.busy && (slot === undefined || s.releasedAt < slot.releasedAt)) slot = s;
-      if (slot !== undefined) break;
-      if (this.closed) throw new Error('CheckpointTransactions: closed');
-      await new Promise<void>((r) => this.waiters.push(r));
+    try {
+      entry.lease = await this.pool.lease();
+    } catch (error) {
+      throw isFenced(error) ? this.fail(this.fencedError(entry, error as KafkaError)) : error;
     }
-    const chosen = slot;
-    chosen.busy = true;
-    entry.slot = chosen;
-    entry.transactionalId = chosen.id;
-    await chosen.preparing;
-    let producer = chosen.fresh;
-    if (producer === null) {
-      try {
-        producer = await this.retrier.run(`beginning a transaction on ${chosen.id}`, () => this.client.initProducer(chosen.id, this.timeoutMs, chosen.last ?? undefined));
-      } catch (error) {
-        throw isFenced(error) ? this.fail(this.fencedError(entry, error as KafkaError)) : error;
-      }
-    }
-    chosen.fresh = null;
-    chosen.last = producer;
-    entry.producer = producer;
+    entry.transactionalId = entry.lease.transactionalId;
+    entry.producer = entry.lease.producer;
     return entry;
   }
 
-  /** The slot is free again; its next use takes a new epoch, asked for now in the background. */
+  /** The transaction ended: its id goes back to the pool. */
   private release(entry: Entry): void {
-    const slot = entry.slot;
-    if (slot !== null) {
-      slot.busy = false;
-      slot.fresh = null;
-      slot.releasedAt = performance.now();
-      if (!this.closed) {
-        slot.preparing = this.client
-          .initProducer(slot.id, this.timeoutMs, entry.producer)
-          .then((producer) => {
-            slot.fresh = producer; // `begin` takes it once this settled
-            slot.last = producer;
-          })
-          .catch(() => undefined) // asked again, with retries, when the slot is used
-          .finally(() => (slot.preparing = null));
-      }
-    }
-    const waiters = this.waiters;
-    this.waiters = [];
-    for (const w of waiters) w();
+    if (entry.lease !== null) this.pool.release(entry.lease);
   }
 
   private fail(error: Error): Error {
     this.failure ??= error;
     return this.failure;
   }
-}
-
-function isFenced(error: unknown): boolean {
-  const code = (error as KafkaError | null)?.code;
-  return error instanceof KafkaError && (code === KafkaErrors.INVALID_PRODUCER_EPOCH || code === KafkaErrors.PRODUCER_FENCED);
 }
 
 function describe(error: unknown): string {

@@ -4,6 +4,7 @@ import type { Committable, Sink, SinkContext } from '../../runtime/sink.ts';
 import type { CheckpointTransaction, CheckpointTransactions, JoinsCheckpointTransactions } from './checkpoint-transactions.ts';
 import { describeKafkaError, isRetriable, type KafkaClient, type KafkaConnection, KafkaError, KafkaErrors, PlatformaticKafkaClient, type ProduceRecord, type ProducerIdentity } from './client.ts';
 import { type KafkaStats, newStats, Retrier, type RetryOptions } from './retry.ts';
+import { type Lease, TransactionPool } from './transaction-pool.ts';
 
 /** Options of {@link KafkaSink}. */
 export interface KafkaSinkOptions<T> {
@@ -86,7 +87,8 @@ interface Pending extends ProduceRecord {
 
 /** A transaction (or, at-least-once, the one stream of writes) and what it still has to send. */
 interface Txn {
-  readonly slot: number;
+  /** The transactional id it was given by the sink's pool (none: idempotent, or a checkpoint transaction). */
+  readonly lease: Lease | null;
   readonly transactionalId: string | null;
   producer: ProducerIdentity | null;
   /** With checkpoint transactions: the checkpoint whose transaction takes these records, and that transaction once begun. */
@@ -109,19 +111,6 @@ interface Txn {
   readonly flushed: Array<() => void>;
 }
 
-/** A transactional id of the pool and its state. */
-interface Slot {
-  readonly id: string;
-  /** A fresh producer id and epoch, unused (after InitProducerId); null: needs one. */
-  fresh: ProducerIdentity | null;
-  /** A transaction on it is open (written or waiting for its commit). */
-  busy: boolean;
-  /** When its last transaction was committed (the least recently used free slot is taken next). */
-  releasedAt: number;
-  /** InitProducerId in flight for it. */
-  preparing: Promise<void> | null;
-}
-
 /**
  * Writes records to a Kafka topic, exactly once with Kafka transactions (or at least once with
  * an idempotent producer).
@@ -133,8 +122,8 @@ interface Slot {
  * producer id and epoch — which works from any process, so a transaction pre-committed before a
  * crash is committed after the restore (committing it again is harmless: Kafka answers a repeated
  * commit of a committed transaction with success). Transactional ids come from a small pool per
- * instance (`<prefix>-<instance>-<slot>`); a slot is used again only after its transaction
- * committed and a new InitProducerId bumped its epoch, so a committable restored from an old
+ * instance (`<prefix>-<instance>-<slot>`, a {@link TransactionPool}); an id is used again only
+ * after its transaction committed and a new InitProducerId bumped its epoch, so a committable restored from an old
  * checkpoint can never commit a newer transaction (its epoch is stale: Kafka refuses it, which
  * the sink takes as "completed before"). On open, the sink aborts transactions it left open —
  * every open transaction with its prefix of the instances it now stands for, found with
@@ -182,10 +171,10 @@ export class KafkaSink<T> implements Sink<T, KafkaCommittable>, JoinsCheckpointT
   private prefix = '';
   private partitions = 0;
   private leaders: number[] = [];
-  private slots: Slot[] = [];
+  private pool: TransactionPool | null = null;
   /** Transactions in order: the first ones are sealed (pre-committed, flushing), the last one takes writes. */
   private readonly txns: Txn[] = [];
-  /** Committed-to-be transactions by id, waiting for their commit to free the slot. */
+  /** Records written, not yet acknowledged (over all transactions). */
   private buffered = 0;
   private roundRobin = 0;
   private sending: Promise<void> | null = null;
@@ -194,7 +183,6 @@ export class KafkaSink<T> implements Sink<T, KafkaCommittable>, JoinsCheckpointT
   private closed = false;
   private idempotent: ProducerIdentity | null = null;
   private readonly idempotentSequences = new Map<number, number>();
-  private slotWaiters: Array<() => void> = [];
   /** Transactions this process committed (`id/producer/epoch`), recent ones: a commit handed again is skipped. */
   private readonly committed = new Set<string>();
   /** The job's checkpoint transactions, when it writes through them; and the checkpoint the next records belong to. */
@@ -241,7 +229,8 @@ export class KafkaSink<T> implements Sink<T, KafkaCommittable>, JoinsCheckpointT
     if (this.shared !== null) {
       this.nextCheckpoint = this.shared.firstCheckpointId;
     } else if (this.exactlyOnce) {
-      this.slots = Array.from({ length: this.poolSize }, (_, s) => ({ id: `${this.prefix}-${ctx.instance}-${s}`, fresh: null, busy: false, releasedAt: 0, preparing: null }));
+      const ids = Array.from({ length: this.poolSize }, (_, s) => `${this.prefix}-${ctx.instance}-${s}`);
+      this.pool = new TransactionPool(ids, this.client, this.retrier, this.timeoutMs);
     } else {
       this.idempotent = await this.retrier.run('initializing the producer', () => this.client.initProducer(null, this.timeoutMs));
     }
@@ -389,24 +378,23 @@ export class KafkaSink<T> implements Sink<T, KafkaCommittable>, JoinsCheckpointT
   async abort(): Promise<void> {
     if (!this.exactlyOnce || this.shared !== null) return;
     const { instance, parallelism } = this.ctx;
-    const ids = new Set(this.slots.map((s) => s.id));
+    const own = this.pool!.ids;
+    const ids = new Set(own);
     const listed = await this.retrier.run('listing open transactions', () => this.client.listTransactions()).catch((error: unknown) => {
       this.log(`listing open transactions failed (${describeKafkaError(error)}); aborting only this instance's own transactional ids`);
       return [];
     });
-    const own = new RegExp(`^${escapeRegExp(this.prefix)}-(\\d+)-(\\d+)$`);
+    const ours = new RegExp(`^${escapeRegExp(this.prefix)}-(\\d+)-(\\d+)$`);
     for (const t of listed) {
-      const m = own.exec(t.transactionalId);
+      const m = ours.exec(t.transactionalId);
       if (m === null || Number(m[1]) % parallelism !== instance) continue;
       if (t.state === 'CompleteCommit' || t.state === 'CompleteAbort' || t.state === 'Empty' || t.state === 'Dead') continue;
       ids.add(t.transactionalId);
     }
     let aborted = 0;
     for (const id of ids) {
-      const producer = await this.retrier.run(`aborting open transactions of ${id}`, () => this.client.initProducer(id, this.timeoutMs));
-      const slot = this.slots.find((s) => s.id === id);
-      if (slot !== undefined) slot.fresh = producer;
-      else aborted++;
+      await this.pool!.takeOver(id);
+      if (!own.includes(id)) aborted++;
     }
     if (aborted > 0) this.log(`aborted the open transactions of ${aborted} transactional id(s) of earlier instances`);
   }
@@ -416,20 +404,21 @@ export class KafkaSink<T> implements Sink<T, KafkaCommittable>, JoinsCheckpointT
     this.closed = true;
     this.retrier?.wakeAll();
     this.pressure?.resolve();
-    for (const w of this.slotWaiters) w();
+    const pool = this.pool?.close(); // wakes what waits for a transactional id
     for (const t of this.txns) for (const f of t.flushed) f();
     await this.sending?.catch(() => undefined);
     await this.client?.close().catch(() => undefined);
+    await pool;
   }
 
-  // ---- transactions and slots ----
+  // ---- transactions ----
 
   /** The transaction taking writes (started if there is none). */
   private current(): Txn {
     const last = this.txns[this.txns.length - 1];
     if (last !== undefined && !last.sealed) return last;
     const txn: Txn = {
-      slot: -1,
+      lease: null,
       transactionalId: null,
       producer: this.exactlyOnce ? null : this.idempotent,
       checkpoint: this.nextCheckpoint,
@@ -448,61 +437,22 @@ export class KafkaSink<T> implements Sink<T, KafkaCommittable>, JoinsCheckpointT
     return txn;
   }
 
-  /** The transaction's slot is free again (committed); its next use takes a new epoch. */
+  /** The transaction committed: its transactional id goes back to the pool. */
   private release(txn: Txn): void {
     const i = this.txns.indexOf(txn);
     if (i >= 0) this.txns.splice(i, 1);
-    const slot = this.slots[txn.slot];
-    if (slot !== undefined) {
-      slot.busy = false;
-      slot.fresh = null;
-      slot.releasedAt = performance.now();
-      this.prepare(slot, txn.producer);
-    }
-    const waiters = this.slotWaiters;
-    this.slotWaiters = [];
-    for (const w of waiters) w();
+    if (txn.lease !== null) this.pool!.release(txn.lease);
   }
 
-  /**
-   * Bumps a released slot's epoch ahead of its next use (in the background), so that a
-   * transaction starts without waiting for InitProducerId — and a committable restored from an
-   * old checkpoint can never commit the slot's next transaction.
-   */
-  private prepare(slot: Slot, previous: ProducerIdentity | null): void {
-    if (slot.preparing !== null || slot.fresh !== null || this.closed) return;
-    slot.preparing = this.client
-      .initProducer(slot.id, this.timeoutMs, previous ?? undefined)
-      .then((producer) => {
-        if (!slot.busy) slot.fresh = producer;
-      })
-      .catch(() => undefined) // taken again, with retries, when the slot is used
-      .finally(() => (slot.preparing = null));
-  }
-
-  /** Takes the least recently used free slot for `txn`, with a fresh producer epoch (waits while every slot is busy). */
+  /** Gives `txn` its transactional id and producer epoch: the checkpoint's transaction, or an id of the sink's pool. */
   private async begin(txn: Txn): Promise<void> {
     if (this.shared !== null) {
       const t = await this.shared.transaction(txn.checkpoint);
       Object.assign(txn, { transactionalId: t.transactionalId, producer: t.producer, shared: t, sequences: t.sequences(this.options.topic) });
       return;
     }
-    let slot: Slot | undefined;
-    for (;;) {
-      slot = undefined;
-      for (const s of this.slots) if (!s.busy && (slot === undefined || s.releasedAt < slot.releasedAt)) slot = s;
-      if (slot !== undefined) break;
-      if (this.closed) throw new KafkaSinkError('the sink was closed');
-      await new Promise<void>((r) => this.slotWaiters.push(r));
-    }
-    const chosen = slot;
-    chosen.busy = true;
-    (txn as { slot: number }).slot = this.slots.indexOf(chosen);
-    (txn as { transactionalId: string | null }).transactionalId = chosen.id;
-    await chosen.preparing;
-    const producer = chosen.fresh ?? (await this.retrier.run(`beginning a transaction on ${chosen.id}`, () => this.client.initProducer(chosen.id, this.timeoutMs)));
-    chosen.fresh = null;
-    txn.producer = producer;
+    const lease = await this.pool!.lease();
+    Object.assign(txn, { lease, transactionalId: lease.transactionalId, producer: lease.producer });
   }
 
   // ---- sending ----
