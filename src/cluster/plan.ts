@@ -76,8 +76,9 @@ export async function planCluster(p: Pipeline, jobId: string, client: KafkaClien
  * exchange's topic (records to the partition owning their key group) and a source reading the
  * task's partition of it (task 0 reads a global exchange's only partition); its Kafka sources,
  * Kafka sinks and exchange sinks write into the task's checkpoint transactions (offsets, output
- * and exchange records in the transaction of each checkpoint, which its manifest commits). The pipeline must have been built by the same module and
- * arguments as the one `plan` came from (the step ids are checked).
+ * and exchange records in the transaction of each checkpoint, which its manifest commits). The
+ * pipeline must have been built by the same module and arguments as the one `plan` came from (the
+ * step ids are checked).
  */
 export function rewriteForTask(p: Pipeline, plan: ClusterPlan, task: number, connection: KafkaConnection | undefined, transactions: CheckpointTransactions): void {
   const graph = p.graph;

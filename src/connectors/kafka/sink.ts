@@ -123,9 +123,9 @@ interface Txn {
  * crash is committed after the restore (committing it again is harmless: Kafka answers a repeated
  * commit of a committed transaction with success). Transactional ids come from a small pool per
  * instance (`<prefix>-<instance>-<slot>`, a {@link TransactionPool}); an id is used again only
- * after its transaction committed and a new InitProducerId bumped its epoch, so a committable restored from an old
- * checkpoint can never commit a newer transaction (its epoch is stale: Kafka refuses it, which
- * the sink takes as "completed before"). On open, the sink aborts transactions it left open —
+ * after its transaction committed and a new InitProducerId bumped its epoch, so a committable
+ * restored from an old checkpoint can never commit a newer transaction (its epoch is stale: Kafka
+ * refuses it, which the sink takes as "completed before"). On open, the sink aborts transactions it left open —
  * every open transaction with its prefix of the instances it now stands for, found with
  * ListTransactions, and InitProducerId on each of its own ids, which also fences zombie
  * instances of an earlier run. The transaction timeout must outlast a crash and its restart.
