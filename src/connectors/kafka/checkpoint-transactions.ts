@@ -106,7 +106,7 @@ class Entry implements CheckpointTransaction {
   transactionalId = '';
   producer: ProducerIdentity = { producerId: -1n, epoch: -1 };
   lease: Lease | null = null;
-  /** Resolves once the transaction has its slot and producer epoch. */
+  /** Resolves once the transaction has its transactional id and producer epoch. */
   ready!: Promise<CheckpointTransaction>;
   /** Offset commits in flight. */
   readonly pending: Array<Promise<void>> = [];
@@ -235,7 +235,7 @@ export class CheckpointTransactions {
     this.opened = true;
   }
 
-  /** Checkpoint `checkpointId`'s transaction (begun on a free slot at the first call; waits while every slot is busy). */
+  /** Checkpoint `checkpointId`'s transaction (begun on a free id of the pool at the first call; waits while every id is leased). */
   transaction(checkpointId: number): Promise<CheckpointTransaction> {
     if (this.failure !== null) return Promise.reject(this.failure);
     if (!this.opened) return Promise.reject(new Error('CheckpointTransactions: open() them before writing'));
@@ -297,6 +297,9 @@ export class CheckpointTransactions {
    */
   async close(): Promise<void> {
     if (this.closed) return;
+    this.closed = true;
+    this.retrier.wakeAll();
+    const pool = this.pool.close(); // a transaction still waiting for an id gives up
     const open = [...this.entries.values()];
     this.entries.clear();
     await Promise.all(
@@ -305,9 +308,7 @@ export class CheckpointTransactions {
         if (t !== null) await this.client.endTxn(t.transactionalId, t.producer, false).catch(() => undefined);
       }),
     );
-    this.closed = true;
-    this.retrier.wakeAll();
-    await this.pool.close();
+    await pool;
     if (this.ownsClient) await this.client.close().catch(() => undefined);
   }
 
