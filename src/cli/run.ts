@@ -16,7 +16,7 @@ import { type Dashboard, isLoopbackAddress, serveDashboard } from '../ui/dashboa
 import { sendControl, serveControl } from './control.ts';
 import { DuckDBDatabase } from '../connectors/duckdb/database.ts';
 import { type QueryEngine, readOnlyViolation } from '../ui/query-engine.ts';
-import { ClusterProcess, type ClusterOptions } from '../cluster/runner.ts';
+import { ClusterProcess, type ClusterOptions, MAX_CLUSTER_CHECKPOINT_INTERVAL } from '../cluster/runner.ts';
 
 export const RUN_USAGE = `spate run <pipeline.ts|pipeline.js> [options] [-- args...]
 
@@ -151,7 +151,7 @@ export async function runCommand(argv: readonly string[]): Promise<number> {
     if (!/^[A-Za-z0-9._-]{1,100}$/.test(jobId)) throw new UsageError(`--job-id '${jobId}' may only contain letters, digits, '.', '_' and '-' (1 to 100 of them)`);
     const connection = { brokers: clusterBrokers(values.cluster) };
     const threads = numericArg('parallelism', values.parallelism, defaultParallelism(), { integer: true, min: 1, max: 256 });
-    const checkpointInterval = numericArg('checkpoint-interval', values['checkpoint-interval'], 1_000, { min: 1, hint: 'ms' });
+    const checkpointInterval = numericArg('checkpoint-interval', values['checkpoint-interval'], 1_000, { min: 1, max: MAX_CLUSTER_CHECKPOINT_INTERVAL, hint: 'ms' });
     const metricsPort = numericArg('metrics-port', values['metrics-port'], undefined, { integer: true, min: 0, max: 65535 });
     const { path } = await loadModule(positionals, RUN_USAGE);
     return runClusterProcess({ module: pathToFileURL(path).href, args: rest, jobId, connection, threads, checkpointInterval, ...(metricsPort === undefined ? {} : { metricsPort }) });

@@ -96,3 +96,9 @@ it('two processes of one job from the API: metrics per task, a join moves tasks 
   expect(got).toEqual(want);
   await a.stop();
 }, 180_000);
+
+it('refuses a checkpoint interval a checkpoint’s Kafka transaction could not outlast', async () => {
+  for (const checkpointInterval of [0, 300_001, Number.NaN]) {
+    await expect(ClusterProcess.start({ module: 'file:///nowhere.ts', jobId: 'j', checkpointInterval })).rejects.toThrow(/checkpointInterval must be between 1 and 300000 ms/);
+  }
+});

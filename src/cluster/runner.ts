@@ -25,6 +25,13 @@ export type FromTaskWorker =
   | { type: 'status'; tasks: Array<{ task: number; phase: string; lastCheckpoint: number | null }> };
 
 /** Options of {@link ClusterProcess.start}. */
+/**
+ * The longest checkpoint interval of a cluster job (5 minutes): a checkpoint's Kafka transaction
+ * stays open for about one interval plus its writing, under the broker's default
+ * `transaction.max.timeout.ms` (15 minutes).
+ */
+export const MAX_CLUSTER_CHECKPOINT_INTERVAL = 300_000;
+
 export interface ClusterOptions {
   /** The pipeline module (a file URL), built by every process and every worker thread. */
   readonly module: string;
@@ -34,7 +41,11 @@ export interface ClusterOptions {
   readonly connection?: KafkaConnection;
   /** Worker threads running this process's tasks (default: the number of cores). */
   readonly threads?: number;
-  /** Milliseconds between each task's checkpoints (default 1000). */
+  /**
+   * Milliseconds between each task's checkpoints (default 1000, at most {@link MAX_CLUSTER_CHECKPOINT_INTERVAL}):
+   * a task's output becomes visible at its checkpoints, and each checkpoint is a Kafka transaction
+   * that stays open for about one interval (Kafka caps how long a transaction may stay open).
+   */
   readonly checkpointInterval?: number;
   /**
    * Serve `/metrics` (Prometheus text: each task's phase, restore time and bytes, task moves) and
@@ -107,6 +118,10 @@ export class ClusterProcess {
 
   /** Plans the job, creates its internal topics if missing, starts the worker threads and joins the group. */
   static async start(options: ClusterOptions): Promise<ClusterProcess> {
+    const interval = options.checkpointInterval;
+    if (interval !== undefined && !(interval >= 1 && interval <= MAX_CLUSTER_CHECKPOINT_INTERVAL)) {
+      throw new Error(`ClusterProcess: checkpointInterval must be between 1 and ${MAX_CLUSTER_CHECKPOINT_INTERVAL} ms, got ${String(interval)}`);
+    }
     const module = await loadPipelineModule(options.module);
     const p = await buildPipeline(module, options.args ?? []);
     const client = new PlatformaticKafkaClient(options.connection ?? {}, 'spate-cluster-plan');

@@ -44,7 +44,13 @@ async function start(task: number): Promise<void> {
   try {
     // One Kafka transaction per checkpoint holds the task's output, exchange records, state and
     // input offsets; opening the task's transactional ids fences (and aborts) every earlier owner.
-    entry.transactions = new CheckpointTransactions({ connection: init.connection, transactionalIdPrefix: `spate.${init.plan.jobId}.task.${task}`, log });
+    entry.transactions = new CheckpointTransactions({
+      connection: init.connection,
+      transactionalIdPrefix: `spate.${init.plan.jobId}.task.${task}`,
+      // Open for about one interval plus the checkpoint's writing (at most 5 + 1 minutes: under the broker's 15-minute cap).
+      transactionTimeoutMs: 2 * init.checkpointInterval + 60_000,
+      log,
+    });
     await entry.transactions.open();
     entry.storage = await KafkaCheckpointStorage.open({ connection: init.connection, topic: init.plan.checkpointTopic, partition: task, transactions: entry.transactions, log });
     entry.transactions.firstCheckpointId = await CheckpointCoordinator.firstId(entry.storage, undefined);

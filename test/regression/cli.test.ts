@@ -85,6 +85,8 @@ describe('bad option values are usage errors naming the option', () => {
     [['run', 'job.ts', '--metrics-port', '9100'], '--metrics-port needs --cluster (a single-process job serves /metrics with --ui)'],
     [['run', 'job.ts', '--cluster', 'kafka://127.0.0.1:9092', '--job-id', 'j', '--metrics-port', '70000'], "--metrics-port must be a whole number from 0 to 65535, got '70000'"],
     [['run', 'job.ts', '--cluster', 'kafka://127.0.0.1:9092', '--job-id', 'a/b'], "--job-id 'a/b' may only contain letters, digits, '.', '_' and '-' (1 to 100 of them)"],
+    // A checkpoint is a Kafka transaction open for about one interval: Kafka caps that at 15 minutes.
+    [['run', 'job.ts', '--cluster', 'kafka://127.0.0.1:9092', '--job-id', 'j', '--checkpoint-interval', '600000'], "--checkpoint-interval must be a number from 1 to 300000 (ms), got '600000'"],
   ])('%j', async (argv, message) => {
     const r = await run(argv);
     expect(r.code).toBe(2);
