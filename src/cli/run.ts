@@ -56,7 +56,9 @@ options:
                                 topics' partitions, exchange keyed records through the job's
                                 internal topics, keep each task's checkpoints in Kafka and take
                                 over the tasks of a process that stops or dies; --parallelism is
-                                then the number of worker threads running this process's tasks.
+                                then the number of worker threads running this process's tasks,
+                                and each checkpoint one Kafka transaction (output, state, offsets;
+                                --checkpoint-interval from 1 ms to 5 minutes).
                                 Every source must be a Kafka source
   --job-id ID                   the job this process joins (with --cluster; letters, digits . _ -)
   --metrics-port P              (with --cluster) serve /metrics (Prometheus: each task's phase —
