@@ -23,9 +23,10 @@ export async function createItems(table: string, rows: number): Promise<void> {
 
 /**
  * Runs random transactions on `table` until `stop()` (1–12 statements each: insert of a new key,
- * update of v, key change, delete), over keys 0..keys-1 and new ones from `fresh` on.
+ * update of v, key change, delete), over keys 0..keys-1 and new ones from `fresh` on;
+ * `committed()` counts the transactions committed so far.
  */
-export function writer(table: string, options: { keys: number; fresh?: number; pauseMs?: number }): { stop: () => Promise<number> } {
+export function writer(table: string, options: { keys: number; fresh?: number; pauseMs?: number }): { stop: () => Promise<number>; committed: () => number } {
   let running = true;
   let txs = 0;
   let next = options.fresh ?? 1_000_000;
@@ -62,6 +63,7 @@ export function writer(table: string, options: { keys: number; fresh?: number; p
     }
   })();
   return {
+    committed: () => txs,
     stop: async () => {
       running = false;
       await done;
