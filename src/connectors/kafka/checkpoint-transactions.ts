@@ -197,11 +197,9 @@ export class CheckpointTransactions {
   private opened = false;
   private closed = false;
   private failure: Error | null = null;
+  private readonly ownsClient: boolean;
 
-  constructor(
-    private readonly options: CheckpointTransactionsOptions,
-    client?: KafkaClient,
-  ) {
+  constructor(options: CheckpointTransactionsOptions, client?: KafkaClient) {
     const prefix = options.transactionalIdPrefix;
     if (typeof prefix !== 'string' || prefix.length === 0) throw new Error('CheckpointTransactions: `transactionalIdPrefix` is required');
     const size = options.poolSize ?? 4;
@@ -218,8 +216,6 @@ export class CheckpointTransactions {
       this.timeoutMs,
     );
   }
-
-  private readonly ownsClient: boolean;
 
   /** The pool's transactional ids. */
   get transactionalIds(): string[] {
@@ -284,11 +280,11 @@ export class CheckpointTransactions {
     try {
       await this.retrier.run(`committing the transaction of checkpoint ${checkpointId}`, () => this.client.endTxn(t.transactionalId, t.producer, true));
     } catch (error) {
-      throw this.fail(isFenced(error) ? this.fencedError(t, error as KafkaError) : new Error(`committing the Kafka transaction of checkpoint ${checkpointId} (${t.transactionalId}) failed: ${describe(error)}`, { cause: error }));
+      throw this.fail(isFenced(error) ? this.fencedError(t, error as KafkaError) : new Error(`committing the Kafka transaction of checkpoint ${checkpointId} (${t.transactionalId}) failed: ${describeKafkaError(error)}`, { cause: error }));
     }
     this.entries.delete(checkpointId);
     this.lastCommitted = checkpointId;
-    this.release(entry);
+    if (entry.lease !== null) this.pool.release(entry.lease);
   }
 
   /**
@@ -343,17 +339,8 @@ export class CheckpointTransactions {
     return entry;
   }
 
-  /** The transaction ended: its id goes back to the pool. */
-  private release(entry: Entry): void {
-    if (entry.lease !== null) this.pool.release(entry.lease);
-  }
-
   private fail(error: Error): Error {
     this.failure ??= error;
     return this.failure;
   }
-}
-
-function describe(error: unknown): string {
-  return error instanceof KafkaError ? describeKafkaError(error) : (error as Error).message;
 }

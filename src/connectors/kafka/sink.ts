@@ -333,8 +333,9 @@ export class KafkaSink<T> implements Sink<T, KafkaCommittable>, JoinsCheckpointT
   /** Commits pre-committed transactions in checkpoint order (idempotent: see the class comment). */
   async commit(committables: ReadonlyArray<Committable<KafkaCommittable>>): Promise<void> {
     if (this.shared !== null) {
-      // The checkpoint's manifest committed these transactions (and restored ones were committed with theirs).
-      for (const c of committables) for (const t of this.txns.filter((x) => x.sealed && x.checkpoint <= c.checkpointId)) this.release(t);
+      // The checkpoints' manifests committed these transactions (and restored ones were committed with theirs).
+      const upTo = committables.at(-1)?.checkpointId ?? -1; // in checkpoint order
+      for (const t of this.txns.filter((x) => x.sealed && x.checkpoint <= upTo)) this.release(t);
       return;
     }
     for (const c of committables) {
